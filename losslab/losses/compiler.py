@@ -1,0 +1,202 @@
+"""Compilation of loss trees to torch programs.
+
+A program is a straight-line list of instructions over the unique sub-trees of one or more
+expressions (common sub-expressions such as ``vsum(y)`` run once), with constant sub-trees folded
+at compile time. Terminals are computed lazily from the logits and labels, once per call, and
+shared by every term of a compound loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from losslab.losses.nodes import BinOp, Call, Compare, Neg, Node, Num, Var, children
+from losslab.losses.ops import BINARY, COMPARISONS, FUNCTIONS, TERMINALS
+
+__all__ = ["Program", "Terminals", "compile_program", "signed_distance"]
+
+
+def signed_distance(onehot: torch.Tensor) -> torch.Tensor:
+    """Signed distance to the boundary of each class of a one-hot target (Kervadec et al., 2019).
+
+    Negative inside the class, positive outside, in voxels; zero for a class absent from an image.
+    Computed on the CPU with SciPy's exact Euclidean distance transform.
+
+    Args:
+        onehot: ``[B, C, *spatial]``.
+
+    Returns:
+        ``[B, C, *spatial]`` float32 on the device of ``onehot``.
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    masks = onehot.detach().to("cpu", torch.bool).numpy()
+    out = np.zeros(masks.shape, dtype=np.float32)
+    for b in range(masks.shape[0]):
+        for c in range(masks.shape[1]):
+            pos = masks[b, c]
+            if pos.any() and not pos.all():
+                neg = ~pos
+                out[b, c] = distance_transform_edt(neg) * neg - (distance_transform_edt(pos) - 1) * pos
+    return torch.from_numpy(out).to(onehot.device)
+
+
+@dataclass
+class Terminals:
+    """The terminals of one evaluation, computed on first use.
+
+    Give ``logits [B, C, *spatial]`` and integer ``labels [B, *spatial]``; or, to evaluate a loss on
+    probabilities directly (tests, screening), ``probs`` and ``onehot`` (then ``z`` is unavailable).
+    ``weights [C]`` are the current class weights (ones when omitted).
+    """
+
+    logits: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+    probs: torch.Tensor | None = None
+    onehot: torch.Tensor | None = None
+    weights: torch.Tensor | None = None
+    _cache: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.logits is None and self.probs is None:
+            raise ValueError("Terminals need logits or probs")
+        if self.labels is None and self.onehot is None:
+            raise ValueError("Terminals need labels or onehot")
+        ref = self.logits if self.logits is not None else self.probs
+        if ref.dim() < 3:
+            raise ValueError(f"expected [B, C, *spatial] predictions, got shape {tuple(ref.shape)}")
+        if self.labels is not None:
+            expected = (ref.shape[0], *ref.shape[2:])
+            if tuple(self.labels.shape) != expected:
+                raise ValueError(
+                    f"labels of shape {tuple(self.labels.shape)} do not match predictions of "
+                    f"shape {tuple(ref.shape)}; expected {expected}"
+                )
+        self.num_classes = ref.shape[1]
+
+    def get(self, name: str) -> torch.Tensor | float:
+        if name in self._cache:
+            return self._cache[name]
+        value = self._compute(name)
+        self._cache[name] = value
+        return value
+
+    def _compute(self, name: str) -> torch.Tensor | float:
+        if name == "nc":
+            return float(self.num_classes)
+        if name == "z":
+            if self.logits is None:
+                raise ValueError("the loss uses the logits 'z' but only probabilities were given")
+            return self.logits.float()
+        if name == "p":
+            return self.probs if self.probs is not None else torch.softmax(self.get("z"), 1)
+        if name == "logp":
+            if self.logits is None:
+                return torch.log(self.probs.clamp_min(1e-12))
+            return torch.log_softmax(self.get("z"), 1)
+        if name == "y":
+            if self.onehot is not None:
+                return self.onehot.float()
+            ref = self.logits if self.logits is not None else self.probs
+            onehot = torch.zeros(ref.shape, dtype=torch.float32, device=ref.device)
+            return onehot.scatter_(1, self.labels.unsqueeze(1).long(), 1.0)
+        if name == "fg":
+            ref = self.get("y")
+            shape = [1, self.num_classes] + [1] * (ref.dim() - 2)
+            fg = torch.ones(shape, dtype=torch.float32, device=ref.device)
+            fg[:, 0] = 0.0
+            return fg
+        if name == "dist":
+            return signed_distance(self.get("y"))
+        if name == "w":
+            ref = self.get("y")
+            if self.weights is None:
+                return torch.ones(self.num_classes, dtype=torch.float32, device=ref.device)
+            return self.weights.to(ref.device, torch.float32)
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class Program:
+    """Straight-line code for several outputs over shared terminals.
+
+    ``steps`` holds ``(kind, payload, argument slots)``; a slot is an index into the values
+    computed so far, or a Python float for a folded constant.
+    """
+
+    steps: tuple[tuple[str, object, tuple[int | float, ...]], ...]
+    outputs: tuple[int | float, ...]
+    terminals: frozenset[str]
+
+    def run(self, terminals: Terminals) -> list[torch.Tensor]:
+        """Evaluate every output; constant outputs come back as 0-d tensors."""
+        values: list = []
+        for kind, payload, slots in self.steps:
+            args = [values[s] if isinstance(s, int) else s for s in slots]
+            if kind == "terminal":
+                values.append(terminals.get(payload))
+            else:
+                values.append(payload(*args))
+        results = []
+        for slot in self.outputs:
+            value = values[slot] if isinstance(slot, int) else slot
+            if not isinstance(value, torch.Tensor):
+                ref = terminals.get("y")
+                value = torch.tensor(float(value), device=ref.device)
+            results.append(value)
+        return results
+
+
+def _operation(node: Node):
+    if isinstance(node, Neg):
+        return lambda x: -x
+    if isinstance(node, BinOp):
+        return BINARY[node.op]
+    if isinstance(node, Compare):
+        compare = COMPARISONS[node.op]
+        return lambda a, b: compare(torch.as_tensor(a), torch.as_tensor(b))
+    if isinstance(node, Call):
+        return FUNCTIONS[node.fn].impl
+    raise TypeError(node)
+
+
+def compile_program(trees: Sequence[Node]) -> Program:
+    """Compile trees whose parameters are already bound (see ``bind_parameters``)."""
+    slots: dict[Node, int | float] = {}
+    steps: list[tuple[str, object, tuple[int | float, ...]]] = []
+    used_terminals: set[str] = set()
+
+    def visit(node: Node) -> int | float:
+        if node in slots:
+            return slots[node]
+        if isinstance(node, Num):
+            slot: int | float = node.value
+        elif isinstance(node, Var):
+            if node.name not in TERMINALS:
+                raise ValueError(f"parameter '{node.name}' is not bound")
+            used_terminals.add(node.name)
+            steps.append(("terminal", node.name, ()))
+            slot = len(steps) - 1
+        else:
+            args = tuple(visit(child) for child in children(node))
+            operation = _operation(node)
+            if all(isinstance(a, float) for a in args):
+                slot = _fold(operation, args)
+            else:
+                steps.append(("op", operation, args))
+                slot = len(steps) - 1
+        slots[node] = slot
+        return slot
+
+    outputs = tuple(visit(tree) for tree in trees)
+    return Program(tuple(steps), outputs, frozenset(used_terminals))
+
+
+def _fold(operation, args: tuple[float, ...]) -> float:
+    """Evaluate a constant sub-tree once, with the same protected code as at run time."""
+    value = operation(*(torch.tensor(a, dtype=torch.float32) for a in args))
+    return float(value)

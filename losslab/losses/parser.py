@@ -1,0 +1,273 @@
+"""Parsing and kind checking of loss expressions.
+
+Text is parsed with Python's :mod:`ast` and only a whitelist of node types is accepted; nothing is
+ever evaluated. A loss text is one expression, optionally followed by parameter bindings::
+
+    vmean(-(1 - p) ** gamma * y * logp); gamma=2
+
+Every error is a :class:`LossSyntaxError` that quotes the text and points at the offending part.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+
+from losslab.losses.nodes import (
+    BinOp,
+    Call,
+    Compare,
+    Neg,
+    Node,
+    Num,
+    Var,
+    children,
+    iter_nodes,
+    to_source,
+)
+from losslab.losses.ops import FUNCTIONS, PARAMETERS, TERMINALS, Kind, KindError, combine
+
+__all__ = ["DEFAULT_MAX_NODES", "LossSyntaxError", "check_tree", "parse_expression"]
+
+DEFAULT_MAX_NODES = 128
+
+_BINARY = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
+_COMPARE = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
+
+
+class LossSyntaxError(ValueError):
+    """A loss expression that cannot be accepted, with the place at fault marked.
+
+    Attributes:
+        expression: the text as given (or the printed tree for a tree built in code).
+        reason: what is wrong.
+        span: ``(line, start, end)`` columns of the offending part, or ``None``.
+    """
+
+    def __init__(self, reason: str, expression: str, span: tuple[int, int, int] | None = None):
+        self.reason = reason
+        self.expression = expression
+        self.span = span
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        lines = self.expression.splitlines() or [""]
+        if self.span is None:
+            return f"{self.reason}\n  in loss expression: {self.expression}"
+        line, start, end = self.span
+        text = lines[min(line, len(lines)) - 1]
+        marker = " " * start + "^" * max(1, end - start)
+        return f"{self.reason}\n  {text}\n  {marker}"
+
+
+def _kind_rule(node: Node, kinds: list[Kind]) -> Kind:
+    """Kind of ``node`` from the kinds of its children (raises KindError)."""
+    for position, child in enumerate(children(node)):
+        if isinstance(child, Compare) and not (isinstance(node, Call) and node.fn == "where" and position == 0):
+            raise KindError("a comparison is only allowed as the condition of where")
+    if isinstance(node, Num):
+        return Kind.SCALAR
+    if isinstance(node, Var):
+        return TERMINALS[node.name][0] if node.name in TERMINALS else Kind.SCALAR
+    if isinstance(node, Neg):
+        return kinds[0]
+    if isinstance(node, (BinOp, Compare)):
+        try:
+            return combine(*kinds)
+        except KindError as exc:
+            raise KindError(f"in '{node.op}': {exc}") from None
+    if isinstance(node, Call):
+        fn = FUNCTIONS[node.fn]
+        if node.fn == "where" and not isinstance(node.args[0], Compare):
+            raise KindError("the first argument of where must be a comparison such as 'p > 0.5'")
+        return fn.result(*kinds)
+    raise TypeError(f"not a loss expression node: {node!r}")
+
+
+def _require_constant(node: Node, fn: str, position: int) -> None:
+    for sub in iter_nodes(node):
+        if isinstance(sub, Var) and sub.name in TERMINALS:
+            raise KindError(
+                f"argument {position + 1} of {fn} must be a number or a parameter, "
+                f"not the terminal '{sub.name}'"
+            )
+
+
+def _check_call(fn_name: str, args: tuple[Node, ...]) -> None:
+    fn = FUNCTIONS[fn_name]
+    if len(args) != fn.arity:
+        raise KindError(f"{fn_name} takes {fn.arity} argument(s), got {len(args)}")
+    for position in fn.constant_args:
+        _require_constant(args[position], fn_name, position)
+
+
+class _Converter:
+    """Turns a whitelisted Python AST into a kind-checked tree, tracking the source spans."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.count = 0
+
+    def fail(self, reason: str, node: ast.AST) -> LossSyntaxError:
+        line = getattr(node, "lineno", 1)
+        start = getattr(node, "col_offset", 0)
+        end = getattr(node, "end_col_offset", start + 1)
+        if getattr(node, "end_lineno", line) != line:
+            end = len(self.text.splitlines()[line - 1])
+        return LossSyntaxError(reason, self.text, (line, start, end))
+
+    def convert(self, node: ast.AST) -> tuple[Node, Kind]:
+        self.count += 1
+        tree, kids = self._build(node)
+        try:
+            if isinstance(tree, Call):
+                _check_call(tree.fn, tree.args)
+            return tree, _kind_rule(tree, kids)
+        except KindError as exc:
+            raise self.fail(str(exc), node) from None
+
+    def _build(self, node: ast.AST) -> tuple[Node, list[Kind]]:
+        if isinstance(node, ast.Constant):
+            if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
+                raise self.fail(f"only numbers are allowed as constants, got {node.value!r}", node)
+            if not math.isfinite(node.value):
+                raise self.fail("constants must be finite", node)
+            return Num(float(node.value)), []
+        if isinstance(node, ast.Name):
+            if node.id not in TERMINALS and node.id not in PARAMETERS:
+                raise self.fail(
+                    f"unknown name '{node.id}'; terminals are {', '.join(TERMINALS)}, "
+                    f"parameters are {', '.join(PARAMETERS)}",
+                    node,
+                )
+            return Var(node.id), []
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            operand, kind = self.convert(node.operand)
+            return (Neg(operand) if isinstance(node.op, ast.USub) else operand), [kind]
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+            left, lk = self.convert(node.left)
+            right, rk = self.convert(node.right)
+            return BinOp(_BINARY[type(node.op)], left, right), [lk, rk]
+        if isinstance(node, ast.Compare):
+            if len(node.ops) != 1 or type(node.ops[0]) not in _COMPARE:
+                raise self.fail("only a single <, <=, > or >= comparison is allowed", node)
+            left, lk = self.convert(node.left)
+            right, rk = self.convert(node.comparators[0])
+            return Compare(_COMPARE[type(node.ops[0])], left, right), [lk, rk]
+        if isinstance(node, ast.Call):
+            if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
+                name = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)
+                raise self.fail(
+                    f"unknown function '{name}'; functions are {', '.join(FUNCTIONS)}", node.func
+                )
+            if node.keywords:
+                raise self.fail("keyword arguments are not allowed", node.keywords[0])
+            converted = [self.convert(arg) for arg in node.args]
+            args = tuple(c[0] for c in converted)
+            return Call(node.func.id, args), [c[1] for c in converted]
+        raise self.fail(f"'{type(node).__name__}' is not part of the loss language", node)
+
+
+def parse_expression(
+    text: str, *, max_nodes: int = DEFAULT_MAX_NODES
+) -> tuple[Node, Kind, dict[str, float]]:
+    """Parse loss text into ``(tree, kind, bound parameters)``.
+
+    Raises:
+        LossSyntaxError: for anything outside the language, unknown names or parameters, kind
+            errors, a voxel tensor as the result, or a tree of more than ``max_nodes`` nodes.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise LossSyntaxError("the loss expression is empty", str(text))
+    try:
+        module = ast.parse(text.strip(), mode="exec")
+    except SyntaxError as exc:
+        column = (exc.offset or 1) - 1
+        raise LossSyntaxError(
+            f"not a valid expression: {exc.msg}",
+            text.strip(),
+            (exc.lineno or 1, column, column + 1),
+        ) from None
+    text = text.strip()
+    converter = _Converter(text)
+    if not module.body or not isinstance(module.body[0], ast.Expr):
+        raise converter.fail("the text must start with an expression", module.body[0])
+    params: dict[str, float] = {}
+    for statement in module.body[1:]:
+        name, value = _parse_binding(statement, converter)
+        if name in params:
+            raise converter.fail(f"parameter '{name}' is bound twice", statement)
+        params[name] = value
+    expression = module.body[0].value
+    tree, kind = converter.convert(expression)
+    if isinstance(tree, Compare):
+        raise converter.fail("a comparison is only allowed as the condition of where", expression)
+    if converter.count > max_nodes:
+        raise converter.fail(
+            f"the expression has {converter.count} nodes, more than the limit of {max_nodes}",
+            expression,
+        )
+    if kind is Kind.VOXEL:
+        raise converter.fail(
+            "the loss is a voxel tensor; reduce it with vsum, vmean or topk_mean to a class "
+            "vector (and optionally csum or cmean to a scalar)",
+            expression,
+        )
+    return tree, kind, params
+
+
+def _parse_binding(statement: ast.stmt, converter: _Converter) -> tuple[str, float]:
+    if (
+        not isinstance(statement, ast.Assign)
+        or len(statement.targets) != 1
+        or not isinstance(statement.targets[0], ast.Name)
+    ):
+        raise converter.fail("after ';' only parameter bindings such as 'gamma=2' are allowed", statement)
+    name = statement.targets[0].id
+    if name not in PARAMETERS:
+        raise converter.fail(
+            f"unknown parameter '{name}'; parameters are {', '.join(PARAMETERS)}", statement.targets[0]
+        )
+    value_node = statement.value
+    sign = 1.0
+    if isinstance(value_node, ast.UnaryOp) and isinstance(value_node.op, ast.USub):
+        sign, value_node = -1.0, value_node.operand
+    if (
+        not isinstance(value_node, ast.Constant)
+        or isinstance(value_node.value, bool)
+        or not isinstance(value_node.value, (int, float))
+    ):
+        raise converter.fail(f"parameter '{name}' must be bound to a number", statement.value)
+    return name, sign * float(value_node.value)
+
+
+def check_tree(tree: Node, *, max_nodes: int = DEFAULT_MAX_NODES) -> Kind:
+    """Kind-check a tree built in code (by a search backend); returns the kind of its value.
+
+    Raises:
+        LossSyntaxError: quoting the printed sub-expression at fault.
+    """
+    count = sum(1 for _ in iter_nodes(tree))
+    if count > max_nodes:
+        raise LossSyntaxError(
+            f"the expression has {count} nodes, more than the limit of {max_nodes}",
+            to_source(tree),
+        )
+    kind = _check_kinds(tree, tree)
+    if kind is Kind.VOXEL:
+        raise LossSyntaxError("the loss is a voxel tensor; reduce it first", to_source(tree))
+    return kind
+
+
+def _check_kinds(node: Node, root: Node) -> Kind:
+    if isinstance(node, Call) and node.fn not in FUNCTIONS:
+        raise LossSyntaxError(f"unknown function '{node.fn}'", to_source(root))
+    if isinstance(node, Var) and node.name not in TERMINALS and node.name not in PARAMETERS:
+        raise LossSyntaxError(f"unknown name '{node.name}'", to_source(root))
+    kinds = [_check_kinds(child, root) for child in children(node)]
+    try:
+        if isinstance(node, Call):
+            _check_call(node.fn, node.args)
+        return _kind_rule(node, kinds)
+    except KindError as exc:
+        raise LossSyntaxError(f"{exc} (at '{to_source(node)}')", to_source(root)) from None

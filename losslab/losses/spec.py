@@ -1,0 +1,213 @@
+"""``LossSpec``: one expression of the loss language with its parameters bound.
+
+A spec prints to a canonical string that parses back to an equal spec, so the string is both
+the human-readable name of a loss and its storage format. Every parameter the expression uses is
+printed with its value, so the string does not depend on defaults that may change::
+
+    >>> spec = parse_loss("vmean(-(1 - p) ** gamma * y * logp)")
+    >>> str(spec)
+    'vmean(-(1 - p) ** gamma * y * logp); gamma=2'
+    >>> parse_loss(str(spec)) == spec
+    True
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+
+from losslab.losses.compiler import Program, Terminals, compile_program
+from losslab.losses.nodes import Node, Var, bind_parameters, format_number, iter_nodes, to_source
+from losslab.losses.ops import PARAMETERS, Kind
+from losslab.losses.parser import (
+    DEFAULT_MAX_NODES,
+    LossSyntaxError,
+    check_tree,
+    parse_expression,
+)
+
+__all__ = ["CompiledLoss", "CompoundLoss", "LossSpec", "compile_terms", "parse_loss", "reduce"]
+
+
+def _used_parameters(tree: Node) -> list[str]:
+    return sorted({n.name for n in iter_nodes(tree) if isinstance(n, Var) and n.name in PARAMETERS})
+
+
+def _check_value(name: str, value: float, text: str) -> float:
+    spec = PARAMETERS[name]
+    value = float(value)
+    if not spec.low <= value <= spec.high:
+        raise LossSyntaxError(
+            f"parameter {name}={format_number(value)} is out of its range "
+            f"[{format_number(spec.low)}, {format_number(spec.high)}] ({spec.doc})",
+            text,
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """A loss expression and the values of the parameters it uses.
+
+    Build one with :func:`parse_loss` (from text) or :meth:`from_tree` (from a tree built in
+    code). Equality and hashing are structural.
+    """
+
+    tree: Node
+    params: tuple[tuple[str, float], ...] = ()
+
+    @classmethod
+    def from_tree(
+        cls, tree: Node, max_nodes: int = DEFAULT_MAX_NODES, **params: float
+    ) -> LossSpec:
+        """Check a tree built in code and bind its parameters (defaults for the others)."""
+        check_tree(tree, max_nodes=max_nodes)
+        return cls._bind(tree, params, to_source(tree))
+
+    @classmethod
+    def _bind(cls, tree: Node, given: dict[str, float], text: str) -> LossSpec:
+        used = _used_parameters(tree)
+        unused = sorted(set(given) - set(used))
+        if unused:
+            raise LossSyntaxError(
+                f"parameter(s) {', '.join(unused)} are not used by the expression"
+                + (f" (it uses: {', '.join(used)})" if used else " (it uses none)"),
+                text,
+            )
+        values = {
+            name: _check_value(name, given.get(name, PARAMETERS[name].default), text)
+            for name in used
+        }
+        return cls(tree, tuple(sorted(values.items())))
+
+    @property
+    def expression(self) -> str:
+        """The canonical text of the expression, without parameter bindings."""
+        return to_source(self.tree)
+
+    @property
+    def parameters(self) -> dict[str, float]:
+        return dict(self.params)
+
+    @cached_property
+    def kind(self) -> Kind:
+        """``Kind.CLASS`` (per-class vector ``[C]``) or ``Kind.SCALAR`` (class-coupled)."""
+        return check_tree(self.tree, max_nodes=10**9)
+
+    @property
+    def terms(self) -> tuple[LossSpec, ...]:
+        return (self,)
+
+    def __str__(self) -> str:
+        bindings = "; ".join(f"{k}={format_number(v)}" for k, v in self.params)
+        return f"{self.expression}; {bindings}" if bindings else self.expression
+
+    def with_params(self, **params: float) -> LossSpec:
+        """A copy with some parameters changed (each must be used by the expression)."""
+        return LossSpec._bind(self.tree, {**self.parameters, **params}, str(self))
+
+    def to_json(self) -> str:
+        return json.dumps({"loss": str(self)})
+
+    @classmethod
+    def from_json(cls, text: str) -> LossSpec:
+        return parse_loss(json.loads(text)["loss"])
+
+    def compile(self) -> CompiledLoss:
+        return CompiledLoss((self,))
+
+
+def parse_loss(text: str, *, max_nodes: int = DEFAULT_MAX_NODES, **params: float) -> LossSpec:
+    """Parse a loss text (``expression[; name=value ...]``) into a :class:`LossSpec`.
+
+    Keyword ``params`` override the bindings in the text; parameters bound nowhere take their
+    defaults from :data:`losslab.losses.ops.PARAMETERS`.
+
+    Raises:
+        LossSyntaxError: quoting the text and pointing at the part at fault.
+    """
+    tree, _, bound = parse_expression(text, max_nodes=max_nodes)
+    return LossSpec._bind(tree, {**bound, **params}, text.strip())
+
+
+@dataclass(frozen=True)
+class CompoundLoss:
+    """Several loss terms with static term weights, ``L = sum_k alpha_k * R_k``."""
+
+    name: str
+    terms: tuple[LossSpec, ...]
+    weights: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.terms) != len(self.weights) or not self.terms:
+            raise ValueError(f"{self.name}: need one weight per term and at least one term")
+
+    def __str__(self) -> str:
+        return " + ".join(f"{format_number(a)} * [{t}]" for a, t in zip(self.weights, self.terms))
+
+    def compile(self) -> CompiledLoss:
+        return CompiledLoss(self.terms)
+
+
+def reduce(value: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Reduce a term's value to a scalar: ``mean_c(w_c * L_c)`` for ``[C]``, as is for a scalar."""
+    if value.dim() == 0:
+        return value
+    if weights is None:
+        return value.mean()
+    return (weights.to(value) * value).mean()
+
+
+class CompiledLoss:
+    """Torch code of one or more loss terms sharing terminals and common sub-expressions.
+
+    Calling it with ``logits [B, C, *spatial]`` and integer ``labels [B, *spatial]`` returns a
+    list with one value per term: ``[C]`` for a per-class term, a 0-d tensor for a class-coupled
+    one. Values are float32 whatever the dtype of the logits (autocast-safe).
+    """
+
+    def __init__(self, terms: Sequence[LossSpec]):
+        self.terms = tuple(terms)
+        self.program: Program = _compile_with_own_params(self.terms)
+        self.uses = self.program.terminals
+
+    def evaluate(self, terminals: Terminals) -> list[torch.Tensor]:
+        with torch.autocast(device_type=_device_type(terminals), enabled=False):
+            return self.program.run(terminals)
+
+    def __call__(
+        self, logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
+        return self.evaluate(Terminals(logits=logits, labels=labels, weights=weights))
+
+    def total(
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        class_weights: torch.Tensor | None = None,
+        term_weights: Sequence[float] | torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``sum_k alpha_k * mean_c(w_c * L_kc)``, the objective of DESIGN.md."""
+        values = self(logits, labels, class_weights)
+        alphas = [1.0] * len(values) if term_weights is None else term_weights
+        return sum(a * reduce(v, class_weights) for a, v in zip(alphas, values))
+
+
+def _device_type(terminals: Terminals) -> str:
+    ref = terminals.logits if terminals.logits is not None else terminals.probs
+    return ref.device.type
+
+
+def _compile_with_own_params(terms: Sequence[LossSpec]) -> Program:
+    """One program for all terms, each term's parameters folded in as constants."""
+    trees = [bind_parameters(term.tree, term.parameters) for term in terms]
+    return compile_program(trees)
+
+
+def compile_terms(terms: Sequence[LossSpec]) -> CompiledLoss:
+    """Compile several terms into one :class:`CompiledLoss`."""
+    return CompiledLoss(terms)
