@@ -41,7 +41,9 @@ def signed_distance(onehot: torch.Tensor) -> torch.Tensor:
             pos = masks[b, c]
             if pos.any() and not pos.all():
                 neg = ~pos
-                out[b, c] = distance_transform_edt(neg) * neg - (distance_transform_edt(pos) - 1) * pos
+                out[b, c] = (
+                    distance_transform_edt(neg) * neg - (distance_transform_edt(pos) - 1) * pos
+                )
     return torch.from_numpy(out).to(onehot.device)
 
 
@@ -100,7 +102,7 @@ class Terminals:
             return torch.log_softmax(self.get("z"), 1)
         if name == "y":
             if self.onehot is not None:
-                return self.onehot.float()
+                return self.onehot if self.onehot.is_floating_point() else self.onehot.float()
             ref = self.logits if self.logits is not None else self.probs
             onehot = torch.zeros(ref.shape, dtype=torch.float32, device=ref.device)
             return onehot.scatter_(1, self.labels.unsqueeze(1).long(), 1.0)

@@ -142,8 +142,12 @@ _ENTRIES = [
         "is lowered by a margin for foreground classes only.",
         "nc * vmean(-y * log_softmax(z - margin * y * fg)); margin=1",
     ),
-    LibraryLoss("dice_ce", "Dice + cross-entropy (MONAI's DiceCELoss).", parts=(("dice", 1.0), ("ce", 1.0))),
-    LibraryLoss("dice_focal", "Dice + focal (MONAI's DiceFocalLoss).", parts=(("dice", 1.0), ("focal", 1.0))),
+    LibraryLoss(
+        "dice_ce", "Dice + cross-entropy (MONAI's DiceCELoss).", parts=(("dice", 1.0), ("ce", 1.0))
+    ),
+    LibraryLoss(
+        "dice_focal", "Dice + focal (MONAI's DiceFocalLoss).", parts=(("dice", 1.0), ("focal", 1.0))
+    ),
     LibraryLoss(
         "tversky_focal",
         "Tversky + focal (Abraham and Khan 2019 combine Tversky with a focal term).",

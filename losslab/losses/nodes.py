@@ -35,7 +35,9 @@ class Num:
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.value) or self.value < 0:
-            raise ValueError(f"Num holds a finite non-negative value, got {self.value!r}; use num()")
+            raise ValueError(
+                f"Num holds a finite non-negative value, got {self.value!r}; use num()"
+            )
 
 
 @dataclass(frozen=True)

@@ -243,10 +243,18 @@ FUNCTIONS: dict[str, Function] = {
         "topk_mean(x, k): mean of the top k fraction of voxels per class",
         constant_args=(1,),
     ),
-    "csum": Function(1, lambda x: x.sum(), _needs("csum", Kind.CLASS, Kind.SCALAR), "sum over classes"),
-    "cmean": Function(1, lambda x: x.mean(), _needs("cmean", Kind.CLASS, Kind.SCALAR), "class mean"),
-    "cmax": Function(1, lambda x: x.max(), _needs("cmax", Kind.CLASS, Kind.SCALAR), "class maximum"),
-    "cmin": Function(1, lambda x: x.min(), _needs("cmin", Kind.CLASS, Kind.SCALAR), "class minimum"),
+    "csum": Function(
+        1, lambda x: x.sum(), _needs("csum", Kind.CLASS, Kind.SCALAR), "sum over classes"
+    ),
+    "cmean": Function(
+        1, lambda x: x.mean(), _needs("cmean", Kind.CLASS, Kind.SCALAR), "class mean"
+    ),
+    "cmax": Function(
+        1, lambda x: x.max(), _needs("cmax", Kind.CLASS, Kind.SCALAR), "class maximum"
+    ),
+    "cmin": Function(
+        1, lambda x: x.min(), _needs("cmin", Kind.CLASS, Kind.SCALAR), "class minimum"
+    ),
 }
 
 COMPARISONS: dict[str, Callable] = {

@@ -63,7 +63,9 @@ class LossSyntaxError(ValueError):
 def _kind_rule(node: Node, kinds: list[Kind]) -> Kind:
     """Kind of ``node`` from the kinds of its children (raises KindError)."""
     for position, child in enumerate(children(node)):
-        if isinstance(child, Compare) and not (isinstance(node, Call) and node.fn == "where" and position == 0):
+        if isinstance(child, Compare) and not (
+            isinstance(node, Call) and node.fn == "where" and position == 0
+        ):
             raise KindError("a comparison is only allowed as the condition of where")
     if isinstance(node, Num):
         return Kind.SCALAR
@@ -155,10 +157,13 @@ class _Converter:
             right, rk = self.convert(node.comparators[0])
             return Compare(_COMPARE[type(node.ops[0])], left, right), [lk, rk]
         if isinstance(node, ast.Call):
-            if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
-                name = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)
+            if not isinstance(node.func, ast.Name):
+                reason = f"'{type(node.func).__name__}' is not part of the loss language"
+                raise self.fail(reason, node.func)
+            if node.func.id not in FUNCTIONS:
                 raise self.fail(
-                    f"unknown function '{name}'; functions are {', '.join(FUNCTIONS)}", node.func
+                    f"unknown function '{node.func.id}'; functions are {', '.join(FUNCTIONS)}",
+                    node.func,
                 )
             if node.keywords:
                 raise self.fail("keyword arguments are not allowed", node.keywords[0])
@@ -222,11 +227,14 @@ def _parse_binding(statement: ast.stmt, converter: _Converter) -> tuple[str, flo
         or len(statement.targets) != 1
         or not isinstance(statement.targets[0], ast.Name)
     ):
-        raise converter.fail("after ';' only parameter bindings such as 'gamma=2' are allowed", statement)
+        raise converter.fail(
+            "after ';' only parameter bindings such as 'gamma=2' are allowed", statement
+        )
     name = statement.targets[0].id
     if name not in PARAMETERS:
         raise converter.fail(
-            f"unknown parameter '{name}'; parameters are {', '.join(PARAMETERS)}", statement.targets[0]
+            f"unknown parameter '{name}'; parameters are {', '.join(PARAMETERS)}",
+            statement.targets[0],
         )
     value_node = statement.value
     sign = 1.0

@@ -61,9 +61,7 @@ class LossSpec:
     params: tuple[tuple[str, float], ...] = ()
 
     @classmethod
-    def from_tree(
-        cls, tree: Node, max_nodes: int = DEFAULT_MAX_NODES, **params: float
-    ) -> LossSpec:
+    def from_tree(cls, tree: Node, max_nodes: int = DEFAULT_MAX_NODES, **params: float) -> LossSpec:
         """Check a tree built in code and bind its parameters (defaults for the others)."""
         check_tree(tree, max_nodes=max_nodes)
         return cls._bind(tree, params, to_source(tree))
