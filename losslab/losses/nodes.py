@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Union
 
 __all__ = [
     "BinOp",
@@ -80,7 +79,7 @@ class Call:
     args: tuple[Node, ...]
 
 
-Node = Union[Num, Var, Neg, BinOp, Compare, Call]
+Node = Num | Var | Neg | BinOp | Compare | Call
 
 
 def num(value: float) -> Node:
