@@ -1,7 +1,7 @@
 """The ``losslab`` command line.
 
-Each subcommand lives with the package it drives and registers itself here through a
-``register(subparsers)`` function, so this module stays a thin dispatcher.
+Subcommands that belong to one package register themselves through a ``register(subparsers)``
+function (``losslab data ...``); the ones that combine packages (``train``) live here.
 """
 
 from __future__ import annotations
@@ -11,6 +11,92 @@ import sys
 from collections.abc import Sequence
 
 from losslab import __version__
+
+
+def _add_train(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train one candidate objective and record it in MLflow",
+        description="Train one loss (a library name or an expression) and print per-class metrics.",
+    )
+    parser.add_argument("--loss", default="dice_ce", help="library name or loss expression")
+    parser.add_argument("--model", default="unet3d", help="unet3d, unetr or lambda3d")
+    parser.add_argument("--model-size", default="tiny", help="tiny or base")
+    parser.add_argument("--data", default="phantom", choices=["phantom", "decathlon"])
+    parser.add_argument("--data-dir", help="Decathlon folder (dataset.json, imagesTr/, labelsTr/)")
+    parser.add_argument("--cases", type=int, default=10, help="phantom cases")
+    parser.add_argument("--shape", type=int, default=32, help="phantom edge length in voxels")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=25, help="steps per epoch")
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--patch", type=int, nargs="+", default=[32], help="patch edge(s)")
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-hd95", action="store_true", help="skip HD95 (the slowest metric)")
+    parser.add_argument("--tracking-uri", help="MLflow URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    parser.add_argument("--experiment", default="losslab-train")
+    parser.set_defaults(func=_run_train)
+
+
+def _train_config(args: argparse.Namespace, patch: tuple[int, ...]):
+    from losslab.training import TrainConfig
+
+    return TrainConfig(
+        model=args.model,
+        model_size=args.model_size,
+        epochs=args.epochs,
+        steps_per_epoch=args.steps,
+        batch_size=args.batch_size,
+        patch_size=patch,
+        lr=args.lr,
+        device=args.device,
+        seed=args.seed,
+        hd95=not args.no_hd95,
+    )
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+
+    from losslab.candidate import Candidate
+    from losslab.data import load_dataset
+    from losslab.report import ProgressHook, per_class_table
+    from losslab.tracking import MLflowHook, Tracker
+    from losslab.training import Trainer
+
+    console = Console()
+    errors = Console(stderr=True)
+    if args.data == "decathlon" and not args.data_dir:
+        errors.print("[red]error:[/] --data decathlon needs --data-dir DIR")
+        return 2
+    patch = tuple(args.patch * 3 if len(args.patch) == 1 else args.patch)
+    try:
+        candidate = Candidate.from_loss(args.loss)
+        config = _train_config(args, patch)
+        if args.data == "phantom":
+            shape = (args.shape,) * 3
+            dataset = load_dataset("phantom", cases=args.cases, shape=shape, seed=args.seed)
+        else:
+            dataset = load_dataset("decathlon", data_dir=args.data_dir)
+    except (KeyError, ValueError, OSError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
+        errors.print(f"[red]error:[/] {escape(message)}", highlight=False)
+        return 2
+    tracker = Tracker(args.tracking_uri, experiment=args.experiment)
+    mlflow_hook = MLflowHook(
+        tracker, candidate, config, data_fingerprint=dataset.fingerprint, tags={"backend": "train"}
+    )
+    hooks = [ProgressHook(description=candidate.name), mlflow_hook]
+    result = Trainer(config, hooks).fit(candidate, dataset)
+    if result.ok:
+        console.print(per_class_table(result, title=f"{candidate.name} on {dataset.name}"))
+    else:
+        console.print(f"[red]run {result.status}:[/] {result.reason}")
+    console.print(f"{result.wall_time:.1f} s, {result.steps} steps on {result.device}")
+    console.print(f"MLflow run {mlflow_hook.run_id}; open it with: {tracker.ui_command()}")
+    return 0 if result.ok else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"losslab {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train(subparsers)
     data_commands.register(subparsers)
     return parser
 

@@ -1,0 +1,154 @@
+"""``Candidate``: the frozen, JSON-serialisable record of one training objective.
+
+Everything a search backend proposes, and every hand-designed baseline, is a Candidate: loss
+terms written in the loss language, static term weights, and the names and parameters of a class
+schedule and a term schedule. Its ``key`` is a hash of its canonical JSON, so two candidates that
+define the same objective share a key (and a cached evaluation).
+
+It lives below ``training`` and ``search`` because both use it; ``losslab.search`` re-exports it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from losslab.losses import CompoundLoss, LossSpec, get_loss, parse_loss
+
+__all__ = ["Candidate", "ScheduleSpec"]
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """A schedule by registry name with its parameters (plain data)."""
+
+    name: str = "uniform"
+    params: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def of(cls, name: str, **params: Any) -> ScheduleSpec:
+        return cls(name, tuple(sorted(params.items())))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "params": dict(self.params)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ScheduleSpec:
+        return cls.of(data["name"], **dict(data.get("params", {})))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One objective: ``L(t) = sum_k alpha_k(t) * mean_c(w_c(t) * L_kc)`` (see DESIGN.md).
+
+    Attributes:
+        terms: the loss terms.
+        term_weights: static ``alpha_k`` (the term schedule may change them over time).
+        class_schedule: how the class weights ``w`` evolve (``uniform`` = all ones).
+        term_schedule: how the term weights evolve (``static`` = ``term_weights``).
+        name: a human label (not part of the key).
+    """
+
+    terms: tuple[LossSpec, ...]
+    term_weights: tuple[float, ...] = ()
+    class_schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
+    term_schedule: ScheduleSpec = field(default_factory=lambda: ScheduleSpec("static"))
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.terms:
+            raise ValueError("a candidate needs at least one loss term")
+        if not self.term_weights:
+            object.__setattr__(self, "term_weights", tuple(1.0 for _ in self.terms))
+        if len(self.term_weights) != len(self.terms):
+            raise ValueError(
+                f"candidate '{self.name}': {len(self.terms)} terms but "
+                f"{len(self.term_weights)} term weights"
+            )
+        object.__setattr__(self, "term_weights", tuple(float(a) for a in self.term_weights))
+
+    @classmethod
+    def from_loss(
+        cls,
+        loss: str | LossSpec | CompoundLoss | Sequence[LossSpec],
+        *,
+        name: str | None = None,
+        class_schedule: ScheduleSpec | None = None,
+        term_schedule: ScheduleSpec | None = None,
+        **params: float,
+    ) -> Candidate:
+        """A candidate from a library name (``"dice_ce"``), loss text, spec(s) or compound loss."""
+        label = name
+        if isinstance(loss, str):
+            label = label or loss
+            try:
+                loss = get_loss(loss, **params)
+            except KeyError:
+                if "(" not in loss:  # a typo of a name, not an expression
+                    raise
+                loss = parse_loss(loss, **params)
+        weights: tuple[float, ...] = ()
+        if isinstance(loss, CompoundLoss):
+            weights, terms = loss.weights, loss.terms
+        elif isinstance(loss, LossSpec):
+            terms = (loss,)
+        else:
+            terms = tuple(loss)
+        return cls(
+            terms=tuple(terms),
+            term_weights=weights,
+            class_schedule=class_schedule or ScheduleSpec(),
+            term_schedule=term_schedule or ScheduleSpec("static"),
+            name=label or " + ".join(t.expression for t in terms),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "terms": [str(t) for t in self.terms],
+            "term_weights": list(self.term_weights),
+            "class_schedule": self.class_schedule.to_dict(),
+            "term_schedule": self.term_schedule.to_dict(),
+            "name": self.name,
+        }
+
+    def canonical_json(self) -> str:
+        """JSON of everything that defines the objective (not the name), with sorted keys."""
+        data = self.to_dict()
+        del data["name"]
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Candidate:
+        return cls(
+            terms=tuple(parse_loss(t) for t in data["terms"]),
+            term_weights=tuple(data.get("term_weights", ())),
+            class_schedule=ScheduleSpec.from_dict(data.get("class_schedule", {"name": "uniform"})),
+            term_schedule=ScheduleSpec.from_dict(data.get("term_schedule", {"name": "static"})),
+            name=data.get("name", ""),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Candidate:
+        return cls.from_dict(json.loads(text))
+
+    def flat_params(self) -> dict[str, str]:
+        """The candidate flattened to MLflow params (strings, one key per field)."""
+        flat = {"candidate.name": self.name, "candidate.key": self.key}
+        for k, (term, alpha) in enumerate(zip(self.terms, self.term_weights)):
+            flat[f"candidate.term{k}"] = str(term)
+            flat[f"candidate.alpha{k}"] = repr(alpha)
+        for prefix, spec in (("class_schedule", self.class_schedule), ("term_schedule", self.term_schedule)):
+            flat[f"candidate.{prefix}"] = spec.name
+            for pname, value in spec.params:
+                flat[f"candidate.{prefix}.{pname}"] = repr(value)
+        return flat

@@ -1,0 +1,194 @@
+"""MLflow tracking: the only module that imports MLflow.
+
+One run per evaluation, nested under a parent run when called from a study or a suite. A run
+holds what it takes to reproduce the evaluation (candidate JSON, seed, fidelity, data fingerprint,
+package version), per-epoch per-class metrics (``val_dice/liver`` at step = epoch), class weights
+per epoch (``weight/liver``), final per-class test metrics, tags (backend, candidate key, status,
+failure reason) and artifacts (``candidate.json``, ``history.json``, ``per_class.csv``).
+A failed evaluation is a run with status FAILED and its reason, never a missing run.
+
+The tracking URI is, in order: the one given, ``MLFLOW_TRACKING_URI``, ``sqlite:///mlflow.db``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from losslab import __version__
+from losslab.training.hooks import Hook
+
+if TYPE_CHECKING:
+    from losslab.candidate import Candidate
+    from losslab.training.config import TrainConfig
+    from losslab.training.result import EpochRecord, Result
+    from losslab.training.trainer import TrainState
+
+__all__ = ["DEFAULT_TRACKING_URI", "MLflowHook", "Tracker", "resolve_tracking_uri"]
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+_STATUS = {"ok": "FINISHED", "failed": "FAILED", "pruned": "KILLED"}
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def _metric_key(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "_-./ " else "_" for ch in name)
+
+
+class Tracker:
+    """A thin wrapper over one MLflow client and one experiment."""
+
+    def __init__(self, tracking_uri: str | None = None, experiment: str = "losslab"):
+        from mlflow.tracking import MlflowClient
+
+        self.tracking_uri = resolve_tracking_uri(tracking_uri)
+        self.client = MlflowClient(self.tracking_uri)
+        found = self.client.get_experiment_by_name(experiment)
+        self.experiment_id = (
+            found.experiment_id if found else self.client.create_experiment(experiment)
+        )
+        self.experiment = experiment
+
+    def start_run(
+        self,
+        name: str,
+        *,
+        parent_run_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> str:
+        all_tags = {"mlflow.runName": name, "losslab.version": __version__, **(tags or {})}
+        if parent_run_id:
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
+        return run.info.run_id
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(str(k), str(v)[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[i : i + 100])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        """Log finite values only (a NaN is a class absent from the split)."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [
+            Metric(_metric_key(k), float(v), now, step)
+            for k, v in metrics.items()
+            if v is not None and math.isfinite(v)
+        ]
+        for i in range(0, len(items), 500):
+            self.client.log_batch(run_id, metrics=items[i : i + 500])
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+
+    def log_text(self, run_id: str, text: str, path: str) -> None:
+        self.client.log_text(run_id, text, path)
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status)
+
+    def ui_command(self) -> str:
+        return f"mlflow ui --backend-store-uri {self.tracking_uri}"
+
+
+def per_class_csv(result: Result) -> str:
+    """One row per class, one column per test metric."""
+    metrics = list(result.test_metrics)
+    lines = ["class," + ",".join(metrics)]
+    for c, name in enumerate(result.class_names):
+        values = [result.test_metrics[m][c] for m in metrics]
+        lines.append(name + "," + ",".join("" if math.isnan(v) else f"{v:.6g}" for v in values))
+    return "\n".join(lines) + "\n"
+
+
+class MLflowHook(Hook):
+    """Records one evaluation as one MLflow run (created even if the run fails in set-up)."""
+
+    def __init__(
+        self,
+        tracker: Tracker,
+        candidate: Candidate,
+        config: TrainConfig,
+        *,
+        data_fingerprint: str,
+        parent_run_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        extra_params: Mapping[str, Any] | None = None,
+    ):
+        self.tracker = tracker
+        self.candidate = candidate
+        self.config = config
+        self.data_fingerprint = data_fingerprint
+        self.parent_run_id = parent_run_id
+        self.tags = dict(tags or {})
+        self.extra_params = dict(extra_params or {})
+        self.run_id: str | None = None
+
+    def _start(self) -> str:
+        if self.run_id is None:
+            tags = {"candidate.key": self.candidate.key, "status": "running", **self.tags}
+            self.run_id = self.tracker.start_run(
+                self.candidate.name or self.candidate.key,
+                parent_run_id=self.parent_run_id,
+                tags=tags,
+            )
+            params = {
+                **self.candidate.flat_params(),
+                **{f"train.{k}": v for k, v in self.config.to_dict().items()},
+                "seed": self.config.seed,
+                "data.fingerprint": self.data_fingerprint,
+                "losslab.version": __version__,
+                **self.extra_params,
+            }
+            self.tracker.log_params(self.run_id, params)
+            self.tracker.log_text(self.run_id, self.candidate.to_json(), "candidate.json")
+        return self.run_id
+
+    def on_train_start(self, state: TrainState) -> None:
+        self._start()
+
+    def on_epoch_end(self, state: TrainState, record: EpochRecord) -> None:
+        names = state.dataset.class_names
+        metrics: dict[str, float] = {"train_loss": record.train_loss}
+        for c, name in enumerate(names):
+            metrics[f"val_dice/{name}"] = record.val_dice[c]
+            metrics[f"weight/{name}"] = record.class_weights[c]
+        foreground = [v for v in record.val_dice[1:] if not math.isnan(v)]
+        if foreground:
+            metrics["val_dice/mean"] = sum(foreground) / len(foreground)
+        for k, alpha in enumerate(record.term_weights):
+            metrics[f"term_weight/{k}"] = alpha
+        self.tracker.log_metrics(self._start(), metrics, step=record.epoch)
+
+    def on_train_end(self, state: TrainState | None, result: Result) -> None:
+        run_id = self._start()
+        metrics: dict[str, float] = {"wall_time": result.wall_time, "steps": result.steps}
+        for metric, values in result.test_metrics.items():
+            for c, name in enumerate(result.class_names):
+                metrics[f"test_{metric}/{name}"] = values[c]
+            foreground = [v for v in values[1:] if not math.isnan(v)]
+            if foreground:
+                metrics[f"test_{metric}/mean"] = sum(foreground) / len(foreground)
+        self.tracker.log_metrics(run_id, metrics, step=len(result.history))
+        tags = {"status": result.status, "device": result.device}
+        if result.reason:
+            tags["failure_reason" if result.status == "failed" else "prune_reason"] = result.reason
+        if result.failed_step is not None:
+            tags["failed_step"] = str(result.failed_step)
+        self.tracker.set_tags(run_id, tags)
+        self.tracker.log_text(run_id, result.to_json(), "history.json")
+        if result.test_metrics:
+            self.tracker.log_text(run_id, per_class_csv(result), "per_class.csv")
+        self.tracker.end_run(run_id, _STATUS.get(result.status, "FAILED"))

@@ -1,0 +1,106 @@
+"""``TrainConfig``: everything the inner-loop trainer needs besides the candidate and the data.
+
+Plain data (scikit-learn style): the fields are the parameters, so they go to MLflow as they are
+and a run can be rebuilt from them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import torch
+
+__all__ = ["TrainConfig", "resolve_device"]
+
+_OPTIMIZERS = ("adamw", "adam", "sgd")
+_SAMPLING = ("balanced", "uniform")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How one evaluation trains.
+
+    Attributes:
+        model: registry name (``unet3d``, ``unetr``, ``lambda3d``).
+        model_size: ``tiny`` for CPU tests, ``base`` like the papers.
+        epochs: number of epochs; the class schedules update at the end of each.
+        steps_per_epoch: fixed optimiser steps per epoch (nnU-Net style), whatever the data size.
+        batch_size: patches per step.
+        patch_size: training patch and sliding-window size.
+        optimizer: ``adamw``, ``adam`` or ``sgd`` (momentum 0.99, nesterov, as nnU-Net).
+        lr: learning rate; weight_decay: decoupled for AdamW, L2 for the others.
+        amp: mixed precision (bf16 where the device supports it; ignored on the CPU).
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
+        seed: seeds model init, sampling and augmentation.
+        val_every: validate every this many epochs (the last epoch always validates).
+        sampling: ``balanced`` (crop centred on a class drawn uniformly) or ``uniform``.
+        augment: random flips and intensity scale/shift on the device.
+        grad_clip: max gradient norm (also how non-finite gradients are detected).
+        divergence_factor: the run fails when an epoch's mean loss exceeds this many times the
+            first epoch's (in absolute value).
+        sw_batch_size, sw_overlap: sliding-window inference settings.
+        hd95: compute HD95 on the test split (the slowest metric).
+    """
+
+    model: str = "unet3d"
+    model_size: str = "tiny"
+    epochs: int = 3
+    steps_per_epoch: int = 20
+    batch_size: int = 2
+    patch_size: tuple[int, int, int] = (32, 32, 32)
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    amp: bool = True
+    device: str = "auto"
+    seed: int = 0
+    val_every: int = 1
+    sampling: str = "balanced"
+    augment: bool = True
+    grad_clip: float = 12.0
+    divergence_factor: float = 100.0
+    sw_batch_size: int = 4
+    sw_overlap: float = 0.25
+    hd95: bool = True
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "patch_size", tuple(int(s) for s in self.patch_size))
+        checks = [
+            (self.epochs >= 1, "epochs", "must be >= 1"),
+            (self.steps_per_epoch >= 1, "steps_per_epoch", "must be >= 1"),
+            (self.batch_size >= 1, "batch_size", "must be >= 1"),
+            (len(self.patch_size) == 3 and min(self.patch_size) >= 1, "patch_size", "must be 3 positive ints"),
+            (self.lr > 0, "lr", "must be > 0"),
+            (self.optimizer in _OPTIMIZERS, "optimizer", f"must be one of {', '.join(_OPTIMIZERS)}"),
+            (self.sampling in _SAMPLING, "sampling", f"must be one of {', '.join(_SAMPLING)}"),
+            (self.val_every >= 1, "val_every", "must be >= 1"),
+            (0 <= self.sw_overlap < 1, "sw_overlap", "must be in [0, 1)"),
+        ]
+        for ok, name, why in checks:
+            if not ok:
+                raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r} {why}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["patch_size"] = list(self.patch_size)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig key(s): {', '.join(unknown)}")
+        return cls(**data)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; an unavailable CUDA device is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device '{name}' requested but CUDA is not available")
+    return device

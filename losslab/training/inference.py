@@ -1,0 +1,63 @@
+"""Sliding-window inference and per-class scoring of a split."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from monai.inferers import sliding_window_inference
+
+from losslab.training.metrics import confusion_matrix, hd95_per_class, overlap_metrics
+
+__all__ = ["evaluate_split"]
+
+
+@torch.no_grad()
+def evaluate_split(
+    model: torch.nn.Module,
+    images: list[torch.Tensor],
+    labels: list[torch.Tensor],
+    num_classes: int,
+    *,
+    patch_size: tuple[int, int, int],
+    sw_batch_size: int = 4,
+    overlap: float = 0.25,
+    amp_dtype: torch.dtype | None = None,
+    metrics: tuple[str, ...] = ("dice",),
+    spacing: tuple[float, ...] | None = None,
+) -> dict[str, list[float]]:
+    """Per-class metrics averaged over cases, a class absent from a case excluded from it.
+
+    Args:
+        images: each ``[1, D, H, W]`` on the model's device; labels: each ``[D, H, W]``.
+        metrics: any of ``dice``, ``iou``, ``sensitivity``, ``precision``, ``hd95``.
+
+    Returns:
+        metric -> ``[C]`` floats (NaN for a class absent from every case).
+    """
+    was_training = model.training
+    model.eval()
+    per_case: dict[str, list[torch.Tensor]] = {m: [] for m in metrics}
+    device_type = images[0].device.type if images else "cpu"
+    try:
+        for image, label in zip(images, labels):
+            with torch.autocast(device_type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                logits = sliding_window_inference(
+                    image[None], patch_size, sw_batch_size, model, overlap=overlap
+                )
+            pred = logits.argmax(1)[0]
+            overlap_values = overlap_metrics(confusion_matrix(pred, label, num_classes))
+            for metric in metrics:
+                if metric == "hd95":
+                    per_case[metric].append(hd95_per_class(pred, label, num_classes, spacing))
+                else:
+                    per_case[metric].append(overlap_values[metric].cpu())
+    finally:
+        model.train(was_training)
+    out = {}
+    for metric, values in per_case.items():
+        if values:
+            out[metric] = torch.stack(values).nanmean(0).tolist()
+        else:
+            out[metric] = [math.nan] * num_classes
+    return out

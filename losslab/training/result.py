@@ -1,0 +1,75 @@
+"""``Result``: what one evaluation returns, whether it succeeded, failed or was pruned."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["EpochRecord", "Result"]
+
+
+@dataclass
+class EpochRecord:
+    """One epoch: mean training loss, per-class validation Dice (NaN: class absent from the
+    validation split or not validated this epoch), and the weights in force during the epoch."""
+
+    epoch: int
+    train_loss: float
+    val_dice: list[float]
+    class_weights: list[float]
+    term_weights: list[float]
+    wall_time: float
+
+
+@dataclass
+class Result:
+    """The outcome of training one candidate at one fidelity and seed.
+
+    Attributes:
+        status: ``ok``, ``failed`` or ``pruned``.
+        reason: why it failed or was pruned (empty when ok).
+        failed_step: the global step at which a non-finite value was first seen, if any.
+        class_names: index = label value, ``[0]`` the background.
+        history: one record per completed epoch.
+        test_metrics: metric -> per-class values on the test split (NaN: class absent).
+        wall_time: seconds.
+    """
+
+    status: str
+    class_names: list[str]
+    reason: str = ""
+    failed_step: int | None = None
+    history: list[EpochRecord] = field(default_factory=list)
+    test_metrics: dict[str, list[float]] = field(default_factory=dict)
+    wall_time: float = 0.0
+    steps: int = 0
+    device: str = "cpu"
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def foreground_mean(self, metric: str = "dice") -> float:
+        """Mean of a test metric over foreground classes present in the test split."""
+        values = [v for v in self.test_metrics.get(metric, [])[1:] if not math.isnan(v)]
+        return sum(values) / len(values) if values else math.nan
+
+    def last_val_dice(self) -> list[float]:
+        for record in reversed(self.history):
+            if any(not math.isnan(v) for v in record.val_dice):
+                return record.val_dice
+        return [math.nan] * len(self.class_names)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Result:
+        data = dict(data)
+        data["history"] = [EpochRecord(**r) for r in data.get("history", [])]
+        return cls(**data)

@@ -1,0 +1,250 @@
+"""The inner-loop trainer: trains one candidate on one dataset and returns a :class:`Result`.
+
+Every search backend calls it thousands of times, so it is built to be fast and to never lose a
+result: a non-finite loss or gradient, divergence, out-of-memory or any other error ends the run
+as a ``failed`` Result with the reason and the step; a hook raising :class:`StopTraining` ends it
+as ``pruned``. Nothing raised inside a run escapes it.
+
+On a GPU the step never syncs with the host: losses and failure flags accumulate on the device
+and are read once per epoch. On the CPU, where a sync is free, they are read every step so that a
+failing candidate stops at once.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from losslab.candidate import Candidate
+from losslab.data import PatchSampler, SegmentationDataset, augment
+from losslab.losses import CompiledLoss, compile_terms, reduce
+from losslab.models import get_model
+from losslab.training.config import TrainConfig, resolve_device
+from losslab.training.hooks import Hook, StopTraining
+from losslab.training.inference import evaluate_split
+from losslab.training.result import EpochRecord, Result
+
+__all__ = ["TrainState", "Trainer", "train"]
+
+
+class _Failure(Exception):
+    def __init__(self, reason: str, step: int | None = None):
+        super().__init__(reason)
+        self.step = step
+
+
+@dataclass
+class TrainState:
+    """The live state of a run, handed to hooks."""
+
+    config: TrainConfig
+    candidate: Candidate
+    dataset: SegmentationDataset
+    device: torch.device
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    loss: CompiledLoss
+    class_weights: torch.Tensor  # [C], float32, on device
+    term_weights: torch.Tensor  # [K], float32, on device
+    amp_dtype: torch.dtype | None
+    epoch: int = 0
+    step: int = 0
+    term_values: torch.Tensor | None = None  # [K] reduced term values of the last step
+    history: list[EpochRecord] = field(default_factory=list)
+
+
+def _optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        params, lr=config.lr, momentum=0.99, nesterov=True, weight_decay=config.weight_decay
+    )
+
+
+def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    if not config.amp or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+
+
+class Trainer:
+    """Trains candidates with one :class:`TrainConfig` and a list of hooks."""
+
+    def __init__(self, config: TrainConfig, hooks: Sequence[Hook] = ()):
+        self.config = config
+        self.hooks = list(hooks)
+
+    def fit(self, candidate: Candidate, dataset: SegmentationDataset) -> Result:
+        """Train ``candidate`` on ``dataset``; always returns a Result, never raises for a run."""
+        start = time.perf_counter()
+        state: TrainState | None = None
+        result = Result(status="failed", class_names=list(dataset.class_names))
+        try:
+            state = self._setup(candidate, dataset)
+            for hook in self.hooks:
+                hook.on_train_start(state)
+            for _ in range(self.config.epochs):
+                record = self._train_epoch(state)
+                state.history.append(record)
+                for hook in self.hooks:
+                    hook.on_epoch_end(state, record)
+            result.test_metrics = self._test(state)
+            result.status = "ok"
+        except StopTraining as stop:
+            result.status, result.reason = "pruned", str(stop) or "pruned"
+        except _Failure as failure:
+            result.reason, result.failed_step = str(failure), failure.step
+        except torch.cuda.OutOfMemoryError as exc:
+            result.reason = f"out of memory: {str(exc).splitlines()[0]}"
+        except Exception as exc:  # a run must never kill a study
+            result.reason = f"{type(exc).__name__}: {exc}"
+        finally:
+            if state is not None:
+                result.history, result.steps = state.history, state.step
+                result.device = str(state.device)
+            result.wall_time = time.perf_counter() - start
+            for hook in self.hooks:
+                hook.on_train_end(state, result)
+        return result
+
+    def _setup(self, candidate: Candidate, dataset: SegmentationDataset) -> TrainState:
+        config = self.config
+        if candidate.class_schedule.name != "uniform":
+            raise ValueError(f"class schedule '{candidate.class_schedule.name}' is not available")
+        if candidate.term_schedule.name != "static":
+            raise ValueError(f"term schedule '{candidate.term_schedule.name}' is not available")
+        device = resolve_device(config.device)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        torch.manual_seed(config.seed)
+        num_classes = dataset.num_classes
+        model = get_model(
+            config.model,
+            in_channels=dataset.images[0].shape[0],
+            num_classes=num_classes,
+            patch_size=config.patch_size,
+            size=config.model_size,
+            **config.model_overrides,
+        ).to(device)
+        data = dataset.to(device)
+        self._sampler = PatchSampler(
+            data,
+            split="train",
+            patch_size=config.patch_size,
+            batch_size=config.batch_size,
+            mode=config.sampling,
+            device=device,
+            seed=config.seed,
+        )
+        self._augment_generator = torch.Generator(device=device).manual_seed(config.seed + 1)
+        return TrainState(
+            config=config,
+            candidate=candidate,
+            dataset=data,
+            device=device,
+            model=model,
+            optimizer=_optimizer(config, model),
+            loss=compile_terms(candidate.terms),
+            class_weights=torch.ones(num_classes, device=device),
+            term_weights=torch.tensor(candidate.term_weights, device=device),
+            amp_dtype=_amp_dtype(config, device),
+        )
+
+    def _train_epoch(self, state: TrainState) -> EpochRecord:
+        config, device = self.config, state.device
+        start = time.perf_counter()
+        state.epoch += 1
+        state.model.train()
+        params = [p for p in state.model.parameters() if p.requires_grad]
+        eager = device.type == "cpu"  # a host sync costs nothing there: stop at the first NaN
+        loss_sum = torch.zeros((), device=device)
+        bad = torch.full((2,), -1, dtype=torch.long, device=device)  # first bad loss / grad step
+        class_weights = state.class_weights.clone()
+        term_weights = state.term_weights.clone()
+        for _ in range(config.steps_per_epoch):
+            images, labels = self._sampler.sample()
+            if config.augment:
+                images, labels = augment(images, labels, self._augment_generator)
+            with torch.autocast(device.type, dtype=state.amp_dtype or torch.float32, enabled=state.amp_dtype is not None):
+                logits = state.model(images)
+            values = state.loss(logits, labels, state.class_weights)
+            reduced = torch.stack([reduce(v, state.class_weights) for v in values])
+            total = (state.term_weights * reduced).sum()
+            state.optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            state.optimizer.step()
+            state.step += 1
+            state.term_values = reduced.detach()
+            loss_sum += total.detach()
+            finite = torch.stack([torch.isfinite(total.detach()), torch.isfinite(grad_norm)])
+            bad = torch.where(~finite & (bad < 0), state.step, bad)
+            if eager and bool((bad >= 0).any()):
+                break
+            for hook in self.hooks:
+                hook.on_step_end(state)
+        self._raise_if_bad(state, bad.tolist(), float(loss_sum) / config.steps_per_epoch)
+        last = state.epoch == config.epochs
+        if state.epoch % config.val_every == 0 or last:
+            val_dice = self._scores(state, "val", ("dice",))["dice"]
+        else:
+            val_dice = [math.nan] * state.dataset.num_classes
+        return EpochRecord(
+            epoch=state.epoch,
+            train_loss=float(loss_sum) / config.steps_per_epoch,
+            val_dice=val_dice,
+            class_weights=class_weights.tolist(),
+            term_weights=term_weights.tolist(),
+            wall_time=time.perf_counter() - start,
+        )
+
+    def _raise_if_bad(self, state: TrainState, bad: list[int], mean_loss: float) -> None:
+        where = f"(epoch {state.epoch})"
+        if bad[0] >= 0:
+            raise _Failure(f"non-finite loss at step {bad[0]} {where}", bad[0])
+        if bad[1] >= 0:
+            raise _Failure(f"non-finite gradient at step {bad[1]} {where}", bad[1])
+        if state.history:
+            reference = abs(state.history[0].train_loss)
+            if reference > 0 and abs(mean_loss) > self.config.divergence_factor * reference:
+                raise _Failure(
+                    f"diverged: mean loss {mean_loss:.4g} in epoch {state.epoch} is more than "
+                    f"{self.config.divergence_factor:g}x the first epoch's {reference:.4g}",
+                    state.step,
+                )
+
+    def _scores(self, state: TrainState, split: str, metrics: tuple[str, ...]) -> dict[str, list[float]]:
+        indices = state.dataset.splits[split]
+        return evaluate_split(
+            state.model,
+            [state.dataset.images[i] for i in indices],
+            [state.dataset.labels[i] for i in indices],
+            state.dataset.num_classes,
+            patch_size=self.config.patch_size,
+            sw_batch_size=self.config.sw_batch_size,
+            overlap=self.config.sw_overlap,
+            amp_dtype=state.amp_dtype,
+            metrics=metrics,
+            spacing=tuple(state.dataset.spacing),
+        )
+
+    def _test(self, state: TrainState) -> dict[str, list[float]]:
+        metrics = ("dice", "iou", "sensitivity", "precision") + (("hd95",) if self.config.hd95 else ())
+        return self._scores(state, "test", metrics)
+
+
+def train(
+    candidate: Candidate,
+    dataset: SegmentationDataset,
+    config: TrainConfig | None = None,
+    hooks: Sequence[Hook] = (),
+) -> Result:
+    """Train one candidate (convenience wrapper of :class:`Trainer`)."""
+    return Trainer(config or TrainConfig(), hooks).fit(candidate, dataset)

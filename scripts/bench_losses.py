@@ -1,0 +1,104 @@
+"""Forward + backward time of compiled losses against MONAI (or plain torch) on the same batch.
+
+    python scripts/bench_losses.py [--shape 2 14 64 64 64] [--device cpu|cuda] [--repeats 10]
+
+Prints one row per loss: median milliseconds of ours and of the peer, and the ratio ours / peer
+(lower is better; the goal is <= 1.2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from monai.losses import DiceLoss, FocalLoss, GeneralizedDiceLoss
+
+from losslab.losses import LossSpec, get_loss, parse_loss
+from losslab.losses.nodes import iter_nodes
+
+# A 30-node expression of the kind a genetic search produces: focal-like, Dice-like with squared
+# probabilities, and an L1 term, sharing sub-expressions.
+RANDOM_EXPRESSION = (
+    "nc * vmean(-(1 - p) ** gamma * y * logp) "
+    "+ 1 - (2 * vsum(p * y) + 1) / (vsum(p ** 2) + vsum(y) + 1) "
+    "+ 0.1 * vmean(abs(p - y) * sqrt(p)); gamma=2"
+)
+
+
+def random_expression_in_torch(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The same expression written by hand in torch: the peer of the compiled one."""
+    logp = torch.log_softmax(logits, 1)
+    p = logp.exp()
+    y = torch.zeros_like(p).scatter_(1, labels.unsqueeze(1), 1.0)
+    dims = [0, *range(2, p.dim())]
+    focal = p.shape[1] * (-((1 - p) ** 2) * y * logp).mean(dims)
+    dice = 1 - (2 * (p * y).sum(dims) + 1) / ((p**2).sum(dims) + y.sum(dims) + 1)
+    l1 = 0.1 * ((p - y).abs() * p.clamp_min(1e-6).sqrt()).mean(dims)
+    return (focal + dice + l1).mean()
+
+
+def time_fn(fn: Callable[[], torch.Tensor], logits: torch.Tensor, repeats: int) -> float:
+    """Median milliseconds of forward + backward."""
+    times = []
+    for i in range(repeats + 2):
+        logits.grad = None
+        if logits.is_cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn().backward()
+        if logits.is_cuda:
+            torch.cuda.synchronize()
+        if i >= 2:  # warm-up
+            times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", type=int, nargs=5, default=[2, 14, 64, 64, 64])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    b, c, *spatial = args.shape
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(b, c, *spatial, generator=generator).to(device).requires_grad_()
+    labels = torch.randint(0, c, (b, *spatial), generator=generator).to(device)
+    target = labels.unsqueeze(1)
+    onehot = torch.zeros_like(logits).scatter_(1, target, 1.0)
+
+    def ours(name: str | LossSpec) -> Callable[[], torch.Tensor]:
+        spec = get_loss(name) if isinstance(name, str) else name
+        compiled = spec.compile()
+        return lambda: compiled.total(logits, labels)
+
+    dice = DiceLoss(batch=True, softmax=True, to_onehot_y=True)
+    gdl = GeneralizedDiceLoss(batch=True, softmax=True, to_onehot_y=True)
+    focal = FocalLoss(use_softmax=True, gamma=2.0)
+    random_spec = parse_loss(RANDOM_EXPRESSION)
+    nodes = sum(1 for _ in iter_nodes(random_spec.tree))
+    cases = [
+        ("dice", ours("dice"), lambda: dice(logits, target), "monai DiceLoss"),
+        ("gdl", ours("gdl"), lambda: gdl(logits, target), "monai GeneralizedDiceLoss"),
+        ("focal", ours("focal"), lambda: focal(logits, onehot), "monai FocalLoss"),
+        (
+            f"random ({nodes} nodes)",
+            ours(random_spec),
+            lambda: random_expression_in_torch(logits, labels),
+            "hand-written torch",
+        ),
+    ]
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"shape {tuple(args.shape)} on {name}, {torch.get_num_threads()} threads; random expression: {nodes} nodes")
+    print(f"{'loss':<20} {'ours ms':>9} {'peer ms':>9} {'ratio':>6}  peer")
+    for label, mine, peer, peer_name in cases:
+        t_ours = time_fn(mine, logits, args.repeats)
+        t_peer = time_fn(peer, logits, args.repeats)
+        print(f"{label:<20} {t_ours:9.1f} {t_peer:9.1f} {t_ours / t_peer:6.2f}  {peer_name}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import pytest
+
+from losslab.candidate import Candidate, ScheduleSpec
+from losslab.losses import LossSyntaxError, get_loss
+
+
+def test_json_round_trip_and_key():
+    candidate = Candidate.from_loss(
+        "dice_focal", gamma=3, class_schedule=ScheduleSpec.of("cbs", zeta=0.1, cap=2.0)
+    )
+    again = Candidate.from_json(candidate.to_json())
+    assert again == candidate and again.key == candidate.key
+    assert candidate.terms == get_loss("dice_focal", gamma=3).terms
+    assert candidate.term_weights == (1.0, 1.0)
+
+
+def test_key_ignores_the_name_but_not_the_objective():
+    a = Candidate.from_loss("dice", name="a")
+    assert a.key == Candidate.from_loss("dice", name="b").key
+    assert a.key != Candidate.from_loss("dice", eps=1e-3).key
+    assert a.key != Candidate.from_loss("dice", class_schedule=ScheduleSpec.of("tcf")).key
+
+
+def test_expression_and_bad_input():
+    candidate = Candidate.from_loss("1 - vsum(p * y) / vsum(y)")
+    assert candidate.terms[0].expression == "1 - vsum(p * y) / vsum(y)"
+    with pytest.raises(KeyError, match="unknown loss 'dicee'"):
+        Candidate.from_loss("dicee")
+    with pytest.raises(LossSyntaxError, match="unknown name 'q'"):
+        Candidate.from_loss("vmean(q)")
+    with pytest.raises(ValueError, match="2 terms but 1 term weights"):
+        Candidate(terms=get_loss("dice_ce").terms, term_weights=(1.0,))
+
+
+def test_flat_params_name_every_field():
+    flat = Candidate.from_loss("focal", class_schedule=ScheduleSpec.of("tcf", threshold=0.9)).flat_params()
+    assert flat["candidate.term0"].endswith("gamma=2")
+    assert flat["candidate.class_schedule"] == "tcf"
+    assert flat["candidate.class_schedule.threshold"] == "0.9"

@@ -1,0 +1,105 @@
+"""MLflow records of evaluations, read back the way a user would."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+import losslab.training.trainer as trainer_module
+from losslab.candidate import Candidate
+from losslab.data import load_dataset
+from losslab.tracking import MLflowHook, Tracker, resolve_tracking_uri
+from losslab.training import TrainConfig, Trainer
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return load_dataset("phantom", cases=6, shape=(32, 32, 32), seed=0)
+
+
+@pytest.fixture(scope="module")
+def uri(tmp_path_factory):
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture
+def config():
+    return TrainConfig(
+        epochs=2, steps_per_epoch=3, patch_size=(32, 32, 32), device="cpu", hd95=True, lr=3e-3
+    )
+
+
+def run(uri, candidate, dataset, config, experiment, parent=None):
+    tracker = Tracker(uri, experiment=experiment)
+    hook = MLflowHook(
+        tracker, candidate, config, data_fingerprint=dataset.fingerprint, parent_run_id=parent,
+        tags={"backend": "test"},
+    )
+    result = Trainer(config, [hook]).fit(candidate, dataset)
+    return tracker, hook.run_id, result
+
+
+def test_run_holds_params_metrics_and_artifacts(uri, phantom, config, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # artifacts of a SQLite store default to the working directory
+    tracker, run_id, result = run(uri, Candidate.from_loss("dice_ce"), phantom, config, "ok")
+    assert result.ok
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["ok"])
+    assert len(runs) == 1
+    row = runs.iloc[0]
+    assert row["status"] == "FINISHED" and row["tags.status"] == "ok"
+    assert row["tags.backend"] == "test"
+    assert row["params.seed"] == "0"
+    assert row["params.data.fingerprint"] == phantom.fingerprint
+    assert row["params.candidate.term0"].startswith("1 - (2 * vsum(p * y)")
+    assert row["params.candidate.key"] == Candidate.from_loss("dice_ce").key
+    assert math.isclose(row["metrics.test_dice/liver"], result.test_metrics["dice"][6], rel_tol=1e-6)
+    assert "metrics.test_hd95/mean" in row
+    client = MlflowClient(uri)
+    history = client.get_metric_history(run_id, "val_dice/liver")
+    assert [m.step for m in history] == [1, 2]
+    assert [m.value for m in history] == pytest.approx([r.val_dice[6] for r in result.history])
+    assert [m.value for m in client.get_metric_history(run_id, "weight/pancreas")] == [1.0, 1.0]
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    assert {"candidate.json", "history.json", "per_class.csv"} <= artifacts
+    candidate = Candidate.from_json(mlflow.artifacts.load_text(f"runs:/{run_id}/candidate.json"))
+    assert candidate == Candidate.from_loss("dice_ce")  # reproducible from what MLflow holds
+
+
+def test_failed_run_is_recorded_with_its_reason(uri, phantom, config, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    def nan_loss(terms):
+        return lambda logits, labels, weights=None: [logits.sum() * math.nan]
+
+    monkeypatch.setattr(trainer_module, "compile_terms", nan_loss)
+    _, run_id, result = run(uri, Candidate.from_loss("dice"), phantom, config, "failing")
+    assert result.status == "failed"
+    info = MlflowClient(uri).get_run(run_id)
+    assert info.info.status == "FAILED"
+    assert info.data.tags["status"] == "failed"
+    assert "non-finite loss at step 1" in info.data.tags["failure_reason"]
+    history = json.loads(
+        mlflow.artifacts.load_text(f"runs:/{run_id}/history.json").replace("NaN", "null")
+    )
+    assert history["failed_step"] == 1
+
+
+def test_nested_runs_sit_under_their_parent(uri, phantom, config, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    tracker = Tracker(uri, experiment="nested")
+    parent = tracker.start_run("suite")
+    _, child, _ = run(uri, Candidate.from_loss("dice"), phantom, config, "nested", parent=parent)
+    assert MlflowClient(uri).get_run(child).data.tags["mlflow.parentRunId"] == parent
+
+
+def test_tracking_uri_resolution(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert resolve_tracking_uri() == "sqlite:///mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///other.db")
+    assert resolve_tracking_uri() == "sqlite:///other.db"
+    assert resolve_tracking_uri("sqlite:///given.db") == "sqlite:///given.db"

@@ -1,0 +1,108 @@
+"""The inner-loop trainer on the tiny phantom, on the CPU."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+import losslab.training.trainer as trainer_module
+from losslab.candidate import Candidate
+from losslab.models import get_model
+from losslab.training import Hook, StopTraining, Trainer, train
+from losslab.training.inference import evaluate_split
+
+
+def foreground_mean(values: list[float]) -> float:
+    present = [v for v in values[1:] if not math.isnan(v)]
+    return sum(present) / len(present)
+
+
+@pytest.mark.slow
+def test_three_epochs_beat_an_untrained_network(phantom, tiny_config):
+    config = dataclasses.replace(tiny_config, epochs=3, steps_per_epoch=15)
+    result = train(Candidate.from_loss("dice_ce"), phantom, config)
+    assert result.ok, result.reason
+    assert len(result.history) == 3 and result.steps == 45
+    torch.manual_seed(config.seed)
+    untrained = get_model("unet3d", num_classes=phantom.num_classes, patch_size=config.patch_size)
+    test = phantom.splits["test"]
+    baseline = evaluate_split(
+        untrained,
+        [phantom.images[i] for i in test],
+        [phantom.labels[i] for i in test],
+        phantom.num_classes,
+        patch_size=config.patch_size,
+    )["dice"]
+    trained = foreground_mean(result.test_metrics["dice"])
+    assert trained > foreground_mean(baseline) + 0.05
+    assert result.history[-1].train_loss < result.history[0].train_loss
+    assert set(result.test_metrics) == {"dice", "iou", "sensitivity", "precision"}
+
+
+def test_same_seed_gives_the_same_scores(phantom, tiny_config):
+    candidate = Candidate.from_loss("dice")
+    first = train(candidate, phantom, tiny_config)
+    second = train(candidate, phantom, tiny_config)
+    assert first.ok and second.ok
+    assert [r.val_dice for r in first.history] == [r.val_dice for r in second.history]
+    assert [r.train_loss for r in first.history] == [r.train_loss for r in second.history]
+    other = train(candidate, phantom, dataclasses.replace(tiny_config, seed=1))
+    assert [r.train_loss for r in other.history] != [r.train_loss for r in first.history]
+
+
+def test_nan_loss_fails_at_its_step(phantom, tiny_config, monkeypatch):
+    real = trainer_module.compile_terms
+
+    class NaNFromStep3:
+        def __init__(self, terms):
+            self.inner, self.calls = real(terms), 0
+
+        def __call__(self, logits, labels, weights=None):
+            self.calls += 1
+            values = self.inner(logits, labels, weights)
+            return [v * math.nan for v in values] if self.calls >= 3 else values
+
+    monkeypatch.setattr(trainer_module, "compile_terms", NaNFromStep3)
+    result = train(Candidate.from_loss("dice"), phantom, tiny_config)
+    assert result.status == "failed"
+    assert result.failed_step == 3
+    assert "non-finite loss at step 3" in result.reason
+
+
+def test_exploding_learning_rate_fails_instead_of_raising(phantom, tiny_config):
+    config = dataclasses.replace(tiny_config, lr=1e30, optimizer="sgd", grad_clip=1e38)
+    result = train(Candidate.from_loss("ce"), phantom, config)
+    assert result.status == "failed"
+    assert "non-finite" in result.reason or "diverged" in result.reason
+
+
+def test_errors_in_setup_become_failed_results(phantom, tiny_config):
+    config = dataclasses.replace(tiny_config, model="no_such_net")
+    result = train(Candidate.from_loss("dice"), phantom, config)
+    assert result.status == "failed" and "no_such_net" in result.reason
+
+
+def test_hooks_see_the_lifecycle_and_can_prune(phantom, tiny_config):
+    events: list[str] = []
+
+    class Recorder(Hook):
+        def on_train_start(self, state):
+            events.append("start")
+
+        def on_step_end(self, state):
+            events.append("step")
+
+        def on_epoch_end(self, state, record):
+            events.append(f"epoch{record.epoch}")
+            raise StopTraining("pruned by test")
+
+        def on_train_end(self, state, result):
+            events.append(result.status)
+
+    result = Trainer(tiny_config, [Recorder()]).fit(Candidate.from_loss("dice"), phantom)
+    assert events == ["start", "step", "step", "step", "step", "epoch1", "pruned"]
+    assert result.status == "pruned" and result.reason == "pruned by test"
+    assert len(result.history) == 1
