@@ -76,10 +76,12 @@ class NetworkConfig(ABC):
         multiple, min_cells, reason = self.patch_rule()
         cells = [s // multiple for s in self.patch_size]
         if any(s % multiple for s in self.patch_size) or math.prod(cells) < min_cells:
+            grid = (
+                f" and the grid patch_size/{multiple} more than one cell" if min_cells > 1 else ""
+            )
             raise ValueError(
                 f"patch_size {self.patch_size} is not valid for {self.name!r}: every dimension "
-                f"must be a positive multiple of {multiple} ({reason}) and the grid "
-                f"patch_size/{multiple} must hold at least {min_cells} cells; valid sizes are "
+                f"must be a positive multiple of {multiple} ({reason}){grid}; valid sizes are "
                 f"e.g. {self.example_patch_sizes()}"
             )
 
@@ -90,7 +92,8 @@ class NetworkConfig(ABC):
     @abstractmethod
     def patch_rule(self) -> tuple[int, int, str]:
         """Return ``(multiple, min_cells, reason)``: each patch dimension must be a multiple of
-        ``multiple`` and the grid ``patch_size / multiple`` must hold at least ``min_cells``."""
+        ``multiple`` and the grid ``patch_size / multiple`` must hold at least ``min_cells``
+        cells (1 or 2)."""
 
     @abstractmethod
     def build(self) -> nn.Module:

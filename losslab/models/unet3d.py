@@ -25,11 +25,12 @@ class UNet3DConfig(NetworkConfig):
     """Parameters of the residual 3D U-Net (``monai.networks.nets.UNet``).
 
     Sizes (``SIZES``):
-        - ``tiny``: channels (8, 16, 32), strides (2, 2), 1 residual unit per block: about 0.1 M
+        - ``tiny``: channels (8, 16, 32), strides (2, 2), 1 residual unit per block: 35 k
           parameters, patch sizes multiple of 4, for CPU tests.
         - ``base``: channels (32, 64, 128, 256, 320), strides (2, 2, 2, 2), 2 residual units:
-          about 12.9 M parameters. Five levels down to 1/16 of the patch and the 320-channel cap
-          follow nnU-Net's 3D full-resolution plans; 2 residual units is MONAI's usual choice.
+          12.9 M parameters, patch sizes multiple of 16 and at least 32 along one axis. Five
+          levels down to 1/16 of the patch and the 320-channel cap follow nnU-Net's 3D
+          full-resolution plans; 2 residual units is MONAI's usual choice.
 
     Attributes:
         channels: feature channels per level, from the full-resolution level to the bottleneck.

@@ -29,10 +29,11 @@ class UNETRConfig(NetworkConfig):
     """Parameters of ``monai.networks.nets.UNETR`` (``img_size = patch_size``).
 
     Sizes (``SIZES``):
-        - ``tiny``: hidden_size 48, mlp_dim 96, num_heads 3, feature_size 8: about 0.7 M
-          parameters (the 16^3 patch embedding alone is 0.2 M); a 16^3 patch is one token.
+        - ``tiny``: hidden_size 48, mlp_dim 96, num_heads 3, feature_size 8: 1.06 M
+          parameters (12 layers of 19 k, a 0.2 M 16^3 patch embedding, the decoder);
+          a 16^3 patch is a single token, a 32^3 patch 8 tokens.
         - ``base``: the paper's hidden_size 768, mlp_dim 3072, num_heads 12, feature_size 16:
-          about 92.6 M parameters (for a 96^3 patch; the learned position embedding grows with
+          92.8 M parameters (for a 96^3 patch; the learned position embedding grows with
           the patch).
 
     Attributes:
@@ -77,17 +78,20 @@ class UNETRConfig(NetworkConfig):
         if not 0.0 <= float(self.dropout_rate) <= 1.0:
             raise ValueError(f"dropout_rate must be in [0, 1], got {self.dropout_rate!r}")
         if self.proj_type not in ("conv", "perceptron"):
-            raise ValueError(
-                f"proj_type must be 'conv' or 'perceptron', got {self.proj_type!r}"
-            )
+            raise ValueError(f"proj_type must be 'conv' or 'perceptron', got {self.proj_type!r}")
         super().__post_init__()
 
     def patch_rule(self) -> tuple[int, int, str]:
         return UNETR_PATCH, 1, "UNETR's fixed 16^3 patch embedding"
 
     def build(self) -> nn.Module:
-        """Build ``UNETR``: ``[B, in_channels, D, H, W] -> logits [B, num_classes, D, H, W]``."""
-        return UNETR(
+        """Build ``UNETR``: ``[B, in_channels, D, H, W] -> logits [B, num_classes, D, H, W]``.
+
+        MONAI's ``TransformerBlock`` always creates a ``norm_cross_attn`` LayerNorm that UNETR
+        never calls; it is frozen (``requires_grad=False``, kept in the state dict for checkpoint
+        compatibility) so that every trainable parameter gets a gradient.
+        """
+        model = UNETR(
             in_channels=self.in_channels,
             out_channels=self.num_classes,
             img_size=self.patch_size,
@@ -103,3 +107,7 @@ class UNETRConfig(NetworkConfig):
             spatial_dims=3,
             qkv_bias=self.qkv_bias,
         )
+        for name, module in model.named_modules():
+            if name.endswith("norm_cross_attn"):
+                module.requires_grad_(False)
+        return model

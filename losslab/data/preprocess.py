@@ -1,0 +1,140 @@
+"""Preprocessing of one case: resampling, cropping to the body and intensity normalisation."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+NORMALIZATIONS = ("auto", "ct_window", "zscore", "nonzero_zscore", "none")
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Settings of ``preprocess_case``; they enter the cache key and the data fingerprint.
+
+    Attributes:
+        spacing: target voxel size in mm, or None to keep the native spacing.
+        normalization: ``"auto"`` (``ct_window`` for CT, ``nonzero_zscore`` otherwise),
+            ``"ct_window"`` (clip to ``ct_window`` then scale to [0, 1]), ``"zscore"`` (whole
+            volume), ``"nonzero_zscore"`` (statistics of the nonzero voxels, zeros kept), or
+            ``"none"``.
+        ct_window: ``(low, high)`` Hounsfield window of ``ct_window``.
+        crop_foreground: crop each case to the bounding box of its foreground (image above
+            ``foreground_threshold``, plus every labelled voxel).
+        foreground_threshold: defaults to -500 HU for CT and 0 otherwise.
+    """
+
+    spacing: tuple[float, float, float] | None = None
+    normalization: str = "auto"
+    ct_window: tuple[float, float] = (-175.0, 250.0)
+    crop_foreground: bool = False
+    foreground_threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(
+                f"normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}"
+            )
+        if self.spacing is not None and (len(self.spacing) != 3 or min(self.spacing) <= 0):
+            raise ValueError(f"spacing must be three positive sizes in mm, got {self.spacing}")
+        if len(self.ct_window) != 2 or self.ct_window[0] >= self.ct_window[1]:
+            raise ValueError(f"ct_window must be (low, high) with low < high, got {self.ct_window}")
+
+    def as_dict(self) -> dict:
+        """JSON-ready settings."""
+        return asdict(self)
+
+
+def resample(
+    image: np.ndarray,
+    label: np.ndarray,
+    spacing: tuple[float, float, float],
+    target: tuple[float, float, float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Resample a case to ``target`` spacing: image trilinear, label nearest.
+
+    Args:
+        image: float32 ``[D, H, W]``.
+        label: integer ``[D, H, W]``.
+        spacing: current voxel size (mm).
+        target: wanted voxel size (mm).
+
+    Returns:
+        ``(image [D', H', W'], label [D', H', W'])`` with ``D' = round(D * spacing / target)``.
+    """
+    size = tuple(max(1, round(n * s / t)) for n, s, t in zip(image.shape, spacing, target))
+    if size == image.shape:
+        return image, label
+    img = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
+    lab = torch.from_numpy(np.ascontiguousarray(label).astype(np.float32))[None, None]
+    img = F.interpolate(img, size=size, mode="trilinear", align_corners=False)
+    lab = F.interpolate(lab, size=size, mode="nearest-exact")
+    return img[0, 0].numpy(), lab[0, 0].numpy().astype(label.dtype)
+
+
+def crop_to_foreground(
+    image: np.ndarray, label: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Crop ``[D, H, W]`` image and label to the box of ``image > threshold`` or ``label > 0``."""
+    mask = (image > threshold) | (label > 0)
+    if not mask.any():
+        return image, label
+    box = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        hit = np.flatnonzero(mask.any(axis=other))
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return image[tuple(box)], label[tuple(box)]
+
+
+def normalize(image: np.ndarray, is_ct: bool, config: PreprocessConfig) -> np.ndarray:
+    """Normalise intensities of a float32 ``[D, H, W]`` image as ``config.normalization`` says."""
+    mode = config.normalization
+    if mode == "auto":
+        mode = "ct_window" if is_ct else "nonzero_zscore"
+    if mode == "none":
+        return image.astype(np.float32, copy=False)
+    if mode == "ct_window":
+        lo, hi = config.ct_window
+        return ((np.clip(image, lo, hi) - lo) / (hi - lo)).astype(np.float32)
+    if mode == "zscore":
+        return ((image - image.mean()) / max(float(image.std()), 1e-8)).astype(np.float32)
+    nonzero = image != 0
+    if not nonzero.any():
+        return image.astype(np.float32, copy=False)
+    values = image[nonzero]
+    out = np.zeros_like(image, dtype=np.float32)
+    out[nonzero] = (values - values.mean()) / max(float(values.std()), 1e-8)
+    return out
+
+
+def preprocess_case(
+    image: np.ndarray,
+    label: np.ndarray,
+    spacing: tuple[float, float, float],
+    is_ct: bool,
+    config: PreprocessConfig,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Resample, crop and normalise one case (in that order).
+
+    Args:
+        image: float32 ``[D, H, W]`` in RAS+ order (raw intensities, e.g. HU).
+        label: integer ``[D, H, W]``.
+        spacing: voxel size in mm.
+        is_ct: whether intensities are Hounsfield units.
+        config: the settings.
+
+    Returns:
+        ``(image float32 [D', H', W'], label [D', H', W'])``.
+    """
+    if config.spacing is not None:
+        image, label = resample(image, label, spacing, config.spacing)
+    if config.crop_foreground:
+        threshold = config.foreground_threshold
+        if threshold is None:
+            threshold = -500.0 if is_ct else 0.0
+        image, label = crop_to_foreground(image, label, threshold)
+    return np.ascontiguousarray(normalize(image, is_ct, config)), np.ascontiguousarray(label)

@@ -1,0 +1,83 @@
+"""Class statistics of a labelled dataset and the static class weights built on them.
+
+All functions take ``counts``, the int64 ``[cases, C]`` voxel count of every class in every
+case. A class absent from every case has frequency 0 and weight 0 (it has nothing to weigh).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+def case_class_counts(labels: Sequence[torch.Tensor], num_classes: int) -> torch.Tensor:
+    """Voxels of each class in each case.
+
+    Args:
+        labels: integer ``[D, H, W]`` label volumes (any device, any shapes).
+        num_classes: C.
+
+    Returns:
+        int64 ``[cases, C]`` on the CPU.
+    """
+    rows = [torch.bincount(lab.reshape(-1).long(), minlength=num_classes) for lab in labels]
+    if not rows:
+        return torch.zeros(0, num_classes, dtype=torch.int64)
+    return torch.stack(rows).cpu()[:, :num_classes]
+
+
+def class_frequencies(counts: torch.Tensor) -> torch.Tensor:
+    """Median-frequency-balancing frequencies (Eigen and Fergus, as used by Hegde et al.).
+
+    ``freq_c = voxels of class c / voxels of the images where c is present``.
+
+    Args:
+        counts: int64 ``[cases, C]``.
+
+    Returns:
+        float64 ``[C]``, 0 for absent classes.
+    """
+    counts = counts.to(torch.float64)
+    present = counts > 0
+    case_totals = counts.sum(dim=1, keepdim=True)
+    exposure = (present * case_totals).sum(dim=0)
+    return torch.where(exposure > 0, counts.sum(dim=0) / exposure.clamp_min(1.0), 0.0)
+
+
+def median_frequency_weights(counts: torch.Tensor) -> torch.Tensor:
+    """``w_c = median(freq) / freq_c`` over the classes present (background included).
+
+    The median of an even number of classes is the mean of the two middle values.
+
+    Args:
+        counts: int64 ``[cases, C]``.
+
+    Returns:
+        float32 ``[C]``, 0 for absent classes.
+    """
+    freq = class_frequencies(counts)
+    present = freq > 0
+    if not present.any():
+        return torch.zeros_like(freq, dtype=torch.float32)
+    median = torch.quantile(freq[present], 0.5)
+    return torch.where(present, median / freq.clamp_min(1e-300), 0.0).to(torch.float32)
+
+
+def inverse_frequency_weights(counts: torch.Tensor) -> torch.Tensor:
+    """``w_c`` proportional to ``1 / share_c``, ``share_c = voxels of c / all voxels``.
+
+    Scaled so that the weights of the present classes average 1 (so the loss keeps its scale).
+
+    Args:
+        counts: int64 ``[cases, C]``.
+
+    Returns:
+        float32 ``[C]``, 0 for absent classes.
+    """
+    totals = counts.to(torch.float64).sum(dim=0)
+    present = totals > 0
+    if not present.any():
+        return torch.zeros_like(totals, dtype=torch.float32)
+    inverse = torch.where(present, totals.sum() / totals.clamp_min(1.0), 0.0)
+    return (inverse / inverse[present].mean()).to(torch.float32)
