@@ -147,7 +147,10 @@ class Candidate:
         for k, (term, alpha) in enumerate(zip(self.terms, self.term_weights)):
             flat[f"candidate.term{k}"] = str(term)
             flat[f"candidate.alpha{k}"] = repr(alpha)
-        for prefix, spec in (("class_schedule", self.class_schedule), ("term_schedule", self.term_schedule)):
+        for prefix, spec in (
+            ("class_schedule", self.class_schedule),
+            ("term_schedule", self.term_schedule),
+        ):
             flat[f"candidate.{prefix}"] = spec.name
             for pname, value in spec.params:
                 flat[f"candidate.{prefix}.{pname}"] = repr(value)

@@ -34,7 +34,9 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-hd95", action="store_true", help="skip HD95 (the slowest metric)")
-    parser.add_argument("--tracking-uri", help="MLflow URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    parser.add_argument(
+        "--tracking-uri", help="MLflow URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)"
+    )
     parser.add_argument("--experiment", default="losslab-train")
     parser.set_defaults(func=_run_train)
 
@@ -95,7 +97,9 @@ def _run_train(args: argparse.Namespace) -> int:
     else:
         console.print(f"[red]run {result.status}:[/] {result.reason}")
     console.print(f"{result.wall_time:.1f} s, {result.steps} steps on {result.device}")
-    console.print(f"MLflow run {mlflow_hook.run_id}; open it with: {tracker.ui_command()}")
+    console.print(
+        f"MLflow run {mlflow_hook.run_id}; open it with: {tracker.ui_command()}", soft_wrap=True
+    )
     return 0 if result.ok else 1
 
 

@@ -45,7 +45,10 @@ def per_class_table(result: Result, *, worst: int = 3, title: str | None = None)
         table.add_row(label, *row)
     means = [result.foreground_mean(key) for key, _ in metrics]
     table.add_section()
-    table.add_row("[bold]mean (foreground)[/]", *[_fmt(m, 1 if k == "hd95" else 3) for m, (k, _) in zip(means, metrics)])
+    table.add_row(
+        "[bold]mean (foreground)[/]",
+        *[_fmt(m, 1 if k == "hd95" else 3) for m, (k, _) in zip(means, metrics)],
+    )
     return table
 
 

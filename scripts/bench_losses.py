@@ -92,7 +92,9 @@ def main() -> None:
         ),
     ]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"shape {tuple(args.shape)} on {name}, {torch.get_num_threads()} threads; random expression: {nodes} nodes")
+    print(
+        f"shape {tuple(args.shape)} on {name}, {torch.get_num_threads()} threads; random expression: {nodes} nodes"
+    )
     print(f"{'loss':<20} {'ours ms':>9} {'peer ms':>9} {'ratio':>6}  peer")
     for label, mine, peer, peer_name in cases:
         t_ours = time_fn(mine, logits, args.repeats)

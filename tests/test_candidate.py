@@ -35,7 +35,9 @@ def test_expression_and_bad_input():
 
 
 def test_flat_params_name_every_field():
-    flat = Candidate.from_loss("focal", class_schedule=ScheduleSpec.of("tcf", threshold=0.9)).flat_params()
+    flat = Candidate.from_loss(
+        "focal", class_schedule=ScheduleSpec.of("tcf", threshold=0.9)
+    ).flat_params()
     assert flat["candidate.term0"].endswith("gamma=2")
     assert flat["candidate.class_schedule"] == "tcf"
     assert flat["candidate.class_schedule.threshold"] == "0.9"

@@ -36,7 +36,11 @@ def config():
 def run(uri, candidate, dataset, config, experiment, parent=None):
     tracker = Tracker(uri, experiment=experiment)
     hook = MLflowHook(
-        tracker, candidate, config, data_fingerprint=dataset.fingerprint, parent_run_id=parent,
+        tracker,
+        candidate,
+        config,
+        data_fingerprint=dataset.fingerprint,
+        parent_run_id=parent,
         tags={"backend": "test"},
     )
     result = Trainer(config, [hook]).fit(candidate, dataset)
@@ -57,7 +61,9 @@ def test_run_holds_params_metrics_and_artifacts(uri, phantom, config, tmp_path, 
     assert row["params.data.fingerprint"] == phantom.fingerprint
     assert row["params.candidate.term0"].startswith("1 - (2 * vsum(p * y)")
     assert row["params.candidate.key"] == Candidate.from_loss("dice_ce").key
-    assert math.isclose(row["metrics.test_dice/liver"], result.test_metrics["dice"][6], rel_tol=1e-6)
+    assert math.isclose(
+        row["metrics.test_dice/liver"], result.test_metrics["dice"][6], rel_tol=1e-6
+    )
     assert "metrics.test_hd95/mean" in row
     client = MlflowClient(uri)
     history = client.get_metric_history(run_id, "val_dice/liver")

@@ -41,7 +41,9 @@ def evaluate_split(
     device_type = images[0].device.type if images else "cpu"
     try:
         for image, label in zip(images, labels):
-            with torch.autocast(device_type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            with torch.autocast(
+                device_type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+            ):
                 logits = sliding_window_inference(
                     image[None], patch_size, sw_batch_size, model, overlap=overlap
                 )

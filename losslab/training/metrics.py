@@ -80,5 +80,3 @@ def hd95_per_class(
         if ref_present[c] and not pred_present[c]:
             out[c] = diagonal
     return out
-
-

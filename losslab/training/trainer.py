@@ -172,7 +172,11 @@ class Trainer:
             images, labels = self._sampler.sample()
             if config.augment:
                 images, labels = augment(images, labels, self._augment_generator)
-            with torch.autocast(device.type, dtype=state.amp_dtype or torch.float32, enabled=state.amp_dtype is not None):
+            with torch.autocast(
+                device.type,
+                dtype=state.amp_dtype or torch.float32,
+                enabled=state.amp_dtype is not None,
+            ):
                 logits = state.model(images)
             values = state.loss(logits, labels, state.class_weights)
             reduced = torch.stack([reduce(v, state.class_weights) for v in values])
@@ -220,7 +224,9 @@ class Trainer:
                     state.step,
                 )
 
-    def _scores(self, state: TrainState, split: str, metrics: tuple[str, ...]) -> dict[str, list[float]]:
+    def _scores(
+        self, state: TrainState, split: str, metrics: tuple[str, ...]
+    ) -> dict[str, list[float]]:
         indices = state.dataset.splits[split]
         return evaluate_split(
             state.model,
@@ -236,7 +242,9 @@ class Trainer:
         )
 
     def _test(self, state: TrainState) -> dict[str, list[float]]:
-        metrics = ("dice", "iou", "sensitivity", "precision") + (("hd95",) if self.config.hd95 else ())
+        metrics = ("dice", "iou", "sensitivity", "precision") + (
+            ("hd95",) if self.config.hd95 else ()
+        )
         return self._scores(state, "test", metrics)
 
 

@@ -37,7 +37,8 @@ def test_three_epochs_beat_an_untrained_network(phantom, tiny_config):
         patch_size=config.patch_size,
     )["dice"]
     trained = foreground_mean(result.test_metrics["dice"])
-    assert trained > foreground_mean(baseline) + 0.05
+    assert trained > 2 * foreground_mean(baseline)
+    assert result.test_metrics["dice"][6] > 0.5  # the liver, the largest organ, is learnt first
     assert result.history[-1].train_loss < result.history[0].train_loss
     assert set(result.test_metrics) == {"dice", "iou", "sensitivity", "precision"}
 
