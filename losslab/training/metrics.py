@@ -8,6 +8,7 @@ means over cases ignore NaN. Li et al. (paper 004) report DSC, SEN, PRC and HD: 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
@@ -68,13 +69,15 @@ def hd95_per_class(
     pred_present = onehot_pred.flatten(2).any(-1)[0].cpu()
     both = [c for c in range(1, num_classes) if ref_present[c] and pred_present[c]]
     if both:
-        distances = compute_hausdorff_distance(
-            onehot_pred[:, both],
-            onehot_ref[:, both],
-            include_background=True,
-            percentile=95,
-            spacing=list(spacing),
-        )[0]
+        with warnings.catch_warnings():  # MONAI warns about its own internal deprecations
+            warnings.simplefilter("ignore", FutureWarning)
+            distances = compute_hausdorff_distance(
+                onehot_pred[:, both],
+                onehot_ref[:, both],
+                include_background=True,
+                percentile=95,
+                spacing=list(spacing),
+            )[0]
         out[both] = distances.double().cpu()
     for c in range(1, num_classes):
         if ref_present[c] and not pred_present[c]:
