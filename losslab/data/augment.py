@@ -39,11 +39,34 @@ def augment(
         raise ValueError(f"image {tuple(images.shape)} and label {tuple(labels.shape)} differ")
     b, dev = images.shape[0], images.device
     flips = torch.rand(b, 3, generator=generator, device=dev) < flip_prob
-    for axis in range(3):
-        mask = flips[:, axis]
-        images = torch.where(mask.view(b, 1, 1, 1, 1), images.flip(axis + 2), images)
-        labels = torch.where(mask.view(b, 1, 1, 1), labels.flip(axis + 1), labels)
+    flip = _flip_selected if dev.type == "cpu" else _flip_masked
+    images, labels = flip(images, labels, flips)
     jitter = torch.rand(b, 2, generator=generator, device=dev, dtype=images.dtype) * 2 - 1
     s = (1 + scale * jitter[:, 0]).view(b, 1, 1, 1, 1)
     t = (shift * jitter[:, 1]).view(b, 1, 1, 1, 1)
     return images * s + t, labels
+
+
+def _flip_masked(
+    images: torch.Tensor, labels: torch.Tensor, flips: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flip with ``torch.where`` on per-sample masks ``flips [B, 3]``: no host synchronisation."""
+    b = images.shape[0]
+    for axis in range(3):
+        mask = flips[:, axis]
+        images = torch.where(mask.view(b, 1, 1, 1, 1), images.flip(axis + 2), images)
+        labels = torch.where(mask.view(b, 1, 1, 1), labels.flip(axis + 1), labels)
+    return images, labels
+
+
+def _flip_selected(
+    images: torch.Tensor, labels: torch.Tensor, flips: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flip only the samples drawn (a host read is free on the CPU), as MONAI's RandFlip does."""
+    images, labels = images.clone(), labels.clone()
+    for i, row in enumerate(flips.tolist()):
+        axes = [axis for axis, flip in enumerate(row) if flip]
+        if axes:
+            images[i] = images[i].flip([a + 1 for a in axes])
+            labels[i] = labels[i].flip(axes)
+    return images, labels

@@ -56,3 +56,15 @@ def test_mismatched_shapes_are_refused():
         augment(torch.zeros(2, 1, 4, 4, 4), torch.zeros(3, 4, 4, 4), torch.Generator())
     with pytest.raises(ValueError, match="differ"):
         augment(torch.zeros(2, 1, 4, 4, 4), torch.zeros(2, 4, 4, 5), torch.Generator())
+
+
+def test_cpu_and_device_flip_paths_agree():
+    from losslab.data.augment import _flip_masked, _flip_selected
+
+    generator = torch.Generator().manual_seed(3)
+    images = torch.rand(4, 1, 5, 6, 7, generator=generator)
+    labels = torch.randint(0, 5, (4, 5, 6, 7), generator=generator)
+    flips = torch.rand(4, 3, generator=generator) < 0.5
+    assert flips.any() and not flips.all()
+    for a, b in zip(_flip_masked(images, labels, flips), _flip_selected(images, labels, flips)):
+        assert torch.equal(a, b)
