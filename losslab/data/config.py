@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from losslab.data.preprocess import PreprocessConfig
+from losslab.typed import from_mapping
 
 SOURCES = ("phantom", "decathlon")
 DEFAULT_PHANTOM_CASES = 20
@@ -89,11 +90,7 @@ class DataConfig:
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> DataConfig:
         """Build from a YAML/JSON mapping; an unknown key is an error that names it."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ValueError(f"unknown data config key(s) {unknown}; known: {sorted(known)}")
-        return cls(**dict(raw))
+        return from_mapping(cls, raw, "data config")
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready settings."""

@@ -6,10 +6,12 @@ and a run can be rebuilt from them.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+
+from losslab.typed import from_mapping
 
 __all__ = ["TrainConfig", "resolve_device"]
 
@@ -97,11 +99,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig key(s): {', '.join(unknown)}")
-        return cls(**data)
+        """Build from a YAML/JSON mapping; an unknown key is an error that names it."""
+        return from_mapping(cls, data, "train config")
 
 
 def resolve_device(name: str) -> torch.device:

@@ -107,3 +107,13 @@ def test_hooks_see_the_lifecycle_and_can_prune(phantom, tiny_config):
     assert events == ["start", "step", "step", "step", "step", "epoch1", "pruned"]
     assert result.status == "pruned" and result.reason == "pruned by test"
     assert len(result.history) == 1
+
+
+def test_config_from_dict_names_unknown_keys_and_bad_values():
+    from losslab.training import TrainConfig
+
+    assert TrainConfig.from_dict({"epochs": 5}).epochs == 5
+    with pytest.raises(ValueError, match=r"unknown train config key\(s\) \['epoch'\]"):
+        TrainConfig.from_dict({"epoch": 5})
+    with pytest.raises(ValueError, match="TrainConfig.optimizer='lbfgs'"):
+        TrainConfig(optimizer="lbfgs")
