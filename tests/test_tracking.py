@@ -109,3 +109,35 @@ def test_tracking_uri_resolution(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///other.db")
     assert resolve_tracking_uri() == "sqlite:///other.db"
     assert resolve_tracking_uri("sqlite:///given.db") == "sqlite:///given.db"
+
+
+def test_schedules_apply_and_their_weights_reach_mlflow(uri, phantom, tmp_path, monkeypatch):
+    from losslab.candidate import ScheduleSpec
+
+    monkeypatch.chdir(tmp_path)
+    config = TrainConfig(
+        epochs=2, steps_per_epoch=4, patch_size=(32, 32, 32), device="cpu", hd95=False
+    )
+    candidate = Candidate.from_loss(
+        "dice_ce",
+        class_schedule=ScheduleSpec.of("tcf", threshold=0.0, frozen_weight=0.1),
+        term_schedule=ScheduleSpec.of("ramp"),
+    )
+    _, run_id, result = run(uri, candidate, phantom, config, "schedules")
+    assert result.ok, result.reason
+    first, second = result.history
+    assert first.class_weights == [1.0] * phantom.num_classes
+    # TCF: a class scored above the threshold after epoch 1 trains epoch 2 at the frozen weight.
+    expected = [1.0] + [0.1 if s > 0.0 else 1.0 for s in first.val_dice[1:]]
+    assert second.class_weights == pytest.approx(expected)
+    assert 0.1 in expected and 1.0 in expected[1:]  # the test separates both cases
+    # Hegde's ramp CE -> Dice over 8 steps: at step index 3 a = 3/7, alphas [1 - a, a].
+    assert first.term_weights == pytest.approx([4 / 7, 3 / 7])
+    assert second.term_weights == pytest.approx([0.0, 1.0])
+    client = MlflowClient(uri)
+    for c, name in enumerate(phantom.class_names):
+        history = [m.value for m in client.get_metric_history(run_id, f"weight/{name}")]
+        assert history == pytest.approx([1.0, expected[c]])
+    assert [m.value for m in client.get_metric_history(run_id, "term_weight/1")] == pytest.approx(
+        [3 / 7, 1.0]
+    )

@@ -112,7 +112,9 @@ class ClassSchedule(ABC):
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}(num_classes={self.num_classes}{', ' if params else ''}{params})"
+        return (
+            f"{type(self).__name__}(num_classes={self.num_classes}{', ' if params else ''}{params})"
+        )
 
 
 class UniformWeights(ClassSchedule):
@@ -141,8 +143,6 @@ class _FrequencyWeights(ClassSchedule):
         if (frequencies is None) == (weights is None):
             raise ValueError(f"{self.name}: give exactly one of 'frequencies' or 'weights'")
         self.frequencies = frequencies
-        self.weights_ = None  # placeholder so attribute names never clash with the property
-        del self.weights_
         if weights is not None:
             values = _float_list(weights, self.num_classes, "weights")
         else:
@@ -155,6 +155,7 @@ class _FrequencyWeights(ClassSchedule):
             values = self._from_frequencies(freq)
         if any(not math.isfinite(v) or v < 0 for v in values):
             raise ValueError(f"{self.name}: weights must be finite and >= 0, got {values}")
+        # ``weights`` is also the name of the read-only property, hence the private attribute.
         self._given_weights = weights
         self._weights = torch.tensor(values, dtype=torch.float32)
 

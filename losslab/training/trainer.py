@@ -23,12 +23,15 @@ from losslab.candidate import Candidate
 from losslab.data import PatchSampler, SegmentationDataset, augment
 from losslab.losses import CompiledLoss, compile_terms, reduce
 from losslab.models import get_model
+from losslab.schedules import ClassSchedule, TermSchedule, get_class_schedule, get_term_schedule
 from losslab.training.config import TrainConfig, resolve_device
 from losslab.training.hooks import Hook, StopTraining
 from losslab.training.inference import evaluate_split
 from losslab.training.result import EpochRecord, Result
 
 __all__ = ["TrainState", "Trainer", "train"]
+
+_FREQUENCY_SCHEDULES = {"inverse_frequency", "median_frequency", "median_frequency_balancing"}
 
 
 class _Failure(Exception):
@@ -48,8 +51,10 @@ class TrainState:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     loss: CompiledLoss
-    class_weights: torch.Tensor  # [C], float32, on device
-    term_weights: torch.Tensor  # [K], float32, on device
+    class_schedule: ClassSchedule
+    term_schedule: TermSchedule
+    class_weights: torch.Tensor  # [C], float32, on device: the class schedule's current weights
+    term_weights: torch.Tensor  # [K], float32, on device: static alphas x term schedule
     amp_dtype: torch.dtype | None
     epoch: int = 0
     step: int = 0
@@ -74,6 +79,23 @@ def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
 
 
+def _schedules(
+    candidate: Candidate, dataset: SegmentationDataset
+) -> tuple[ClassSchedule, TermSchedule]:
+    """The candidate's schedules; frequency-based class weights read the training split."""
+    params = candidate.class_schedule.to_dict()["params"]
+    name = candidate.class_schedule.name
+    if name in _FREQUENCY_SCHEDULES and "frequencies" not in params and "weights" not in params:
+        params["frequencies"] = dataset.subset("train").class_frequencies().tolist()
+    class_schedule = get_class_schedule(name, num_classes=dataset.num_classes, **params)
+    term_schedule = get_term_schedule(
+        candidate.term_schedule.name,
+        num_terms=len(candidate.terms),
+        **candidate.term_schedule.to_dict()["params"],
+    )
+    return class_schedule, term_schedule
+
+
 class Trainer:
     """Trains candidates with one :class:`TrainConfig` and a list of hooks."""
 
@@ -93,6 +115,8 @@ class Trainer:
             for _ in range(self.config.epochs):
                 record = self._train_epoch(state)
                 state.history.append(record)
+                weights = state.class_schedule.update(state.epoch, record.val_dice)
+                state.class_weights = weights.to(state.device, torch.float32)
                 for hook in self.hooks:
                     hook.on_epoch_end(state, record)
             result.test_metrics = self._test(state)
@@ -116,10 +140,7 @@ class Trainer:
 
     def _setup(self, candidate: Candidate, dataset: SegmentationDataset) -> TrainState:
         config = self.config
-        if candidate.class_schedule.name != "uniform":
-            raise ValueError(f"class schedule '{candidate.class_schedule.name}' is not available")
-        if candidate.term_schedule.name != "static":
-            raise ValueError(f"term schedule '{candidate.term_schedule.name}' is not available")
+        class_schedule, term_schedule = _schedules(candidate, dataset)
         device = resolve_device(config.device)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
@@ -152,7 +173,9 @@ class Trainer:
             model=model,
             optimizer=_optimizer(config, model),
             loss=compile_terms(candidate.terms),
-            class_weights=torch.ones(num_classes, device=device),
+            class_schedule=class_schedule,
+            term_schedule=term_schedule,
+            class_weights=class_schedule.weights.to(device),
             term_weights=torch.tensor(candidate.term_weights, device=device),
             amp_dtype=_amp_dtype(config, device),
         )
@@ -167,7 +190,8 @@ class Trainer:
         loss_sum = torch.zeros((), device=device)
         bad = torch.full((2,), -1, dtype=torch.long, device=device)  # first bad loss / grad step
         class_weights = state.class_weights.clone()
-        term_weights = state.term_weights.clone()
+        static_alphas = torch.tensor(state.candidate.term_weights, device=device)
+        total_steps = config.epochs * config.steps_per_epoch
         for _ in range(config.steps_per_epoch):
             images, labels = self._sampler.sample()
             if config.augment:
@@ -178,6 +202,8 @@ class Trainer:
                 enabled=state.amp_dtype is not None,
             ):
                 logits = state.model(images)
+            schedule = state.term_schedule.step(state.step, total_steps, state.term_values)
+            state.term_weights = static_alphas * schedule.to(device)
             values = state.loss(logits, labels, state.class_weights)
             reduced = torch.stack([reduce(v, state.class_weights) for v in values])
             total = (state.term_weights * reduced).sum()
@@ -205,7 +231,7 @@ class Trainer:
             train_loss=float(loss_sum) / config.steps_per_epoch,
             val_dice=val_dice,
             class_weights=class_weights.tolist(),
-            term_weights=term_weights.tolist(),
+            term_weights=state.term_weights.tolist(),
             wall_time=time.perf_counter() - start,
         )
 

@@ -117,3 +117,23 @@ def test_config_from_dict_names_unknown_keys_and_bad_values():
         TrainConfig.from_dict({"epoch": 5})
     with pytest.raises(ValueError, match="TrainConfig.optimizer='lbfgs'"):
         TrainConfig(optimizer="lbfgs")
+
+
+def test_median_frequency_weights_come_from_the_training_split(phantom, tiny_config):
+    from losslab.candidate import ScheduleSpec
+
+    config = dataclasses.replace(tiny_config, epochs=1, steps_per_epoch=1)
+    candidate = Candidate.from_loss("dice", class_schedule=ScheduleSpec.of("median_frequency"))
+    result = train(candidate, phantom, config)
+    assert result.ok, result.reason
+    expected = phantom.subset("train").median_frequency_weights().float()
+    torch.testing.assert_close(torch.tensor(result.history[0].class_weights), expected)
+    assert expected.max() > 10 * expected.min()  # the adrenals outweigh the liver
+
+
+def test_unknown_schedule_fails_with_its_name(phantom, tiny_config):
+    from losslab.candidate import ScheduleSpec
+
+    candidate = Candidate.from_loss("dice", class_schedule=ScheduleSpec.of("cbss"))
+    result = train(candidate, phantom, tiny_config)
+    assert result.status == "failed" and "cbss" in result.reason

@@ -1,0 +1,50 @@
+"""Class-weight schedules (static, TCF, PCF, CBS) and loss-term weight schedules."""
+
+from __future__ import annotations
+
+from losslab.schedules.adaptive_terms import CoVWeighting, SoftAdapt
+from losslab.schedules.class_freezing import (
+    ClassBoostStrategy,
+    PlateauClassFreezing,
+    ThresholdClassFreezing,
+)
+from losslab.schedules.class_schedules import (
+    ClassSchedule,
+    InverseFrequencyWeights,
+    MedianFrequencyWeights,
+    UniformWeights,
+)
+from losslab.schedules.registry import (
+    get_class_schedule,
+    get_term_schedule,
+    list_class_schedules,
+    list_term_schedules,
+)
+from losslab.schedules.term_schedules import (
+    LinearRamp,
+    Rebalance,
+    StaticTermWeights,
+    StepSwitch,
+    TermSchedule,
+)
+
+__all__ = [
+    "ClassBoostStrategy",
+    "ClassSchedule",
+    "CoVWeighting",
+    "InverseFrequencyWeights",
+    "LinearRamp",
+    "MedianFrequencyWeights",
+    "PlateauClassFreezing",
+    "Rebalance",
+    "SoftAdapt",
+    "StaticTermWeights",
+    "StepSwitch",
+    "TermSchedule",
+    "ThresholdClassFreezing",
+    "UniformWeights",
+    "get_class_schedule",
+    "get_term_schedule",
+    "list_class_schedules",
+    "list_term_schedules",
+]
