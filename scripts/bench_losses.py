@@ -40,20 +40,31 @@ def random_expression_in_torch(logits: torch.Tensor, labels: torch.Tensor) -> to
     return (focal + dice + l1).mean()
 
 
-def time_fn(fn: Callable[[], torch.Tensor], logits: torch.Tensor, repeats: int) -> float:
-    """Median milliseconds of forward + backward."""
-    times = []
-    for i in range(repeats + 2):
-        logits.grad = None
-        if logits.is_cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn().backward()
-        if logits.is_cuda:
-            torch.cuda.synchronize()
-        if i >= 2:  # warm-up
-            times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+def _once(fn: Callable[[], torch.Tensor], logits: torch.Tensor) -> float:
+    logits.grad = None
+    if logits.is_cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn().backward()
+    if logits.is_cuda:
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) * 1e3
+
+
+def time_pair(
+    mine: Callable[[], torch.Tensor],
+    peer: Callable[[], torch.Tensor],
+    logits: torch.Tensor,
+    repeats: int,
+) -> tuple[float, float]:
+    """Median milliseconds of forward + backward of both, interleaved so drift hits both alike."""
+    for _ in range(2):  # warm-up
+        _once(mine, logits), _once(peer, logits)
+    ours, theirs = [], []
+    for _ in range(repeats):
+        ours.append(_once(mine, logits))
+        theirs.append(_once(peer, logits))
+    return statistics.median(ours), statistics.median(theirs)
 
 
 def main() -> None:
@@ -97,8 +108,7 @@ def main() -> None:
     )
     print(f"{'loss':<20} {'ours ms':>9} {'peer ms':>9} {'ratio':>6}  peer")
     for label, mine, peer, peer_name in cases:
-        t_ours = time_fn(mine, logits, args.repeats)
-        t_peer = time_fn(peer, logits, args.repeats)
+        t_ours, t_peer = time_pair(mine, peer, logits, args.repeats)
         print(f"{label:<20} {t_ours:9.1f} {t_peer:9.1f} {t_ours / t_peer:6.2f}  {peer_name}")
 
 

@@ -53,7 +53,8 @@ class Terminals:
 
     Give ``logits [B, C, *spatial]`` and integer ``labels [B, *spatial]``; or, to evaluate a loss on
     probabilities directly (tests, screening), ``probs`` and ``onehot`` (then ``z`` is unavailable).
-    ``weights [C]`` are the current class weights (ones when omitted).
+    ``weights [C]`` are the current class weights (ones when omitted). With ``share_log`` (set
+    when a program uses both), ``p`` is computed as ``exp(logp)``.
     """
 
     logits: torch.Tensor | None = None
@@ -61,6 +62,7 @@ class Terminals:
     probs: torch.Tensor | None = None
     onehot: torch.Tensor | None = None
     weights: torch.Tensor | None = None
+    share_log: bool = False
     _cache: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -95,7 +97,11 @@ class Terminals:
                 raise ValueError("the loss uses the logits 'z' but only probabilities were given")
             return self.logits.float()
         if name == "p":
-            return self.probs if self.probs is not None else torch.softmax(self.get("z"), 1)
+            if self.probs is not None:
+                return self.probs
+            if self.share_log:  # one log-softmax serves both p and logp (and one backward)
+                return self.get("logp").exp()
+            return torch.softmax(self.get("z"), 1)
         if name == "logp":
             if self.logits is None:
                 return torch.log(self.probs.clamp_min(1e-12))

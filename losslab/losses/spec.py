@@ -174,6 +174,7 @@ class CompiledLoss:
         self.uses = self.program.terminals
 
     def evaluate(self, terminals: Terminals) -> list[torch.Tensor]:
+        terminals.share_log = {"p", "logp"} <= self.uses
         with torch.autocast(device_type=_device_type(terminals), enabled=False):
             return self.program.run(terminals)
 
