@@ -103,6 +103,45 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _add_baselines(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "baselines",
+        help="train the hand-designed baselines and compare them per class",
+        description="Train a suite of hand-designed candidates under one MLflow parent run.",
+    )
+    parser.add_argument("config", nargs="?", default="search_spaces/baselines.yaml")
+    parser.add_argument("--tracking-uri", help="MLflow URI (overrides the config)")
+    parser.set_defaults(func=_run_baselines)
+
+
+def _run_baselines(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from rich.console import Console
+    from rich.markup import escape
+
+    from losslab.compare import failures, run_suite, table_1
+    from losslab.config import ConfigError, load_suite
+
+    console = Console()
+    try:
+        config = load_suite(args.config)
+    except ConfigError as exc:
+        Console(stderr=True).print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        return 2
+    if args.tracking_uri:
+        config = dataclasses.replace(config, tracking_uri=args.tracking_uri)
+    suite = run_suite(config)
+    console.print(table_1(suite))
+    for name, reason in failures(suite):
+        console.print(f"[red]{escape(name)} failed:[/] {escape(reason)}")
+    console.print(
+        f"MLflow parent run {suite.parent_run_id}; open it with: {suite.tracker.ui_command()}",
+        soft_wrap=True,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the top-level parser with every subcommand registered."""
     from losslab.data import commands as data_commands
@@ -114,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"losslab {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(subparsers)
+    _add_baselines(subparsers)
     data_commands.register(subparsers)
     return parser
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any, TypeVar
 
-__all__ = ["from_mapping"]
+__all__ = ["check_field_types", "from_mapping"]
 
 T = TypeVar("T")
 
@@ -20,3 +20,25 @@ def from_mapping(cls: type[T], raw: Mapping[str, Any], what: str) -> T:
     if unknown:
         raise ValueError(f"unknown {what} key(s) {unknown}; known: {sorted(known)}")
     return cls(**dict(raw))
+
+
+def check_field_types(instance: Any) -> None:
+    """Check (and coerce int -> float) scalar fields against the type of their default.
+
+    Raises:
+        ValueError: naming the field, the value and the expected type.
+    """
+    from dataclasses import MISSING
+
+    for f in fields(instance):
+        if f.default is MISSING or f.default is None:
+            continue
+        value = getattr(instance, f.name)
+        expected = type(f.default)
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            object.__setattr__(instance, f.name, float(value))
+            continue
+        if expected in (bool, int, float, str) and (type(value) is not expected):
+            raise ValueError(
+                f"{type(instance).__name__}.{f.name}={value!r} must be {expected.__name__}"
+            )

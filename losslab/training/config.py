@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from losslab.typed import from_mapping
+from losslab.typed import check_field_types, from_mapping
 
 __all__ = ["TrainConfig", "resolve_device"]
 
@@ -68,6 +68,7 @@ class TrainConfig:
     model_overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         object.__setattr__(self, "patch_size", tuple(int(s) for s in self.patch_size))
         checks = [
             (self.epochs >= 1, "epochs", "must be >= 1"),

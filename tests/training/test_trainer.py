@@ -117,6 +117,9 @@ def test_config_from_dict_names_unknown_keys_and_bad_values():
         TrainConfig.from_dict({"epoch": 5})
     with pytest.raises(ValueError, match="TrainConfig.optimizer='lbfgs'"):
         TrainConfig(optimizer="lbfgs")
+    with pytest.raises(ValueError, match="TrainConfig.epochs='many' must be int"):
+        TrainConfig(epochs="many")
+    assert TrainConfig(lr=1).lr == 1.0 and isinstance(TrainConfig(lr=1).lr, float)
 
 
 def test_median_frequency_weights_come_from_the_training_split(phantom, tiny_config):

@@ -1,0 +1,124 @@
+"""The baseline suite: hand-designed candidates trained on the same data, network and seeds under
+one MLflow parent run, and compared per class in the layout of Table 1 of paper 000.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from rich.table import Table
+
+from losslab.config import SuiteConfig
+from losslab.data import SegmentationDataset, build_dataset
+from losslab.report import ProgressHook
+from losslab.tracking import MLflowHook, Tracker
+from losslab.training import Result, Trainer
+
+__all__ = ["SuiteResult", "failures", "run_suite", "table_1"]
+
+STAR_BELOW = 0.8  # paper 000 stars classes under 0.8 Dice
+
+
+@dataclass
+class SuiteResult:
+    """Every candidate's results (one per seed), the data, and the parent MLflow run."""
+
+    config: SuiteConfig
+    dataset: SegmentationDataset
+    results: dict[str, list[Result]]
+    parent_run_id: str
+    tracker: Tracker
+
+    def class_dice(self, name: str) -> list[float]:
+        """Test Dice per class, averaged over the seeds whose run succeeded (NaN if none)."""
+        ok = [r for r in self.results[name] if r.ok]
+        if not ok:
+            return [math.nan] * self.dataset.num_classes
+        columns = zip(*(r.test_metrics["dice"] for r in ok))
+        return [_nanmean(list(col)) for col in columns]
+
+
+def _nanmean(values: list[float]) -> float:
+    present = [v for v in values if not math.isnan(v)]
+    return sum(present) / len(present) if present else math.nan
+
+
+def run_suite(config: SuiteConfig, *, progress: bool = True) -> SuiteResult:
+    """Train every candidate for every seed; a failing candidate is recorded and the suite goes on."""
+    dataset = build_dataset(config.data)
+    tracker = Tracker(config.tracking_uri, experiment=config.experiment)
+    parent = tracker.start_run("baselines", tags={"backend": "baselines", "kind": "suite"})
+    tracker.log_params(
+        parent, {"data.fingerprint": dataset.fingerprint, "seeds": list(config.seeds)}
+    )
+    results: dict[str, list[Result]] = {}
+    try:
+        for candidate in config.candidates:
+            for seed in config.seeds:
+                train_config = dataclasses.replace(config.train, seed=seed)
+                hooks = [
+                    MLflowHook(
+                        tracker,
+                        candidate,
+                        train_config,
+                        data_fingerprint=dataset.fingerprint,
+                        parent_run_id=parent,
+                        tags={"backend": "baselines"},
+                    )
+                ]
+                if progress:
+                    hooks.insert(0, ProgressHook(description=f"{candidate.name} (seed {seed})"))
+                result = Trainer(train_config, hooks).fit(candidate, dataset)
+                results.setdefault(candidate.name, []).append(result)
+    finally:
+        tracker.end_run(parent, "FINISHED" if len(results) == len(config.candidates) else "KILLED")
+    return SuiteResult(config, dataset, results, parent, tracker)
+
+
+def table_1(suite: SuiteResult) -> Table:
+    """Classes in rows with their voxel share, candidates in columns, the mean at the top.
+
+    A class whose Dice beats the reference candidate is marked with ``+`` (green), and a class
+    under 0.8 Dice is starred, as in Table 1 of paper 000.
+    """
+    names = [c.name for c in suite.config.candidates]
+    reference = suite.class_dice(suite.config.reference)
+    counts = suite.dataset.class_voxel_counts.double()
+    shares = (counts[1:] / counts[1:].sum()).tolist()
+    table = Table(
+        title=f"Test Dice per class (reference: {suite.config.reference}; * < {STAR_BELOW})"
+    )
+    table.add_column("class")
+    table.add_column("share", justify="right")
+    for name in names:
+        table.add_column(name, justify="right")
+    dice = {name: suite.class_dice(name) for name in names}
+    table.add_row(
+        "[bold]mean[/]", "", *[_cell(_nanmean(dice[n][1:]), _nanmean(reference[1:])) for n in names]
+    )
+    table.add_section()
+    for c, class_name in enumerate(suite.dataset.class_names):
+        if c == 0:
+            continue
+        table.add_row(
+            class_name,
+            f"{100 * shares[c - 1]:.1f}%",
+            *[_cell(dice[n][c], reference[c]) for n in names],
+        )
+    return table
+
+
+def _cell(value: float, reference: float) -> str:
+    if math.isnan(value):
+        return "-"
+    text = f"{value:.3f}" + ("*" if value < STAR_BELOW else "")
+    if not math.isnan(reference) and value > reference:
+        return f"[green]+{text}[/]"
+    return text
+
+
+def failures(suite: SuiteResult) -> list[tuple[str, str]]:
+    """(candidate, reason) of every run that did not succeed."""
+    return [(n, r.reason) for n, rs in suite.results.items() for r in rs if not r.ok]

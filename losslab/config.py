@@ -1,0 +1,159 @@
+"""YAML configurations validated into typed objects; every error names the file and the key.
+
+``losslab baselines CONFIG`` reads a :class:`SuiteConfig`::
+
+    data: {source: phantom, cases: 10, shape: [32, 32, 32]}
+    train: {model: unet3d, epochs: 6, steps_per_epoch: 20}
+    seeds: [0]
+    reference: dice
+    candidates:
+      - {name: dice+cbs, loss: dice, class_schedule: {name: cbs, zeta: 0.1}}
+      - {name: wce->wdice, terms: [ce, dice], class_schedule: median_frequency, term_schedule: ramp}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from losslab.candidate import Candidate, ScheduleSpec
+from losslab.data import DataConfig
+from losslab.losses import LossSyntaxError, get_loss, parse_loss
+from losslab.training import TrainConfig
+
+__all__ = ["ConfigError", "SuiteConfig", "load_suite", "parse_candidate"]
+
+_CANDIDATE_KEYS = {
+    "name",
+    "loss",
+    "terms",
+    "term_weights",
+    "params",
+    "class_schedule",
+    "term_schedule",
+}
+_SUITE_KEYS = {"data", "train", "seeds", "experiment", "tracking_uri", "reference", "candidates"}
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be accepted: ``where`` is ``file: key.path``."""
+
+    def __init__(self, where: str, problem: str):
+        self.where, self.problem = where, problem
+        super().__init__(f"{where}: {problem}")
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    """A list of candidates trained on the same data, network and seeds under one parent run."""
+
+    candidates: tuple[Candidate, ...]
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seeds: tuple[int, ...] = (0,)
+    experiment: str = "losslab-baselines"
+    tracking_uri: str | None = None
+    reference: str = "dice"
+
+
+def _schedule(raw: Any, where: str) -> ScheduleSpec:
+    if isinstance(raw, str):
+        return ScheduleSpec.of(raw)
+    if not isinstance(raw, Mapping) or "name" not in raw:
+        raise ConfigError(where, "a schedule is a name or a mapping with 'name' and its parameters")
+    params = {k: v for k, v in raw.items() if k != "name"}
+    return ScheduleSpec.of(str(raw["name"]), **params)
+
+
+def parse_candidate(raw: Any, where: str) -> Candidate:
+    """One candidate entry: ``loss`` (a library name or expression) or ``terms`` (a list of them)."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(where, f"a candidate is a mapping, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - _CANDIDATE_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}", f"unknown key; known: {sorted(_CANDIDATE_KEYS)}")
+    if ("loss" in raw) == ("terms" in raw):
+        raise ConfigError(where, "give exactly one of 'loss' or 'terms'")
+    params = dict(raw.get("params", {}))
+    try:
+        if "loss" in raw:
+            candidate = Candidate.from_loss(str(raw["loss"]), name=raw.get("name"), **params)
+            terms, weights = candidate.terms, candidate.term_weights
+        else:
+            terms = tuple(_term(t, f"{where}.terms[{i}]") for i, t in enumerate(raw["terms"]))
+            terms = tuple(t for group in terms for t in group)
+            weights = ()
+        if "term_weights" in raw:
+            weights = tuple(float(w) for w in raw["term_weights"])
+        return Candidate(
+            terms=terms,
+            term_weights=weights,
+            class_schedule=_schedule(
+                raw.get("class_schedule", "uniform"), f"{where}.class_schedule"
+            ),
+            term_schedule=_schedule(raw.get("term_schedule", "static"), f"{where}.term_schedule"),
+            name=str(raw.get("name") or raw.get("loss") or "+".join(map(str, raw["terms"]))),
+        )
+    except ConfigError:
+        raise
+    except KeyError as exc:
+        raise ConfigError(f"{where}.loss", str(exc.args[0])) from None
+    except (LossSyntaxError, ValueError, TypeError) as exc:
+        raise ConfigError(where, str(exc)) from None
+
+
+def _term(raw: Any, where: str) -> tuple:
+    try:
+        text = str(raw)
+        return get_loss(text).terms if "(" not in text else (parse_loss(text),)
+    except KeyError as exc:
+        raise ConfigError(where, str(exc.args[0])) from None
+
+
+def load_suite(path: str | Path) -> SuiteConfig:
+    """Read and validate a suite YAML file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), f"malformed YAML: {exc}") from None
+    if not isinstance(raw, Mapping):
+        raise ConfigError(str(path), "the file must hold a mapping at the top level")
+    unknown = sorted(set(raw) - _SUITE_KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: {unknown[0]}", f"unknown key; known: {sorted(_SUITE_KEYS)}")
+    candidates = raw.get("candidates") or []
+    if not candidates:
+        raise ConfigError(f"{path}: candidates", "the list of candidates is empty")
+    parsed = tuple(parse_candidate(c, f"{path}: candidates[{i}]") for i, c in enumerate(candidates))
+    try:
+        data = DataConfig.from_dict(raw.get("data", {}))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: data", str(exc)) from None
+    try:
+        train_raw = dict(raw.get("train", {}))
+        train = TrainConfig.from_dict(train_raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: train", str(exc)) from None
+    names = [c.name for c in parsed]
+    reference = str(raw.get("reference", names[0]))
+    if reference not in names:
+        raise ConfigError(f"{path}: reference", f"'{reference}' is not a candidate name ({names})")
+    seeds = raw.get("seeds", [0])
+    if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds) or not seeds:
+        raise ConfigError(f"{path}: seeds", f"a non-empty list of integers, got {seeds!r}")
+    return SuiteConfig(
+        candidates=parsed,
+        data=data,
+        train=train,
+        seeds=tuple(seeds),
+        experiment=str(raw.get("experiment", "losslab-baselines")),
+        tracking_uri=raw.get("tracking_uri"),
+        reference=reference,
+    )
