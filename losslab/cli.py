@@ -123,7 +123,8 @@ def _run_baselines(args: argparse.Namespace) -> int:
     from losslab.compare import failures, run_suite, table_1
     from losslab.config import ConfigError, load_suite
 
-    console = Console()
+    # A suite table is wide: give it room when the output is not a terminal (a log file).
+    console = Console(width=None if sys.stdout.isatty() else 200)
     try:
         config = load_suite(args.config)
     except ConfigError as exc:

@@ -16,6 +16,7 @@ candidates:
   - {name: dice, loss: dice}
   - {name: dice+cbs, loss: dice, class_schedule: {name: cbs, zeta: 0.2}}
   - {name: wce->wdice, terms: [ce, dice], class_schedule: median_frequency, term_schedule: ramp}
+  - {name: dice_ce+softadapt, loss: dice_ce, term_schedule: softadapt}
 """
 
 
@@ -64,11 +65,17 @@ def test_tiny_suite_end_to_end(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "reference: dice" in out and "liver" in out and "wce->wdice" in out
     assert "*" in out  # a tiny run leaves classes under 0.8 Dice, starred
+    assert "failed" not in out
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("losslab-baselines")
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if r.data.tags.get("kind") == "suite"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
-    assert len(parents) == 1 and len(children) == 3
-    assert {r.data.tags["mlflow.runName"] for r in children} == {"dice", "dice+cbs", "wce->wdice"}
+    assert len(parents) == 1 and len(children) == 4
+    assert {r.data.tags["mlflow.runName"] for r in children} == {
+        "dice",
+        "dice+cbs",
+        "wce->wdice",
+        "dice_ce+softadapt",
+    }
     assert all(r.info.status == "FINISHED" for r in children)

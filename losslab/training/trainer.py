@@ -202,10 +202,11 @@ class Trainer:
                 enabled=state.amp_dtype is not None,
             ):
                 logits = state.model(images)
-            schedule = state.term_schedule.step(state.step, total_steps, state.term_values)
-            state.term_weights = static_alphas * schedule.to(device)
             values = state.loss(logits, labels, state.class_weights)
             reduced = torch.stack([reduce(v, state.class_weights) for v in values])
+            # Adaptive schedules (SoftAdapt, CoV) read this step's term values, detached.
+            schedule = state.term_schedule.step(state.step, total_steps, reduced.detach())
+            state.term_weights = static_alphas * schedule.to(device)
             total = (state.term_weights * reduced).sum()
             state.optimizer.zero_grad(set_to_none=True)
             total.backward()
