@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import torch
 
+from losslab.schedules import class_schedules as schedule_weights
+
 
 def case_class_counts(labels: Sequence[torch.Tensor], num_classes: int) -> torch.Tensor:
     """Voxels of each class in each case.
@@ -46,28 +48,21 @@ def class_frequencies(counts: torch.Tensor) -> torch.Tensor:
 
 
 def median_frequency_weights(counts: torch.Tensor) -> torch.Tensor:
-    """``w_c = median(freq) / freq_c`` over the classes present (background included).
+    """Median frequency balancing of the class frequencies of ``counts [cases, C]``.
 
-    The median of an even number of classes is the mean of the two middle values.
-
-    Args:
-        counts: int64 ``[cases, C]``.
-
-    Returns:
-        float32 ``[C]``, 0 for absent classes.
+    The formula is the class schedule's (``losslab.schedules``), so the weights a user inspects
+    are the ones the trainer applies. Returns float32 ``[C]``, 0 for absent classes.
     """
-    freq = class_frequencies(counts)
-    present = freq > 0
-    if not present.any():
-        return torch.zeros_like(freq, dtype=torch.float32)
-    median = torch.quantile(freq[present], 0.5)
-    return torch.where(present, median / freq.clamp_min(1e-300), 0.0).to(torch.float32)
+    freq = class_frequencies(counts).tolist()
+    return torch.tensor(schedule_weights.median_frequency_weights(freq), dtype=torch.float32)
 
 
 def inverse_frequency_weights(counts: torch.Tensor) -> torch.Tensor:
     """``w_c`` proportional to ``1 / share_c``, ``share_c = voxels of c / all voxels``.
 
     Scaled so that the weights of the present classes average 1 (so the loss keeps its scale).
+    Unlike the ``inverse_frequency`` class schedule, the share is over all voxels, not over the
+    images where the class is present.
 
     Args:
         counts: int64 ``[cases, C]``.

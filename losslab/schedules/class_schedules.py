@@ -169,6 +169,26 @@ class _FrequencyWeights(ClassSchedule):
         pass
 
 
+def inverse_frequency_weights(freq: Sequence[float]) -> list[float]:
+    """``1 / freq_c`` rescaled so that present classes average 1; 0 where ``freq_c = 0``."""
+    raw = [1.0 / f if f > 0 else 0.0 for f in freq]
+    present = [r for r in raw if r > 0]
+    if not present:
+        return [0.0] * len(raw)
+    mean = sum(present) / len(present)
+    return [r / mean for r in raw]
+
+
+def median_frequency_weights(freq: Sequence[float]) -> list[float]:
+    """Median frequency balancing (Hegde, paper 001): ``median(freq) / freq_c`` over ``freq > 0``;
+    0 where ``freq_c = 0``; an even count takes the mean of the two middle values."""
+    present = [f for f in freq if f > 0]
+    if not present:
+        return [0.0] * len(freq)
+    median = statistics.median(present)
+    return [median / f if f > 0 else 0.0 for f in freq]
+
+
 class InverseFrequencyWeights(_FrequencyWeights):
     """``w_c = 1 / freq_c``, rescaled so the weights of present classes average 1; ``freq_c = 0 -> 0``.
 
@@ -179,10 +199,7 @@ class InverseFrequencyWeights(_FrequencyWeights):
     name = "inverse_frequency"
 
     def _from_frequencies(self, freq: list[float]) -> list[float]:
-        raw = [1.0 / f if f > 0 else 0.0 for f in freq]
-        present = [r for r in raw if r > 0]
-        mean = sum(present) / len(present)
-        return [r / mean for r in raw]
+        return inverse_frequency_weights(freq)
 
 
 class MedianFrequencyWeights(_FrequencyWeights):
@@ -197,5 +214,4 @@ class MedianFrequencyWeights(_FrequencyWeights):
     name = "median_frequency"
 
     def _from_frequencies(self, freq: list[float]) -> list[float]:
-        median = statistics.median([f for f in freq if f > 0])
-        return [median / f if f > 0 else 0.0 for f in freq]
+        return median_frequency_weights(freq)

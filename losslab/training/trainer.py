@@ -58,7 +58,6 @@ class TrainState:
     amp_dtype: torch.dtype | None
     epoch: int = 0
     step: int = 0
-    term_values: torch.Tensor | None = None  # [K] reduced term values of the last step
     history: list[EpochRecord] = field(default_factory=list)
 
 
@@ -213,7 +212,6 @@ class Trainer:
             grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
             state.optimizer.step()
             state.step += 1
-            state.term_values = reduced.detach()
             loss_sum += total.detach()
             finite = torch.stack([torch.isfinite(total.detach()), torch.isfinite(grad_norm)])
             bad = torch.where(~finite & (bad < 0), state.step, bad)
