@@ -146,6 +146,7 @@ def _run_baselines(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """Return the top-level parser with every subcommand registered."""
     from losslab.data import commands as data_commands
+    from losslab.search import commands as search_commands
 
     parser = argparse.ArgumentParser(
         prog="losslab",
@@ -155,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(subparsers)
     _add_baselines(subparsers)
+    search_commands.register(subparsers)
     data_commands.register(subparsers)
     return parser
 

@@ -12,13 +12,11 @@ from rich.table import Table
 
 from losslab.config import SuiteConfig
 from losslab.data import SegmentationDataset, build_dataset
-from losslab.report import ProgressHook
+from losslab.report import STAR_BELOW, ProgressHook, class_table
 from losslab.tracking import MLflowHook, Tracker
 from losslab.training import Result, Trainer
 
 __all__ = ["SuiteResult", "failures", "run_suite", "table_1"]
-
-STAR_BELOW = 0.8  # paper 000 stars classes under 0.8 Dice
 
 
 @dataclass
@@ -83,40 +81,16 @@ def table_1(suite: SuiteResult) -> Table:
     A class whose Dice beats the reference candidate is marked with ``+`` (green), and a class
     under 0.8 Dice is starred, as in Table 1 of paper 000.
     """
-    names = [c.name for c in suite.config.candidates]
-    reference = suite.class_dice(suite.config.reference)
     counts = suite.dataset.class_voxel_counts.double()
     shares = (counts[1:] / counts[1:].sum()).tolist()
-    table = Table(
-        title=f"Test Dice per class (reference: {suite.config.reference}; * < {STAR_BELOW})"
+    columns = {c.name: suite.class_dice(c.name) for c in suite.config.candidates}
+    return class_table(
+        f"Test Dice per class (reference: {suite.config.reference}; * < {STAR_BELOW})",
+        suite.dataset.class_names,
+        shares,
+        columns,
+        suite.config.reference,
     )
-    table.add_column("class")
-    table.add_column("share", justify="right")
-    for name in names:
-        table.add_column(name, justify="right")
-    dice = {name: suite.class_dice(name) for name in names}
-    table.add_row(
-        "[bold]mean[/]", "", *[_cell(_nanmean(dice[n][1:]), _nanmean(reference[1:])) for n in names]
-    )
-    table.add_section()
-    for c, class_name in enumerate(suite.dataset.class_names):
-        if c == 0:
-            continue
-        table.add_row(
-            class_name,
-            f"{100 * shares[c - 1]:.1f}%",
-            *[_cell(dice[n][c], reference[c]) for n in names],
-        )
-    return table
-
-
-def _cell(value: float, reference: float) -> str:
-    if math.isnan(value):
-        return "-"
-    text = f"{value:.3f}" + ("*" if value < STAR_BELOW else "")
-    if not math.isnan(reference) and value > reference:
-        return f"[green]+{text}[/]"
-    return text
 
 
 def failures(suite: SuiteResult) -> list[tuple[str, str]]:

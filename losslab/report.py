@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -15,7 +16,9 @@ if TYPE_CHECKING:
     from losslab.training.result import EpochRecord, Result
     from losslab.training.trainer import TrainState
 
-__all__ = ["ProgressHook", "per_class_table"]
+__all__ = ["ProgressHook", "StudyProgress", "class_table", "per_class_table"]
+
+STAR_BELOW = 0.8  # paper 000 stars classes under 0.8 Dice
 
 _COLUMNS = (("dice", "Dice"), ("sensitivity", "SEN"), ("precision", "PRC"), ("hd95", "HD95 mm"))
 
@@ -94,3 +97,140 @@ class ProgressHook(Hook):
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+
+def class_table(
+    title: str,
+    class_names: Sequence[str],
+    shares: Sequence[float],
+    columns: Mapping[str, Sequence[float]],
+    reference: str | None = None,
+) -> Table:
+    """Classes in rows with their voxel share, one column per candidate, the mean on top.
+
+    The layout of Table 1 of paper 000: a class whose Dice beats the ``reference`` column is
+    marked ``+`` (green), and a class under 0.8 Dice is starred. Index 0 (background) is skipped.
+    """
+    table = Table(title=title)
+    table.add_column("class")
+    table.add_column("share", justify="right")
+    for name in columns:
+        table.add_column(name, justify="right")
+    ref = list(columns[reference]) if reference in columns else [math.nan] * len(class_names)
+    means = {n: _nanmean(list(v)[1:]) for n, v in columns.items()}
+    table.add_row("[bold]mean[/]", "", *[_cell(means[n], _nanmean(ref[1:])) for n in columns])
+    table.add_section()
+    for c, class_name in enumerate(class_names):
+        if c == 0:
+            continue
+        table.add_row(
+            class_name,
+            f"{100 * shares[c - 1]:.1f}%",
+            *[_cell(values[c], ref[c]) for values in columns.values()],
+        )
+    return table
+
+
+def _nanmean(values: list[float]) -> float:
+    present = [v for v in values if not math.isnan(v)]
+    return sum(present) / len(present) if present else math.nan
+
+
+def _cell(value: float, reference: float) -> str:
+    if math.isnan(value):
+        return "-"
+    text = f"{value:.3f}" + ("*" if value < STAR_BELOW else "")
+    if not math.isnan(reference) and value > reference:
+        return f"[green]+{text}[/]"
+    return text
+
+
+class _RunProgress(Hook):
+    """One evaluation's bar inside a :class:`StudyProgress`, removed when the run ends."""
+
+    def __init__(self, owner: StudyProgress, description: str):
+        self.owner, self.description, self.task = owner, description, None
+
+    def on_train_start(self, state: TrainState) -> None:
+        progress = self.owner._progress
+        if progress is not None:
+            total = state.config.epochs * state.config.steps_per_epoch
+            self.task = progress.add_task(self.description, total=total, info="")
+
+    def on_step_end(self, state: TrainState) -> None:
+        if self.task is not None:
+            self.owner._progress.advance(self.task)
+
+    def on_epoch_end(self, state: TrainState, record: EpochRecord) -> None:
+        if self.task is not None:
+            fg = _nanmean(record.val_dice[1:])
+            info = f"epoch {record.epoch}" + ("" if math.isnan(fg) else f" val Dice {fg:.3f}")
+            self.owner._progress.update(
+                self.task, completed=state.epoch * state.config.steps_per_epoch, info=info
+            )
+
+    def on_train_end(self, state: TrainState | None, result: Result) -> None:
+        if self.task is not None:
+            self.owner._progress.remove_task(self.task)
+            self.task = None
+
+
+class StudyProgress:
+    """A study's bars: trials done out of the budget, and the evaluation in progress.
+
+    Use as a context manager; ``line`` prints above the bars, ``run_hook`` gives a trainer hook
+    that draws the current evaluation. With ``enabled=False`` it draws and prints nothing.
+    """
+
+    def __init__(
+        self,
+        total: int | None,
+        *,
+        console: Console | None = None,
+        enabled: bool = True,
+        title: str = "study",
+    ):
+        self.total, self.title, self.enabled = total, title, enabled
+        self.console = console or Console(stderr=True)
+        self._progress: Progress | None = None
+        self._task = None
+        self._done = 0
+
+    def __enter__(self) -> StudyProgress:
+        if self.enabled:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(),
+                console=self.console,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(
+                f"study {self.title}", total=self.total, completed=self._done, info="trials"
+            )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def advance_to(self, done: int) -> None:
+        self._done = done
+        if self._progress is not None:
+            self._progress.update(self._task, completed=done)
+
+    def run_hook(self, description: str) -> Hook:
+        return _RunProgress(self, description)
+
+    def line(self, text: str) -> None:
+        if self.enabled:
+            (self._progress.console if self._progress else self.console).print(
+                text, highlight=False
+            )
+
+    def trial_done(self, text: str) -> None:
+        self.line(text)
+        self.advance_to(self._done + 1)

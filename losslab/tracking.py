@@ -12,10 +12,12 @@ The tracking URI is, in order: the one given, ``MLFLOW_TRACKING_URI``, ``sqlite:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from losslab import __version__
@@ -27,10 +29,10 @@ if TYPE_CHECKING:
     from losslab.training.result import EpochRecord, Result
     from losslab.training.trainer import TrainState
 
-__all__ = ["DEFAULT_TRACKING_URI", "MLflowHook", "Tracker", "resolve_tracking_uri"]
+__all__ = ["DEFAULT_TRACKING_URI", "MLflowHook", "RunRecord", "Tracker", "resolve_tracking_uri"]
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-_STATUS = {"ok": "FINISHED", "failed": "FAILED", "pruned": "KILLED"}
+_STATUS = {"ok": "FINISHED", "failed": "FAILED", "pruned": "KILLED", "interrupted": "KILLED"}
 
 
 def resolve_tracking_uri(uri: str | None = None) -> str:
@@ -39,6 +41,18 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
 
 def _metric_key(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "_-./ " else "_" for ch in name)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a search of runs returns (plain data, no MLflow types)."""
+
+    run_id: str
+    name: str
+    status: str
+    tags: dict[str, str]
+    metrics: dict[str, float]
+    params: dict[str, str]
 
 
 class Tracker:
@@ -99,6 +113,43 @@ class Tracker:
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status)
 
+    def reopen_run(self, run_id: str) -> None:
+        """Mark a terminated run RUNNING again (a resumed study's parent run)."""
+        self.client.update_run(run_id, status="RUNNING")
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        with contextlib.suppress(MlflowException):  # the tag was not set
+            self.client.delete_tag(run_id, key)
+
+    def find_runs(self, filter_string: str = "") -> list[RunRecord]:
+        """Every run of the experiment that matches an MLflow filter (all pages), oldest first."""
+        found: list[RunRecord] = []
+        token = None
+        while True:
+            page = self.client.search_runs(
+                [self.experiment_id],
+                filter_string=filter_string,
+                max_results=1000,
+                order_by=["attributes.start_time ASC"],
+                page_token=token,
+            )
+            found.extend(
+                RunRecord(
+                    run_id=run.info.run_id,
+                    name=run.info.run_name or "",
+                    status=run.info.status,
+                    tags=dict(run.data.tags),
+                    metrics=dict(run.data.metrics),
+                    params=dict(run.data.params),
+                )
+                for run in page
+            )
+            token = page.token
+            if not token:
+                return found
+
     def ui_command(self) -> str:
         return f"mlflow ui --backend-store-uri {self.tracking_uri}"
 
@@ -114,7 +165,11 @@ def per_class_csv(result: Result) -> str:
 
 
 class MLflowHook(Hook):
-    """Records one evaluation as one MLflow run (created even if the run fails in set-up)."""
+    """Records one evaluation as one MLflow run (created even if the run fails in set-up).
+
+    ``epoch_metrics`` and ``final_metrics`` add metrics of the caller's (a study's objective) to
+    each epoch's and to the final ones.
+    """
 
     def __init__(
         self,
@@ -126,6 +181,8 @@ class MLflowHook(Hook):
         parent_run_id: str | None = None,
         tags: Mapping[str, str] | None = None,
         extra_params: Mapping[str, Any] | None = None,
+        epoch_metrics: Callable[[EpochRecord], Mapping[str, float]] | None = None,
+        final_metrics: Callable[[Result], Mapping[str, float]] | None = None,
     ):
         self.tracker = tracker
         self.candidate = candidate
@@ -134,6 +191,8 @@ class MLflowHook(Hook):
         self.parent_run_id = parent_run_id
         self.tags = dict(tags or {})
         self.extra_params = dict(extra_params or {})
+        self.epoch_metrics = epoch_metrics
+        self.final_metrics = final_metrics
         self.run_id: str | None = None
 
     def _start(self) -> str:
@@ -170,6 +229,8 @@ class MLflowHook(Hook):
             metrics["val_dice/mean"] = sum(foreground) / len(foreground)
         for k, alpha in enumerate(record.term_weights):
             metrics[f"term_weight/{k}"] = alpha
+        if self.epoch_metrics is not None:
+            metrics.update(self.epoch_metrics(record))
         self.tracker.log_metrics(self._start(), metrics, step=record.epoch)
 
     def on_train_end(self, state: TrainState | None, result: Result) -> None:
@@ -181,6 +242,8 @@ class MLflowHook(Hook):
             foreground = [v for v in values[1:] if not math.isnan(v)]
             if foreground:
                 metrics[f"test_{metric}/mean"] = sum(foreground) / len(foreground)
+        if self.final_metrics is not None:
+            metrics.update(self.final_metrics(result))
         self.tracker.log_metrics(run_id, metrics, step=len(result.history))
         tags = {"status": result.status, "device": result.device}
         if result.reason:

@@ -28,7 +28,7 @@ class Result:
     """The outcome of training one candidate at one fidelity and seed.
 
     Attributes:
-        status: ``ok``, ``failed`` or ``pruned``.
+        status: ``ok``, ``failed``, ``pruned`` or ``interrupted``.
         reason: why it failed or was pruned (empty when ok).
         failed_step: the global step at which a non-finite value was first seen, if any.
         class_names: index = label value, ``[0]`` the background.

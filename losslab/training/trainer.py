@@ -3,7 +3,8 @@
 Every search backend calls it thousands of times, so it is built to be fast and to never lose a
 result: a non-finite loss or gradient, divergence, out-of-memory or any other error ends the run
 as a ``failed`` Result with the reason and the step; a hook raising :class:`StopTraining` ends it
-as ``pruned``. Nothing raised inside a run escapes it.
+as ``pruned``. Nothing raised inside a run escapes it, except an interruption (Ctrl-C, SIGTERM
+turned into ``KeyboardInterrupt``), which is recorded as ``interrupted`` and re-raised.
 
 On a GPU the step never syncs with the host: losses and failure flags accumulate on the device
 and are read once per epoch. On the CPU, where a sync is free, they are read every step so that a
@@ -128,6 +129,9 @@ class Trainer:
             result.reason = f"out of memory: {str(exc).splitlines()[0]}"
         except Exception as exc:  # a run must never kill a study
             result.reason = f"{type(exc).__name__}: {exc}"
+        except BaseException:  # Ctrl-C or SIGTERM: record the run as interrupted, then stop
+            result.status, result.reason = "interrupted", "interrupted by the user or a signal"
+            raise
         finally:
             if state is not None:
                 result.history, result.steps = state.history, state.step

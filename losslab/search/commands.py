@@ -1,0 +1,97 @@
+"""``losslab search CONFIG [--resume]``: run or continue a study and print the comparison."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import signal
+import sys
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "search",
+        help="run (or resume) a loss-search study and compare it with the baselines",
+        description=(
+            "Run the study a YAML file defines until its budget is spent. Rerunning the same "
+            "command (or adding --resume) continues a stopped study: finished evaluations are "
+            "neither lost nor repeated."
+        ),
+    )
+    parser.add_argument("config", help="study YAML (see search_spaces/quickstart.yaml)")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the study; an error if it does not exist"
+    )
+    parser.add_argument("--trials", type=int, help="override budget.trials (whole study)")
+    parser.add_argument("--minutes", type=float, help="override budget.minutes (this invocation)")
+    parser.add_argument("--storage", help="Optuna storage URL (overrides the config)")
+    parser.add_argument("--tracking-uri", help="MLflow URI (overrides the config)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+
+    from losslab.config import ConfigError
+    from losslab.search.study import run_study
+    from losslab.search.study_config import Budget, load_study
+    from losslab.search.summary import best_table, class_dice_table
+
+    errors = Console(stderr=True)
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    try:
+        config = load_study(args.config)
+        changes = {}
+        if args.trials is not None or args.minutes is not None:
+            changes["budget"] = Budget(
+                args.trials if args.trials is not None else config.budget.trials,
+                args.minutes if args.minutes is not None else config.budget.minutes,
+            )
+        if args.storage:
+            changes["storage"] = args.storage
+        if args.tracking_uri:
+            changes["tracking_uri"] = args.tracking_uri
+        config = dataclasses.replace(config, **changes)
+    except (ConfigError, ValueError) as exc:
+        errors.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        return 2
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a terminated worker records its trial
+    try:
+        outcome = run_study(config, resume=args.resume, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        errors.print(
+            f"[yellow]study {escape(config.name)} stopped;[/] the running evaluation is recorded "
+            f"as interrupted. Continue with: losslab search {escape(args.config)} --resume"
+        )
+        return 130
+    except ValueError as exc:
+        errors.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    console.print(best_table(outcome))
+    per_class = class_dice_table(outcome)
+    if per_class is not None:
+        console.print(per_class)
+    counts = outcome.counts()
+    console.print(
+        f"{len(outcome.records)} trials in the study ({counts['ok']} ok, {counts['pruned']} "
+        f"pruned, {counts['failed']} failed, {counts['cached']} answered from the cache); "
+        f"{outcome.trained} evaluations trained in {outcome.wall_time:.0f} s this time."
+    )
+    if outcome.reclaimed:
+        console.print(f"Re-queued trials of stopped workers: {outcome.reclaimed}")
+    console.print(f"Optuna storage: {outcome.storage_url}", soft_wrap=True)
+    console.print(
+        f"MLflow parent run {outcome.parent_run_id}; open it with: {outcome.tracker.ui_command()}",
+        soft_wrap=True,
+    )
+    return 0

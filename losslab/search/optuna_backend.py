@@ -1,0 +1,285 @@
+"""The Optuna backend: TPE (or random) over the study's space, pruning on per-epoch objectives.
+
+Ask-and-tell: each step asks a trial, draws a candidate from the conditional space, evaluates it
+(a trainer hook reports the per-epoch validation objective, refreshes the trial's heartbeat and
+raises ``StopTraining`` when the pruner says so) and tells Optuna the outcome: COMPLETE with the
+objective, PRUNED, or FAIL with the reason in the trial's ``losslab.failure`` attribute.
+
+The study's storage also holds the cache of evaluations (study attributes ``losslab.eval.<key>``),
+so a candidate proposed twice, by this worker or another, or after a resume, trains once.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import optuna
+from optuna.trial import TrialState
+
+from losslab.candidate import Candidate
+from losslab.search.backend import EvaluateFn, SearchBackend, TrialRecord
+from losslab.search.evaluator import CachedEvaluation, EvaluationCache, worker_id
+from losslab.search.objective import Objective
+from losslab.search.space import SearchSpace, SpaceError
+from losslab.search.storage import (
+    HEARTBEAT,
+    INTERRUPTED,
+    WORKER,
+    open_storage,
+    reclaim_stale_trials,
+)
+from losslab.training import EpochRecord, Hook, Result, StopTraining
+
+__all__ = ["OptunaBackend", "StudyMismatch", "make_pruner", "make_sampler"]
+
+_SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
+_PRUNERS = {
+    "none": optuna.pruners.NopPruner,
+    "median": optuna.pruners.MedianPruner,
+    "hyperband": optuna.pruners.HyperbandPruner,
+    "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+}
+FAILURE = "losslab.failure"
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+class StudyMismatch(ValueError):
+    """The storage holds a study of this name with a different configuration."""
+
+
+def _split(raw: Any, what: str, default: str, known: Mapping[str, Any]) -> tuple[str, dict]:
+    if raw is None:
+        return default, {}
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"optuna.{what}: a name or a mapping with 'name', got {raw!r}")
+    name = str(raw.get("name", default))
+    if name not in known:
+        raise ValueError(f"optuna.{what}.name: {name!r} is not one of {', '.join(known)}")
+    return name, {k: v for k, v in raw.items() if k != "name"}
+
+
+def make_sampler(settings: Mapping[str, Any], seed: int) -> optuna.samplers.BaseSampler:
+    """``{name: tpe|random, ...}``; TPE is multivariate with groups (conditional spaces)."""
+    name, params = _split(settings.get("sampler"), "sampler", "tpe", _SAMPLERS)
+    params.setdefault("seed", seed)
+    if name == "tpe":
+        params.setdefault("multivariate", True)
+        params.setdefault("group", True)
+        params.setdefault("n_startup_trials", 5)
+    try:
+        return _SAMPLERS[name](**params)
+    except TypeError as exc:
+        raise ValueError(f"optuna.sampler: {exc}") from None
+
+
+def make_pruner(settings: Mapping[str, Any], epochs: int) -> optuna.pruners.BasePruner:
+    """``{name: none|median|hyperband|successive_halving, ...}``; Hyperband's ``max_resource``
+    defaults to the fidelity's epochs (the resource is the epoch)."""
+    name, params = _split(settings.get("pruner"), "pruner", "none", _PRUNERS)
+    if name == "hyperband":
+        params.setdefault("max_resource", epochs)
+    try:
+        return _PRUNERS[name](**params)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"optuna.pruner: {exc}") from None
+
+
+class _OptunaCache(EvaluationCache):
+    """Evaluations in the study's attributes: shared by every worker and every resume."""
+
+    def __init__(self, study: optuna.Study):
+        self.study = study
+
+    def get(self, key: str) -> CachedEvaluation | None:
+        entry = self.study.user_attrs.get(f"losslab.eval.{key}")
+        if entry is None:
+            return None
+        return CachedEvaluation(Result.from_dict(entry["result"]), entry["run_id"], entry["origin"])
+
+    def put(self, key: str, entry: CachedEvaluation) -> None:
+        self.study.set_user_attr(
+            f"losslab.eval.{key}",
+            {"result": entry.result.to_dict(), "run_id": entry.run_id, "origin": entry.origin},
+        )
+
+
+class _TrialHook(Hook):
+    """Reports the epoch's objective, refreshes the heartbeat, prunes when told to."""
+
+    def __init__(self, trial: optuna.Trial, objective: Objective, pruning: bool):
+        self.trial, self.objective, self.pruning = trial, objective, pruning
+
+    def on_epoch_end(self, state: Any, record: EpochRecord) -> None:
+        self.trial.set_user_attr(HEARTBEAT, time.time())
+        value = self.objective.of_epoch(record)
+        if math.isnan(value):
+            return
+        self.trial.report(value, record.epoch)
+        if self.pruning and self.trial.should_prune():
+            raise StopTraining(f"pruned at epoch {record.epoch} (objective {value:.4f})")
+
+
+class OptunaBackend(SearchBackend):
+    """Optuna over the study's space (see the module docstring)."""
+
+    name: ClassVar[str] = "optuna"
+
+    def __init__(
+        self,
+        *,
+        study_name: str,
+        storage_url: str,
+        space: SearchSpace,
+        objective: Objective,
+        settings: Mapping[str, Any],
+        seed: int,
+        epochs: int,
+        fingerprint: str,
+        source: str = "",
+    ):
+        self.study_name, self.storage_url = study_name, storage_url
+        self.space, self.objective = space, objective
+        self.settings, self.seed, self.epochs = dict(settings), seed, epochs
+        self.fingerprint, self.source = fingerprint, source
+        self.study: optuna.Study | None = None
+        self.reclaimed: list[int] = []
+        self.reclaimed_runs: list[str] = []
+
+    @classmethod
+    def check_settings(cls, settings: Mapping[str, Any]) -> None:
+        unknown = sorted(set(settings) - {"sampler", "pruner"})
+        if unknown:
+            raise ValueError(f"optuna.{unknown[0]}: unknown key; known: ['pruner', 'sampler']")
+        make_sampler(settings, 0)
+        make_pruner(settings, 1)
+
+    def open(self, *, resume: bool) -> EvaluationCache:
+        storage = open_storage(self.storage_url)
+        exists = self.study_name in {s.study_name for s in optuna.get_all_study_summaries(storage)}
+        if resume and not exists:
+            raise ValueError(f"no study '{self.study_name}' to resume in {self.storage_url}")
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        probe = optuna.create_study(
+            study_name=self.study_name, storage=storage, direction="maximize", load_if_exists=True
+        )
+        known = probe.user_attrs.get("losslab.fingerprint")
+        if known is None:
+            probe.set_user_attr("losslab.fingerprint", self.fingerprint)
+            probe.set_user_attr("losslab.config", self.source)
+        elif known != self.fingerprint:
+            raise StudyMismatch(
+                f"the storage {self.storage_url} already holds a study '{self.study_name}' with a "
+                "different configuration (space, data, training, fidelity, objective or seed); "
+                "give this one another 'study' name"
+            )
+        stale = reclaim_stale_trials(probe, storage)
+        self.reclaimed = [t.number for t in stale]
+        self.reclaimed_runs = [
+            t.user_attrs["losslab.mlflow_run_id"]
+            for t in stale
+            if t.user_attrs.get("losslab.mlflow_run_id")
+        ]
+        # A resumed study seeds its sampler afresh, past the trials already drawn.
+        seed = self.seed + 7919 * len(probe.trials)
+        self.study = optuna.load_study(
+            study_name=self.study_name,
+            storage=storage,
+            sampler=make_sampler(self.settings, seed),
+            pruner=make_pruner(self.settings, self.epochs),
+        )
+        self._storage = storage
+        return _OptunaCache(self.study)
+
+    def _counted(self, trial: optuna.trial.FrozenTrial) -> bool:
+        return trial.state in _FINISHED and INTERRUPTED not in trial.user_attrs
+
+    def used(self) -> int:
+        trials = self.study.get_trials(deepcopy=False)
+        return sum(self._counted(t) or t.state == TrialState.RUNNING for t in trials)
+
+    def step(self, evaluate: EvaluateFn) -> TrialRecord:
+        study = self.study
+        trial = study.ask()
+        trial.set_user_attr(WORKER, worker_id())
+        trial.set_user_attr(HEARTBEAT, time.time())
+        try:
+            candidate, overrides = self.space.sample(trial)
+        except (SpaceError, ValueError) as exc:
+            return self._fail(trial, None, f"invalid combination: {exc}")
+        trial.set_user_attr("losslab.candidate", candidate.to_dict())
+        trial.set_user_attr("losslab.overrides", overrides)
+        pruning = not isinstance(study.pruner, optuna.pruners.NopPruner)
+        try:
+            evaluation = evaluate(
+                candidate,
+                overrides=overrides,
+                hooks=[_TrialHook(trial, self.objective, pruning)],
+                tags={"losslab.role": "trial", "optuna.trial": str(trial.number)},
+                origin=f"trial {trial.number}",
+                on_run=lambda run_id: trial.set_user_attr("losslab.mlflow_run_id", run_id),
+            )
+        except KeyboardInterrupt:
+            trial.set_user_attr(INTERRUPTED, "interrupted by the user or a signal")
+            study.tell(trial, state=TrialState.FAIL)
+            study.enqueue_trial(trial.params, user_attrs={"losslab.retry_of": trial.number})
+            raise
+        result = evaluation.result
+        trial.set_user_attr("losslab.eval_key", evaluation.key)
+        trial.set_user_attr("losslab.mlflow_run_id", evaluation.run_id)
+        if evaluation.cached:
+            trial.set_user_attr("losslab.cached_from", evaluation.origin)
+            for record in result.history:  # the pruner sees the same curve as the original
+                value = self.objective.of_epoch(record)
+                if not math.isnan(value):
+                    trial.report(value, record.epoch)
+        if result.status == "pruned":
+            trial.set_user_attr(FAILURE, result.reason)
+            study.tell(trial, state=TrialState.PRUNED)
+        elif result.status == "ok" and not math.isnan(evaluation.value):
+            study.tell(trial, evaluation.value)
+        else:
+            return self._fail(trial, candidate, result.reason or "no validation score", evaluation)
+        return self._record(study.get_trials(deepcopy=False)[trial.number])
+
+    def _fail(self, trial, candidate, reason, evaluation=None) -> TrialRecord:
+        trial.set_user_attr(FAILURE, reason)
+        self.study.tell(trial, state=TrialState.FAIL)
+        return self._record(self.study.get_trials(deepcopy=False)[trial.number])
+
+    def _record(self, trial: optuna.trial.FrozenTrial) -> TrialRecord:
+        attrs = trial.user_attrs
+        status = {TrialState.COMPLETE: "ok", TrialState.PRUNED: "pruned"}.get(trial.state, "failed")
+        value = trial.value if trial.state == TrialState.COMPLETE else math.nan
+        if trial.state == TrialState.PRUNED and trial.intermediate_values:
+            value = trial.intermediate_values[max(trial.intermediate_values)]
+        candidate = (
+            Candidate.from_dict(attrs["losslab.candidate"])
+            if "losslab.candidate" in attrs
+            else None
+        )
+        return TrialRecord(
+            number=trial.number,
+            candidate=candidate,
+            status=status,
+            value=value if value is not None else math.nan,
+            eval_key=attrs.get("losslab.eval_key", ""),
+            run_id=attrs.get("losslab.mlflow_run_id"),
+            reason=attrs.get(FAILURE, ""),
+            cached_from=attrs.get("losslab.cached_from", ""),
+            overrides=dict(attrs.get("losslab.overrides", {})),
+            params=dict(trial.params),
+        )
+
+    def records(self) -> list[TrialRecord]:
+        return [self._record(t) for t in self.study.get_trials(deepcopy=False) if self._counted(t)]
+
+    def interrupted(self) -> list[int]:
+        """Numbers of the trials cut short by a stopped worker (retried, not counted)."""
+        return [
+            t.number for t in self.study.get_trials(deepcopy=False) if INTERRUPTED in t.user_attrs
+        ]

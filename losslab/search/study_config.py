@@ -1,0 +1,332 @@
+"""A study's YAML file validated into a typed :class:`StudyConfig`; errors name file and key.
+
+::
+
+    study: quickstart                 # Optuna study name and MLflow parent run name
+    backend: optuna
+    data: {source: phantom, cases: 10, shape: [32, 32, 32]}
+    train: {model: unet3d, lr: 0.003, hd95: false}
+    fidelity: {epochs: 4, steps_per_epoch: 15}
+    objective: {kind: mean}            # mean | worst_k (k) | min | mix (weights)
+    budget: {trials: 12, minutes: 5}   # trials in the whole study; minutes per invocation
+    seed: 0
+    storage: null                      # any Optuna storage URL; default: a journal file
+    experiment: losslab-quickstart
+    optuna: {sampler: {name: tpe}, pruner: {name: hyperband, min_resource: 1}}
+    baselines: [{loss: dice}, {name: dice+cbs, loss: dice, class_schedule: cbs}]
+    space: {loss: ..., class_schedule: ..., term_schedule: ..., train: ...}   # see space.py
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from losslab.candidate import Candidate
+from losslab.config import ConfigError, parse_candidate
+from losslab.data import DataConfig
+from losslab.losses import LossSyntaxError
+from losslab.schedules import get_class_schedule, get_term_schedule
+from losslab.search.distributions import Distribution, parse_distribution
+from losslab.search.fidelity import Fidelity
+from losslab.search.objective import Objective
+from losslab.search.optuna_backend import OptunaBackend
+from losslab.search.space import (
+    SearchSpace,
+    SpaceError,
+    parse_loss_options,
+    parse_schedule_options,
+)
+from losslab.training import TrainConfig
+
+__all__ = ["BACKENDS", "Budget", "StudyConfig", "load_study"]
+
+BACKENDS = ("optuna",)
+_KEYS = {
+    "study",
+    "backend",
+    "data",
+    "train",
+    "fidelity",
+    "objective",
+    "budget",
+    "seed",
+    "storage",
+    "experiment",
+    "tracking_uri",
+    "optuna",
+    "baselines",
+    "space",
+    "top",
+}
+_SPACE_KEYS = {"loss", "class_schedule", "term_schedule", "train"}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """When a study stops: ``trials`` finished in the whole study, ``minutes`` per invocation."""
+
+    trials: int | None = None
+    minutes: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.trials is None and self.minutes is None:
+            raise ValueError("give 'trials', 'minutes' or both")
+        if self.trials is not None and (type(self.trials) is not int or self.trials < 1):
+            raise ValueError(f"trials={self.trials!r} must be a positive integer")
+        if self.minutes is not None:
+            if isinstance(self.minutes, bool) or not isinstance(self.minutes, int | float):
+                raise ValueError(f"minutes={self.minutes!r} must be a number")
+            if not (self.minutes > 0 and math.isfinite(self.minutes)):
+                raise ValueError(f"minutes={self.minutes!r} must be > 0")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Everything that defines a study (see the module docstring)."""
+
+    name: str
+    space: SearchSpace
+    budget: Budget
+    backend: str = "optuna"
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    fidelity: Fidelity = field(default_factory=Fidelity)
+    objective: Objective = field(default_factory=Objective)
+    seed: int = 0
+    storage: str | None = None
+    experiment: str = "losslab-search"
+    tracking_uri: str | None = None
+    optuna: Mapping[str, Any] = field(default_factory=dict)
+    baselines: tuple[Candidate, ...] = ()
+    top: int = 3
+    path: str = ""
+    source: str = ""
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of what defines the study's evaluations (not budget, storage or tracking)."""
+        raw = yaml.safe_load(self.source) if self.source else {}
+        kept = {
+            k: raw.get(k)
+            for k in (
+                "backend",
+                "data",
+                "train",
+                "fidelity",
+                "objective",
+                "seed",
+                "space",
+                "optuna",
+            )
+        }
+        return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[
+            :16
+        ]
+
+
+def _typed(raw: Any, build: Any, where: str) -> Any:
+    try:
+        return build(raw if raw is not None else {})
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(where, str(exc)) from None
+
+
+def _check_loss_option(option: Any, where: str) -> None:
+    def at(draw_values: dict[str, Any]) -> None:
+        option.build(lambda name, dist: draw_values.get(name, dist.values()[0]), where)
+
+    try:
+        at({})
+        for name, dist in option.params.items():
+            for value in dist.values():
+                at({f"{where}.{name}": value})
+        for k, dist in enumerate(option.term_weights):
+            for value in dist.values():
+                at({f"{where}.alpha{k}": value})
+    except SpaceError:
+        raise
+    except KeyError as exc:
+        key = "loss" if len(option.terms) == 1 else "terms"
+        raise SpaceError(f"{where}.{key}", str(exc.args[0])) from None
+    except LossSyntaxError as exc:
+        raise SpaceError(f"{where}.loss", str(exc)) from None
+    except ValueError as exc:
+        bad = next((n for n in option.params if f"'{n}'" in str(exc) or f" {n}" in str(exc)), None)
+        raise SpaceError(f"{where}.{bad}" if bad else where, str(exc)) from None
+
+
+def _check_schedule_option(option: Any, where: str, kind: str) -> None:
+    def build(**params: Any) -> None:
+        if kind == "class":
+            get_class_schedule(option.name, num_classes=3, **params)
+        else:
+            get_term_schedule(option.name, num_terms=2, **params)
+
+    try:
+        build()
+    except ValueError as exc:
+        raise SpaceError(where, str(exc)) from None
+    for name, dist in option.params.items():
+        for value in dist.values():
+            try:
+                build(**{name: value})
+            except (TypeError, ValueError) as exc:
+                raise SpaceError(f"{where}.{name}", str(exc)) from None
+
+
+def _check_train(params: Mapping[str, Distribution], where: str) -> None:
+    known = {f.name for f in fields(TrainConfig)}
+    for name, dist in params.items():
+        if name not in known:
+            raise SpaceError(f"{where}.{name}", f"not a train setting; known: {sorted(known)}")
+        if name == "seed":
+            raise SpaceError(f"{where}.{name}", "the seed is the study's, not a search parameter")
+        for value in dist.values():
+            try:
+                TrainConfig(**{name: value})
+            except (TypeError, ValueError) as exc:
+                raise SpaceError(f"{where}.{name}", str(exc)) from None
+
+
+def parse_space(raw: Any) -> SearchSpace:
+    """Validate a ``space`` mapping; every option is built at the ends of its ranges."""
+    if not isinstance(raw, Mapping) or not raw:
+        raise SpaceError("space", "the search space is empty: give at least 'loss'")
+    unknown = sorted(set(raw) - _SPACE_KEYS)
+    if unknown:
+        raise SpaceError(f"space.{unknown[0]}", f"unknown key; known: {sorted(_SPACE_KEYS)}")
+    if "loss" not in raw:
+        raise SpaceError("space.loss", "missing: give the losses to search over")
+    losses = parse_loss_options(raw["loss"], "space.loss")
+    for option in losses:
+        _check_loss_option(option, f"space.loss.{option.label}")
+    schedules = {}
+    for key, kind, default in (
+        ("class_schedule", "class", "uniform"),
+        ("term_schedule", "term", "static"),
+    ):
+        options = parse_schedule_options(raw.get(key, [default]), f"space.{key}")
+        for option in options:
+            _check_schedule_option(option, f"space.{key}.{option.label}", kind)
+        schedules[key] = options
+    train_raw = raw.get("train") or {}
+    if not isinstance(train_raw, Mapping):
+        raise SpaceError("space.train", f"a mapping of train settings, got {train_raw!r}")
+    train = {}
+    for name, value in train_raw.items():
+        try:
+            train[str(name)] = parse_distribution(value)
+        except ValueError as exc:
+            raise SpaceError(f"space.train.{name}", str(exc)) from None
+    _check_train(train, "space.train")
+    space = SearchSpace(losses, schedules["class_schedule"], schedules["term_schedule"], train)
+    for option in space.term_schedules:  # a term schedule must fit every loss's term count
+        for loss in space.losses:
+            count = len(loss.build(lambda n, d: d.values()[0], "x")[0])
+            try:
+                params = {k: d.values()[0] for k, d in option.params.items()}
+                get_term_schedule(option.name, num_terms=count, **params)
+            except ValueError as exc:
+                raise SpaceError(
+                    f"space.term_schedule.{option.label}",
+                    f"does not fit loss '{loss.label}' ({count} term(s)): {exc}",
+                ) from None
+    if space.dimensions() == 0:
+        raise SpaceError("space", "nothing to search: every option is fixed")
+    return space
+
+
+def load_study(path: str | Path) -> StudyConfig:
+    """Read and validate a study YAML file.
+
+    Raises:
+        ConfigError: ``file: key.path: problem`` for malformed YAML, an unknown key, a bad value,
+            an unknown loss or schedule, or an empty space.
+    """
+    path = Path(path)
+    try:
+        source = path.read_text()
+        raw = yaml.safe_load(source)
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), f"malformed YAML: {exc}") from None
+    if not isinstance(raw, Mapping):
+        raise ConfigError(str(path), "the file must hold a mapping at the top level")
+    where = f"{path}: "
+    unknown = sorted(set(raw) - _KEYS)
+    if unknown:
+        raise ConfigError(where + unknown[0], f"unknown key; known: {sorted(_KEYS)}")
+    backend = raw.get("backend", "optuna")
+    if backend not in BACKENDS:
+        raise ConfigError(where + "backend", f"{backend!r} is not one of {', '.join(BACKENDS)}")
+    try:
+        space = parse_space(raw.get("space"))
+    except SpaceError as exc:
+        raise ConfigError(where + exc.key, exc.problem) from None
+    budget = _typed(raw.get("budget"), lambda r: Budget(**_mapping(r, "budget")), where + "budget")
+    baselines_raw = raw.get("baselines") or []
+    if not isinstance(baselines_raw, list):
+        raise ConfigError(where + "baselines", "a list of candidates")
+    baselines = tuple(
+        parse_candidate({"loss": b} if isinstance(b, str) else b, f"{where}baselines[{i}]")
+        for i, b in enumerate(baselines_raw)
+    )
+    names = [b.name for b in baselines]
+    if len(set(names)) != len(names):
+        raise ConfigError(where + "baselines", f"two baselines share a name: {names}")
+    seed, top = raw.get("seed", 0), raw.get("top", 3)
+    for key, value in (("seed", seed), ("top", top)):
+        if type(value) is not int or value < (1 if key == "top" else 0):
+            raise ConfigError(
+                where + key,
+                f"must be a {'positive' if key == 'top' else 'non-negative'} integer, got {value!r}",
+            )
+    for key in ("study", "experiment", "storage", "tracking_uri"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise ConfigError(where + key, f"must be a string, got {raw[key]!r}")
+    optuna_raw = raw.get("optuna") or {}
+    if not isinstance(optuna_raw, Mapping):
+        raise ConfigError(where + "optuna", "a mapping with 'sampler' and/or 'pruner'")
+    try:
+        OptunaBackend.check_settings(optuna_raw)
+    except ValueError as exc:
+        key, _, problem = str(exc).partition(": ")
+        raise ConfigError(where + key, problem) from None
+    return StudyConfig(
+        name=raw.get("study") or path.stem,
+        space=space,
+        budget=budget,
+        backend=backend,
+        data=_typed(raw.get("data"), DataConfig.from_dict, where + "data"),
+        train=_typed(raw.get("train"), TrainConfig.from_dict, where + "train"),
+        fidelity=_typed(raw.get("fidelity"), Fidelity.from_dict, where + "fidelity"),
+        objective=_typed(raw.get("objective"), Objective.from_dict, where + "objective"),
+        seed=seed,
+        storage=raw.get("storage"),
+        experiment=raw.get("experiment") or "losslab-search",
+        tracking_uri=raw.get("tracking_uri"),
+        optuna=dict(optuna_raw),
+        baselines=baselines,
+        top=top,
+        path=str(path),
+        source=source,
+    )
+
+
+def _mapping(raw: Any, what: str) -> dict[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{what} must be a mapping, got {raw!r}")
+    known = {f.name for f in fields(Budget)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} key {unknown[0]!r}; known: {sorted(known)}")
+    return dict(raw)

@@ -1,0 +1,119 @@
+"""The end of a study: its best candidates against the baselines, as tables and CSV."""
+
+from __future__ import annotations
+
+import math
+
+from rich.table import Table
+
+from losslab.report import STAR_BELOW, class_table
+from losslab.search.study import StudyOutcome
+
+__all__ = ["best_table", "class_dice_table", "summary_rows"]
+
+
+def _fmt(value: float) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.3f}"
+
+
+def summary_rows(outcome: StudyOutcome) -> list[dict]:
+    """One row per best trial (``config.top``) and per baseline, best objective first."""
+    objective = outcome.config.objective
+    rows = []
+    for record in outcome.best(outcome.config.top):
+        result = outcome.results.get(record.eval_key)
+        rows.append(
+            {
+                "name": record.candidate.name,
+                "role": f"trial {record.number}",
+                "objective": record.value,
+                "test_objective": objective.of_test(result) if result else math.nan,
+                "test_dice": result.foreground_mean("dice") if result else math.nan,
+                "class_dice": result.test_metrics.get("dice", []) if result else [],
+                "candidate": record.candidate,
+                "run_id": record.run_id,
+            }
+        )
+    for evaluation in outcome.baselines:
+        result = evaluation.result
+        rows.append(
+            {
+                "name": evaluation.candidate.name,
+                "role": "baseline",
+                "objective": evaluation.value if result.status != "failed" else math.nan,
+                "test_objective": objective.of_test(result),
+                "test_dice": result.foreground_mean("dice") if result.ok else math.nan,
+                "class_dice": result.test_metrics.get("dice", []),
+                "candidate": evaluation.candidate,
+                "run_id": evaluation.run_id,
+            }
+        )
+    return sorted(
+        rows, key=lambda r: -r["objective"] if not math.isnan(r["objective"]) else math.inf
+    )
+
+
+def _describe_candidate(row: dict) -> str:
+    candidate = row["candidate"]
+    parts = [" + ".join(str(t) for t in candidate.terms)]
+    if len(candidate.terms) > 1:
+        parts.append("alpha=" + ",".join(f"{a:.3g}" for a in candidate.term_weights))
+    for spec in (candidate.class_schedule, candidate.term_schedule):
+        if spec.name not in ("uniform", "static") or spec.params:
+            params = ", ".join(
+                f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in spec.params
+            )
+            parts.append(f"{spec.name}({params})")
+    return "; ".join(parts)
+
+
+def best_table(outcome: StudyOutcome) -> Table:
+    """Best trials against the baselines: validation objective (what the search maximised),
+    the same objective and mean Dice on the test split, and what each candidate is."""
+    objective = outcome.config.objective
+    counts = outcome.counts()
+    table = Table(
+        title=(
+            f"Study {outcome.config.name}: best {outcome.config.top} of {len(outcome.records)} "
+            f"trials ({counts['ok']} ok, {counts['pruned']} pruned, {counts['failed']} failed) "
+            f"vs baselines; objective: {objective.describe()}"
+        )
+    )
+    for header, justify in (
+        ("candidate", "left"),
+        ("from", "left"),
+        ("val objective", "right"),
+        ("test objective", "right"),
+        ("test mean Dice", "right"),
+        ("definition", "left"),
+    ):
+        table.add_column(header, justify=justify)
+    for row in summary_rows(outcome):
+        style = "bold" if row["role"] != "baseline" else None
+        table.add_row(
+            row["name"],
+            row["role"],
+            _fmt(row["objective"]),
+            _fmt(row["test_objective"]),
+            _fmt(row["test_dice"]),
+            _describe_candidate(row),
+            style=style,
+        )
+    return table
+
+
+def class_dice_table(outcome: StudyOutcome) -> Table | None:
+    """Test Dice per class of the best trials and the baselines (Table 1 layout); the
+    reference for the ``+`` marks is the first baseline."""
+    rows = [r for r in summary_rows(outcome) if r["class_dice"]]
+    if not rows:
+        return None
+    columns = {}
+    for row in rows:
+        label = row["name"] if row["role"] == "baseline" else f"{row['name']} (#{row['role'][6:]})"
+        columns[label] = row["class_dice"]
+    reference = next((label for label, r in zip(columns, rows) if r["role"] == "baseline"), None)
+    counts = outcome.dataset.class_voxel_counts.double()
+    shares = (counts[1:] / counts[1:].sum()).tolist()
+    title = f"Test Dice per class (reference: {reference or '-'}; * < {STAR_BELOW})"
+    return class_table(title, outcome.dataset.class_names, shares, columns, reference)
