@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -72,7 +73,9 @@ def make_sampler(settings: Mapping[str, Any], seed: int) -> optuna.samplers.Base
         params.setdefault("group", True)
         params.setdefault("n_startup_trials", 5)
     try:
-        return _SAMPLERS[name](**params)
+        with warnings.catch_warnings():  # ``group`` is experimental in Optuna, and needed here
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return _SAMPLERS[name](**params)
     except TypeError as exc:
         raise ValueError(f"optuna.sampler: {exc}") from None
 
