@@ -23,6 +23,7 @@ import yaml
 from losslab.candidate import Candidate, ScheduleSpec
 from losslab.data import DataConfig
 from losslab.losses import LossSyntaxError, get_loss, parse_loss
+from losslab.schedules import get_class_schedule, get_term_schedule, needs_frequencies
 from losslab.training import TrainConfig
 
 __all__ = ["ConfigError", "SuiteConfig", "load_suite", "parse_candidate"]
@@ -89,13 +90,14 @@ def parse_candidate(raw: Any, where: str) -> Candidate:
             weights = ()
         if "term_weights" in raw:
             weights = tuple(float(w) for w in raw["term_weights"])
+        class_schedule = _schedule(raw.get("class_schedule", "uniform"), f"{where}.class_schedule")
+        term_schedule = _schedule(raw.get("term_schedule", "static"), f"{where}.term_schedule")
+        _check_schedules(class_schedule, term_schedule, len(terms), where)
         return Candidate(
             terms=terms,
             term_weights=weights,
-            class_schedule=_schedule(
-                raw.get("class_schedule", "uniform"), f"{where}.class_schedule"
-            ),
-            term_schedule=_schedule(raw.get("term_schedule", "static"), f"{where}.term_schedule"),
+            class_schedule=class_schedule,
+            term_schedule=term_schedule,
             name=str(raw.get("name") or raw.get("loss") or "+".join(map(str, raw["terms"]))),
         )
     except ConfigError:
@@ -104,6 +106,23 @@ def parse_candidate(raw: Any, where: str) -> Candidate:
         raise ConfigError(f"{where}.loss", str(exc.args[0])) from None
     except (LossSyntaxError, ValueError, TypeError) as exc:
         raise ConfigError(where, str(exc)) from None
+
+
+def _check_schedules(
+    class_schedule: ScheduleSpec, term_schedule: ScheduleSpec, num_terms: int, where: str
+) -> None:
+    """Build both schedules once, so that a bad name or parameter is caught before training."""
+    params = dict(class_schedule.params)
+    try:
+        if needs_frequencies(class_schedule.name) and not {"frequencies", "weights"} & set(params):
+            params["frequencies"] = [1.0, 1.0, 1.0]  # the trainer supplies the data's
+        get_class_schedule(class_schedule.name, num_classes=3, **params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}.class_schedule", str(exc)) from None
+    try:
+        get_term_schedule(term_schedule.name, num_terms=num_terms, **dict(term_schedule.params))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}.term_schedule", str(exc)) from None
 
 
 def _term(raw: Any, where: str) -> tuple:

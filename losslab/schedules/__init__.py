@@ -19,6 +19,7 @@ from losslab.schedules.registry import (
     get_term_schedule,
     list_class_schedules,
     list_term_schedules,
+    needs_frequencies,
 )
 from losslab.schedules.term_schedules import (
     LinearRamp,
@@ -47,4 +48,5 @@ __all__ = [
     "get_term_schedule",
     "list_class_schedules",
     "list_term_schedules",
+    "needs_frequencies",
 ]

@@ -11,6 +11,7 @@ They are plain data; backends turn them into their own (``suggest`` for an Optun
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -124,6 +125,8 @@ def parse_distribution(raw: Any) -> Distribution:
     if not isinstance(bounds, list) or len(bounds) != 2:
         raise ValueError(f"'{kind}' needs [low, high], got {bounds!r}")
     low, high = (_number(b, f"'{kind}' bound") for b in bounds)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(f"'{kind}' bounds must be finite, got {bounds!r}")
     if not low < high:
         raise ValueError(f"'{kind}' needs low < high, got [{bounds[0]!r}, {bounds[1]!r}]")
     log = raw.get("log", False)
@@ -139,5 +142,7 @@ def parse_distribution(raw: Any) -> Distribution:
     if kind == "int":
         if low != int(low) or high != int(high):
             raise ValueError(f"'int' bounds must be integers, got {bounds!r}")
+        if step is not None and (isinstance(step, float) and not step.is_integer()):
+            raise ValueError(f"an 'int' step must be a whole number, got {step!r}")
         return IntRange(int(low), int(high), log, int(step or 1))
     return FloatRange(low, high, log, None if step is None else float(step))

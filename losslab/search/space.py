@@ -207,7 +207,7 @@ def _options(raw: Any, where: str) -> list[tuple[str, Mapping[str, Any]]]:
     if not raw:
         raise SpaceError(where, "the space is empty: give at least one option")
     options = []
-    for label, body in raw.items():
+    for label, body in sorted(raw.items(), key=lambda item: str(item[0])):  # order-free
         body = {} if body is None else body
         if not isinstance(body, Mapping):
             raise SpaceError(
@@ -233,6 +233,9 @@ def parse_loss_options(raw: Any, where: str = "loss") -> tuple[LossOption, ...]:
             parsed_weights = tuple(parse_distribution(w) for w in weights)
         except ValueError as exc:
             raise SpaceError(f"{at}.term_weights", str(exc)) from None
+        for dist in parsed_weights:
+            if any(not isinstance(v, int | float) or v < 0 for v in dist.values()):
+                raise SpaceError(f"{at}.term_weights", f"term weights are numbers >= 0: {dist}")
         options.append(
             LossOption(
                 label,

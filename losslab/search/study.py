@@ -283,7 +283,7 @@ def _describe(
     if status == "ok":
         text += f"objective {value:.4f}"
     elif status == "pruned":
-        text += f"[yellow]pruned[/] ({record.reason if record else result.reason})"
+        text += f"[yellow]{record.reason if record else result.reason}[/]"
     else:
         reason = record.reason if record else (result.reason if result else "")
         text += f"[red]failed[/] ({reason})"

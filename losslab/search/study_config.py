@@ -19,9 +19,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -32,7 +34,6 @@ import yaml
 from losslab.candidate import Candidate
 from losslab.config import ConfigError, parse_candidate
 from losslab.data import DataConfig
-from losslab.losses import LossSyntaxError
 from losslab.schedules import get_class_schedule, get_term_schedule
 from losslab.search.distributions import Distribution, parse_distribution
 from losslab.search.fidelity import Fidelity
@@ -112,24 +113,20 @@ class StudyConfig:
 
     @property
     def fingerprint(self) -> str:
-        """Hash of what defines the study's evaluations (not budget, storage or tracking)."""
-        raw = yaml.safe_load(self.source) if self.source else {}
+        """Hash of what defines the study's trials, after validation (so a default written out
+        or left out is the same study): space, data, training, fidelity, objective, seed.
+        Budget, storage, tracking, sampler, pruner and baselines may change between runs."""
         kept = {
-            k: raw.get(k)
-            for k in (
-                "backend",
-                "data",
-                "train",
-                "fidelity",
-                "objective",
-                "seed",
-                "space",
-                "optuna",
-            )
+            "backend": self.backend,
+            "space": dataclasses.asdict(self.space),
+            "data": self.data.as_dict(),
+            "train": {k: v for k, v in self.train.to_dict().items() if k != "device"},
+            "fidelity": self.fidelity.to_dict(),
+            "objective": self.objective.to_dict(),
+            "seed": self.seed,
         }
-        return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[
-            :16
-        ]
+        text = json.dumps(kept, sort_keys=True, default=repr)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _typed(raw: Any, build: Any, where: str) -> Any:
@@ -156,11 +153,11 @@ def _check_loss_option(option: Any, where: str) -> None:
     except KeyError as exc:
         key = "loss" if len(option.terms) == 1 else "terms"
         raise SpaceError(f"{where}.{key}", str(exc.args[0])) from None
-    except LossSyntaxError as exc:
-        raise SpaceError(f"{where}.loss", str(exc)) from None
-    except ValueError as exc:
-        bad = next((n for n in option.params if f"'{n}'" in str(exc) or f" {n}" in str(exc)), None)
-        raise SpaceError(f"{where}.{bad}" if bad else where, str(exc)) from None
+    except ValueError as exc:  # LossSyntaxError included: a bad expression or parameter value
+        text = str(exc)
+        bad = next((n for n in option.params if re.search(rf"\b{re.escape(n)}\b", text)), None)
+        key = "loss" if len(option.terms) == 1 else "terms"
+        raise SpaceError(f"{where}.{bad or key}", text) from None
 
 
 def _check_schedule_option(option: Any, where: str, kind: str) -> None:

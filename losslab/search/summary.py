@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 from rich.table import Table
 
@@ -53,9 +54,14 @@ def summary_rows(outcome: StudyOutcome) -> list[dict]:
     )
 
 
+def _short_numbers(text: str) -> str:
+    """``gamma=2.6096718162507537`` -> ``gamma=2.61`` (display only; MLflow keeps all digits)."""
+    return re.sub(r"\d+\.\d{4,}(?:e[-+]?\d+)?", lambda m: f"{float(m.group()):.3g}", text)
+
+
 def _describe_candidate(row: dict) -> str:
     candidate = row["candidate"]
-    parts = [" + ".join(str(t) for t in candidate.terms)]
+    parts = [_short_numbers(" + ".join(str(t) for t in candidate.terms))]
     if len(candidate.terms) > 1:
         parts.append("alpha=" + ",".join(f"{a:.3g}" for a in candidate.term_weights))
     for spec in (candidate.class_schedule, candidate.term_schedule):

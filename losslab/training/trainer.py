@@ -24,15 +24,19 @@ from losslab.candidate import Candidate
 from losslab.data import PatchSampler, SegmentationDataset, augment
 from losslab.losses import CompiledLoss, compile_terms, reduce
 from losslab.models import get_model
-from losslab.schedules import ClassSchedule, TermSchedule, get_class_schedule, get_term_schedule
+from losslab.schedules import (
+    ClassSchedule,
+    TermSchedule,
+    get_class_schedule,
+    get_term_schedule,
+    needs_frequencies,
+)
 from losslab.training.config import TrainConfig, resolve_device
 from losslab.training.hooks import Hook, StopTraining
 from losslab.training.inference import evaluate_split
 from losslab.training.result import EpochRecord, Result
 
 __all__ = ["TrainState", "Trainer", "train"]
-
-_FREQUENCY_SCHEDULES = {"inverse_frequency", "median_frequency", "median_frequency_balancing"}
 
 
 class _Failure(Exception):
@@ -85,7 +89,7 @@ def _schedules(
     """The candidate's schedules; frequency-based class weights read the training split."""
     params = candidate.class_schedule.to_dict()["params"]
     name = candidate.class_schedule.name
-    if name in _FREQUENCY_SCHEDULES and "frequencies" not in params and "weights" not in params:
+    if needs_frequencies(name) and "frequencies" not in params and "weights" not in params:
         params["frequencies"] = dataset.subset("train").class_frequencies().tolist()
     class_schedule = get_class_schedule(name, num_classes=dataset.num_classes, **params)
     term_schedule = get_term_schedule(
