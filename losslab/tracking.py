@@ -16,7 +16,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,11 +32,30 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_TRACKING_URI", "MLflowHook", "RunRecord", "Tracker", "resolve_tracking_uri"]
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+_CONNECT_ATTEMPTS = 5
 _STATUS = {"ok": "FINISHED", "failed": "FAILED", "pruned": "KILLED", "interrupted": "KILLED"}
 
 
 def resolve_tracking_uri(uri: str | None = None) -> str:
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+@contextlib.contextmanager
+def _sqlite_init_lock(uri: str) -> Iterator[None]:
+    """An exclusive lock on ``<db>.lock`` beside a local SQLite store (no-op otherwise)."""
+    if not uri.startswith("sqlite:///") or os.name != "posix":
+        yield
+        return
+    import fcntl
+
+    path = uri[len("sqlite:///") :] + ".lock"
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _metric_key(name: str) -> str:
@@ -50,6 +69,7 @@ class RunRecord:
     run_id: str
     name: str
     status: str
+    start_time: int
     tags: dict[str, str]
     metrics: dict[str, float]
     params: dict[str, str]
@@ -59,15 +79,29 @@ class Tracker:
     """A thin wrapper over one MLflow client and one experiment."""
 
     def __init__(self, tracking_uri: str | None = None, experiment: str = "losslab"):
+        self.tracking_uri = resolve_tracking_uri(tracking_uri)
+        self.experiment = experiment
+        # Workers of one study may start together on a fresh store. On a local SQLite file,
+        # MLflow's schema migration must not run twice at once: a file lock serialises the
+        # first connection. Elsewhere (a server) a lost race to create the experiment retries.
+        with _sqlite_init_lock(self.tracking_uri):
+            for attempt in range(_CONNECT_ATTEMPTS):
+                try:
+                    self._connect()
+                    return
+                except Exception:
+                    if attempt == _CONNECT_ATTEMPTS - 1:
+                        raise
+                    time.sleep(0.5 * (attempt + 1))
+
+    def _connect(self) -> None:
         from mlflow.tracking import MlflowClient
 
-        self.tracking_uri = resolve_tracking_uri(tracking_uri)
         self.client = MlflowClient(self.tracking_uri)
-        found = self.client.get_experiment_by_name(experiment)
+        found = self.client.get_experiment_by_name(self.experiment)
         self.experiment_id = (
-            found.experiment_id if found else self.client.create_experiment(experiment)
+            found.experiment_id if found else self.client.create_experiment(self.experiment)
         )
-        self.experiment = experiment
 
     def start_run(
         self,
@@ -117,6 +151,9 @@ class Tracker:
         """Mark a terminated run RUNNING again (a resumed study's parent run)."""
         self.client.update_run(run_id, status="RUNNING")
 
+    def delete_run(self, run_id: str) -> None:
+        self.client.delete_run(run_id)
+
     def delete_tag(self, run_id: str, key: str) -> None:
         from mlflow.exceptions import MlflowException
 
@@ -140,6 +177,7 @@ class Tracker:
                     run_id=run.info.run_id,
                     name=run.info.run_name or "",
                     status=run.info.status,
+                    start_time=run.info.start_time or 0,
                     tags=dict(run.data.tags),
                     metrics=dict(run.data.metrics),
                     params=dict(run.data.params),

@@ -85,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     console.print(
         f"{len(outcome.records)} trials in the study ({counts['ok']} ok, {counts['pruned']} "
         f"pruned, {counts['failed']} failed, {counts['cached']} answered from the cache); "
-        f"{outcome.trained} evaluations trained in {outcome.wall_time:.0f} s this time."
+        f"{outcome.trained} evaluation{'' if outcome.trained == 1 else 's'} trained in "
+        f"{outcome.wall_time:.0f} s this time."
     )
     if outcome.reclaimed:
         console.print(f"Re-queued trials of stopped workers: {outcome.reclaimed}")

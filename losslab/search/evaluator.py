@@ -63,6 +63,14 @@ class EvaluationCache(ABC):
     @abstractmethod
     def put(self, key: str, entry: CachedEvaluation) -> None: ...
 
+    def claim(self, key: str) -> bool:
+        """Reserve ``key`` before training it; ``False`` when another live worker trains it now."""
+        return True
+
+    def wait(self, key: str) -> CachedEvaluation | None:
+        """After a lost :meth:`claim`: the other worker's result, or ``None`` if it never came."""
+        return None
+
 
 class MemoryCache(EvaluationCache):
     """A dict: lives as long as the process."""
@@ -180,6 +188,8 @@ class Evaluator:
         overrides = dict(overrides or {})
         key = self.key(candidate, seed=seed, overrides=overrides)
         hit = self.cache.get(key)
+        if hit is None and not self.cache.claim(key):  # another worker trains it right now
+            hit = self.cache.wait(key)
         if hit is not None:
             return Evaluation(
                 key,

@@ -11,6 +11,7 @@ so a candidate proposed twice, by this worker or another, or after a resume, tra
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 import warnings
@@ -28,7 +29,9 @@ from losslab.search.space import SearchSpace, SpaceError
 from losslab.search.storage import (
     HEARTBEAT,
     INTERRUPTED,
+    STALE_AFTER,
     WORKER,
+    is_stale,
     open_storage,
     reclaim_stale_trials,
 )
@@ -95,8 +98,8 @@ def make_pruner(settings: Mapping[str, Any], epochs: int) -> optuna.pruners.Base
 class _OptunaCache(EvaluationCache):
     """Evaluations in the study's attributes: shared by every worker and every resume."""
 
-    def __init__(self, study: optuna.Study):
-        self.study = study
+    def __init__(self, study: optuna.Study, stale_after: float = STALE_AFTER, poll: float = 0.5):
+        self.study, self.stale_after, self.poll = study, stale_after, poll
 
     def get(self, key: str) -> CachedEvaluation | None:
         entry = self.study.user_attrs.get(f"losslab.eval.{key}")
@@ -109,6 +112,29 @@ class _OptunaCache(EvaluationCache):
             f"losslab.eval.{key}",
             {"result": entry.result.to_dict(), "run_id": entry.run_id, "origin": entry.origin},
         )
+
+    def claim(self, key: str) -> bool:
+        """Write ``losslab.claim.<key>`` = this worker and read it back: of workers claiming at
+        once, the last writer trains and the others wait for its result."""
+        name, me = f"losslab.claim.{key}", worker_id()
+        holder = self.study.user_attrs.get(name)
+        if holder and holder != me and not is_stale(holder, None, self.stale_after):
+            return False
+        self.study.set_user_attr(name, me)
+        return self.study.user_attrs.get(name) == me
+
+    def wait(self, key: str) -> CachedEvaluation | None:
+        name = f"losslab.claim.{key}"
+        deadline = time.monotonic() + self.stale_after
+        while time.monotonic() < deadline:
+            hit = self.get(key)
+            if hit is not None:
+                return hit
+            holder = self.study.user_attrs.get(name, "")
+            if holder == worker_id() or is_stale(holder, None, self.stale_after):
+                return None  # the other worker died (or gave the key back): train it here
+            time.sleep(self.poll)
+        return None
 
 
 class _TrialHook(Hook):
@@ -187,8 +213,7 @@ class OptunaBackend(SearchBackend):
             for t in stale
             if t.user_attrs.get("losslab.mlflow_run_id")
         ]
-        # A resumed study seeds its sampler afresh, past the trials already drawn.
-        seed = self.seed + 7919 * len(probe.trials)
+        seed = self._sampler_seed(probe)
         self.study = optuna.load_study(
             study_name=self.study_name,
             storage=storage,
@@ -197,6 +222,26 @@ class OptunaBackend(SearchBackend):
         )
         self._storage = storage
         return _OptunaCache(self.study)
+
+    def _sampler_seed(self, study: optuna.Study) -> int:
+        """The study's seed for the worker that starts it; another seed for every other worker.
+
+        Workers that start together must not draw the same candidates. Each registers itself
+        (study attribute ``losslab.worker.<host:pid>`` = time) and then reads the registrations:
+        the earliest, on a study with no trials yet, takes the configured seed (so one worker
+        reproduces a study exactly); a later one, or a resumed study, derives a seed of its own.
+        """
+        me = worker_id()
+        study.set_user_attr(f"losslab.worker.{me}", time.time())
+        registered = sorted(
+            (when, name[len("losslab.worker.") :])
+            for name, when in study.user_attrs.items()
+            if name.startswith("losslab.worker.")
+        )
+        if not study.trials and registered[0][1] == me:
+            return self.seed
+        salt = int(hashlib.sha256(me.encode()).hexdigest()[:8], 16)
+        return (self.seed + 7919 * len(study.trials) + salt) % 2**32
 
     def _counted(self, trial: optuna.trial.FrozenTrial) -> bool:
         return trial.state in _FINISHED and INTERRUPTED not in trial.user_attrs

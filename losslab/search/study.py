@@ -83,10 +83,15 @@ def make_backend(config: StudyConfig, storage_url: str) -> SearchBackend:
     )
 
 
+def _find_parents(tracker: Tracker, name: str) -> list:
+    runs = tracker.find_runs(f"tags.`losslab.study` = '{name}' and tags.`losslab.role` = 'study'")
+    return sorted(runs, key=lambda r: (r.start_time, r.run_id))
+
+
 def _parent_run(tracker: Tracker, config: StudyConfig, storage_url: str) -> str:
-    found = tracker.find_runs(
-        f"tags.`losslab.study` = '{config.name}' and tags.`losslab.role` = 'study'"
-    )
+    """The study's parent run: the existing one, else a new one. Workers that start together
+    may each create one; all then keep the oldest and delete their own."""
+    found = _find_parents(tracker, config.name)
     if found:
         tracker.reopen_run(found[0].run_id)
         return found[0].run_id
@@ -94,6 +99,11 @@ def _parent_run(tracker: Tracker, config: StudyConfig, storage_url: str) -> str:
         config.name,
         tags={"losslab.study": config.name, "losslab.role": "study", "backend": config.backend},
     )
+    oldest = _find_parents(tracker, config.name)[0].run_id
+    if oldest != run_id:
+        tracker.delete_run(run_id)
+        tracker.reopen_run(oldest)
+        return oldest
     tracker.log_params(
         run_id,
         {
