@@ -26,7 +26,7 @@ from losslab.losses import LossSyntaxError, get_loss, parse_loss
 from losslab.schedules import get_class_schedule, get_term_schedule, needs_frequencies
 from losslab.training import TrainConfig
 
-__all__ = ["ConfigError", "SuiteConfig", "load_suite", "parse_candidate"]
+__all__ = ["ConfigError", "SuiteConfig", "load_suite", "parse_candidate", "read_yaml_mapping"]
 
 _CANDIDATE_KEYS = {
     "name",
@@ -133,17 +133,28 @@ def _term(raw: Any, where: str) -> tuple:
         raise ConfigError(where, str(exc.args[0])) from None
 
 
-def load_suite(path: str | Path) -> SuiteConfig:
-    """Read and validate a suite YAML file."""
-    path = Path(path)
+def read_yaml_mapping(path: Path) -> tuple[str, Mapping[str, Any]]:
+    """The text of a YAML file and the mapping it holds.
+
+    Raises:
+        ConfigError: the file cannot be read, is malformed, or does not hold a mapping.
+    """
     try:
-        raw = yaml.safe_load(path.read_text())
+        source = path.read_text()
+        raw = yaml.safe_load(source)
     except OSError as exc:
         raise ConfigError(str(path), f"cannot read: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(str(path), f"malformed YAML: {exc}") from None
     if not isinstance(raw, Mapping):
         raise ConfigError(str(path), "the file must hold a mapping at the top level")
+    return source, raw
+
+
+def load_suite(path: str | Path) -> SuiteConfig:
+    """Read and validate a suite YAML file."""
+    path = Path(path)
+    _, raw = read_yaml_mapping(path)
     unknown = sorted(set(raw) - _SUITE_KEYS)
     if unknown:
         raise ConfigError(f"{path}: {unknown[0]}", f"unknown key; known: {sorted(_SUITE_KEYS)}")

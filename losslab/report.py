@@ -23,6 +23,18 @@ STAR_BELOW = 0.8  # paper 000 stars classes under 0.8 Dice
 _COLUMNS = (("dice", "Dice"), ("sensitivity", "SEN"), ("precision", "PRC"), ("hd95", "HD95 mm"))
 
 
+def _bars(console: Console) -> Progress:
+    """Progress bars: description, bar, done/total, an ``info`` field, elapsed time."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
 def _fmt(value: float, digits: int = 3) -> str:
     return "-" if math.isnan(value) else f"{value:.{digits}f}"
 
@@ -65,15 +77,7 @@ class ProgressHook(Hook):
         self._task = None
 
     def on_train_start(self, state: TrainState) -> None:
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            console=self.console,
-            transient=False,
-        )
+        self._progress = _bars(self.console)
         self._progress.start()
         total = state.config.epochs * state.config.steps_per_epoch
         self._task = self._progress.add_task(self.description, total=total, info="")
@@ -198,14 +202,7 @@ class StudyProgress:
 
     def __enter__(self) -> StudyProgress:
         if self.enabled:
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"),
-                TimeElapsedColumn(),
-                console=self.console,
-            )
+            self._progress = _bars(self.console)
             self._progress.start()
             self._task = self._progress.add_task(
                 f"study {self.title}", total=self.total, completed=self._done, info="trials"

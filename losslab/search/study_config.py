@@ -29,10 +29,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from losslab.candidate import Candidate
-from losslab.config import ConfigError, parse_candidate
+from losslab.config import ConfigError, parse_candidate, read_yaml_mapping
 from losslab.data import DataConfig
 from losslab.schedules import get_class_schedule, get_term_schedule
 from losslab.search.distributions import Distribution, parse_distribution
@@ -46,6 +44,7 @@ from losslab.search.space import (
     parse_schedule_options,
 )
 from losslab.training import TrainConfig
+from losslab.typed import from_mapping
 
 __all__ = ["BACKENDS", "Budget", "StudyConfig", "load_study"]
 
@@ -249,15 +248,7 @@ def load_study(path: str | Path) -> StudyConfig:
             an unknown loss or schedule, or an empty space.
     """
     path = Path(path)
-    try:
-        source = path.read_text()
-        raw = yaml.safe_load(source)
-    except OSError as exc:
-        raise ConfigError(str(path), f"cannot read: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(str(path), f"malformed YAML: {exc}") from None
-    if not isinstance(raw, Mapping):
-        raise ConfigError(str(path), "the file must hold a mapping at the top level")
+    source, raw = read_yaml_mapping(path)
     where = f"{path}: "
     unknown = sorted(set(raw) - _KEYS)
     if unknown:
@@ -269,7 +260,9 @@ def load_study(path: str | Path) -> StudyConfig:
         space = parse_space(raw.get("space"))
     except SpaceError as exc:
         raise ConfigError(where + exc.key, exc.problem) from None
-    budget = _typed(raw.get("budget"), lambda r: Budget(**_mapping(r, "budget")), where + "budget")
+    budget = _typed(
+        raw.get("budget"), lambda r: from_mapping(Budget, r, "budget"), where + "budget"
+    )
     baselines_raw = raw.get("baselines") or []
     if not isinstance(baselines_raw, list):
         raise ConfigError(where + "baselines", "a list of candidates")
@@ -317,13 +310,3 @@ def load_study(path: str | Path) -> StudyConfig:
         path=str(path),
         source=source,
     )
-
-
-def _mapping(raw: Any, what: str) -> dict[str, Any]:
-    if not isinstance(raw, Mapping):
-        raise ValueError(f"{what} must be a mapping, got {raw!r}")
-    known = {f.name for f in fields(Budget)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ValueError(f"unknown {what} key {unknown[0]!r}; known: {sorted(known)}")
-    return dict(raw)
