@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from losslab.losses import CompoundLoss, LossSpec, get_loss, parse_loss
+from losslab.losses import CompoundLoss, LossSpec, parse_loss, resolve_loss
 
 __all__ = ["Candidate", "ScheduleSpec"]
 
@@ -84,12 +84,7 @@ class Candidate:
         label = name
         if isinstance(loss, str):
             label = label or loss
-            try:
-                loss = get_loss(loss, **params)
-            except KeyError:
-                if "(" not in loss:  # a typo of a name, not an expression
-                    raise
-                loss = parse_loss(loss, **params)
+            loss = resolve_loss(loss, **params)
         weights: tuple[float, ...] = ()
         if isinstance(loss, CompoundLoss):
             weights, terms = loss.weights, loss.terms

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from losslab.config import SuiteConfig
 from losslab.data import SegmentationDataset, build_dataset
-from losslab.report import STAR_BELOW, ProgressHook, class_table
+from losslab.report import STAR_BELOW, ProgressHook, class_table, nanmean
 from losslab.tracking import MLflowHook, Tracker
 from losslab.training import Result, Trainer
 
@@ -35,12 +35,7 @@ class SuiteResult:
         if not ok:
             return [math.nan] * self.dataset.num_classes
         columns = zip(*(r.test_metrics["dice"] for r in ok))
-        return [_nanmean(list(col)) for col in columns]
-
-
-def _nanmean(values: list[float]) -> float:
-    present = [v for v in values if not math.isnan(v)]
-    return sum(present) / len(present) if present else math.nan
+        return [nanmean(list(col)) for col in columns]
 
 
 def run_suite(config: SuiteConfig, *, progress: bool = True) -> SuiteResult:

@@ -22,7 +22,7 @@ import yaml
 
 from losslab.candidate import Candidate, ScheduleSpec
 from losslab.data import DataConfig
-from losslab.losses import LossSyntaxError, get_loss, parse_loss
+from losslab.losses import LossSyntaxError, resolve_loss
 from losslab.schedules import get_class_schedule, get_term_schedule, needs_frequencies
 from losslab.training import TrainConfig
 
@@ -127,8 +127,7 @@ def _check_schedules(
 
 def _term(raw: Any, where: str) -> tuple:
     try:
-        text = str(raw)
-        return get_loss(text).terms if "(" not in text else (parse_loss(text),)
+        return resolve_loss(str(raw)).terms
     except KeyError as exc:
         raise ConfigError(where, str(exc.args[0])) from None
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from losslab.training.result import EpochRecord, Result
     from losslab.training.trainer import TrainState
 
-__all__ = ["ProgressHook", "StudyProgress", "class_table", "per_class_table"]
+__all__ = ["ProgressHook", "StudyProgress", "class_table", "nanmean", "per_class_table"]
 
 STAR_BELOW = 0.8  # paper 000 stars classes under 0.8 Dice
 
@@ -121,8 +121,8 @@ def class_table(
     for name in columns:
         table.add_column(name, justify="right")
     ref = list(columns[reference]) if reference in columns else [math.nan] * len(class_names)
-    means = {n: _nanmean(list(v)[1:]) for n, v in columns.items()}
-    table.add_row("[bold]mean[/]", "", *[_cell(means[n], _nanmean(ref[1:])) for n in columns])
+    means = {n: nanmean(list(v)[1:]) for n, v in columns.items()}
+    table.add_row("[bold]mean[/]", "", *[_cell(means[n], nanmean(ref[1:])) for n in columns])
     table.add_section()
     for c, class_name in enumerate(class_names):
         if c == 0:
@@ -135,7 +135,8 @@ def class_table(
     return table
 
 
-def _nanmean(values: list[float]) -> float:
+def nanmean(values: list[float]) -> float:
+    """Mean of the values that are not NaN (NaN if none)."""
     present = [v for v in values if not math.isnan(v)]
     return sum(present) / len(present) if present else math.nan
 
@@ -167,7 +168,7 @@ class _RunProgress(Hook):
 
     def on_epoch_end(self, state: TrainState, record: EpochRecord) -> None:
         if self.task is not None:
-            fg = _nanmean(record.val_dice[1:])
+            fg = nanmean(record.val_dice[1:])
             info = f"epoch {record.epoch}" + ("" if math.isnan(fg) else f" val Dice {fg:.3f}")
             self.owner._progress.update(
                 self.task, completed=state.epoch * state.config.steps_per_epoch, info=info

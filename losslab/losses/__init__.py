@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from losslab.losses.compiler import Terminals, signed_distance
-from losslab.losses.library import get_loss, list_losses
+from losslab.losses.library import get_loss, list_losses, resolve_loss
 from losslab.losses.ops import FUNCTIONS, PARAMETERS, TERMINALS, Kind
 from losslab.losses.parser import LossSyntaxError
 from losslab.losses.spec import (
@@ -27,6 +27,7 @@ __all__ = [
     "Terminals",
     "compile_terms",
     "get_loss",
+    "resolve_loss",
     "list_losses",
     "parse_loss",
     "reduce",

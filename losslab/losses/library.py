@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from losslab.losses.spec import CompoundLoss, LossSpec, parse_loss
 
-__all__ = ["LIBRARY", "LibraryLoss", "get_loss", "list_losses"]
+__all__ = ["LIBRARY", "LibraryLoss", "get_loss", "list_losses", "resolve_loss"]
 
 # Sudre's GDL weight 1 / (sum_n y)^2; a class absent from the batch takes the largest weight of
 # the present ones, exactly as MONAI's GeneralizedDiceLoss replaces its infinite weight.
@@ -162,6 +162,18 @@ ALIASES: dict[str, str] = {"asymmetric": "f_beta", "jaccard": "iou", "generalize
 def list_losses() -> list[str]:
     """Names of every loss in the library (single and compound), sorted."""
     return sorted(LIBRARY)
+
+
+def resolve_loss(text: str, **params: float) -> LossSpec | CompoundLoss:
+    """A library name (``"dice_ce"``) or, when the text has a call in it, a parsed expression.
+
+    Raises:
+        KeyError: an unknown name (a text without ``(`` is never parsed: it is a name's typo).
+        LossSyntaxError: an expression that does not parse.
+    """
+    if "(" in text:
+        return parse_loss(text, **params)
+    return get_loss(text, **params)
 
 
 def get_loss(name: str, **params: float) -> LossSpec | CompoundLoss:

@@ -101,10 +101,6 @@ class Evaluation:
     cached: bool = False
     origin: str = ""
 
-    @property
-    def status(self) -> str:
-        return self.result.status
-
 
 class Evaluator:
     """Trains candidates on one dataset at one fidelity, caching by key and recording to MLflow.

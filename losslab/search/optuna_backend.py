@@ -258,7 +258,7 @@ class OptunaBackend(SearchBackend):
         try:
             candidate, overrides = self.space.sample(trial)
         except (SpaceError, ValueError) as exc:
-            return self._fail(trial, None, f"invalid combination: {exc}")
+            return self._fail(trial, f"invalid combination: {exc}")
         trial.set_user_attr("losslab.candidate", candidate.to_dict())
         trial.set_user_attr("losslab.overrides", overrides)
         pruning = not isinstance(study.pruner, optuna.pruners.NopPruner)
@@ -291,10 +291,10 @@ class OptunaBackend(SearchBackend):
         elif result.status == "ok" and not math.isnan(evaluation.value):
             study.tell(trial, evaluation.value)
         else:
-            return self._fail(trial, candidate, result.reason or "no validation score", evaluation)
+            return self._fail(trial, result.reason or "no validation score")
         return self._record(study.get_trials(deepcopy=False)[trial.number])
 
-    def _fail(self, trial, candidate, reason, evaluation=None) -> TrialRecord:
+    def _fail(self, trial: optuna.Trial, reason: str) -> TrialRecord:
         trial.set_user_attr(FAILURE, reason)
         self.study.tell(trial, state=TrialState.FAIL)
         return self._record(self.study.get_trials(deepcopy=False)[trial.number])

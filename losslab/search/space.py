@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from losslab.candidate import Candidate, ScheduleSpec
-from losslab.losses import LossSpec, get_loss, parse_loss
+from losslab.losses import LossSpec, resolve_loss
 from losslab.search.distributions import Choice, Distribution, parse_distribution
 
 __all__ = ["LossOption", "ScheduleOption", "SearchSpace", "SpaceError"]
@@ -48,14 +48,6 @@ class SpaceError(ValueError):
         super().__init__(f"{key}: {problem}")
 
 
-def _loss_terms(text: str) -> tuple[LossSpec, ...]:
-    """A library name's terms, or one parsed expression."""
-    if "(" in text:
-        return (parse_loss(text),)
-    built = get_loss(text)
-    return tuple(built.terms)
-
-
 @dataclass(frozen=True)
 class LossOption:
     """One loss the space may choose: its terms, and distributions of parameters and weights."""
@@ -69,14 +61,11 @@ class LossOption:
         specs: list[LossSpec] = []
         defaults: list[float] = []
         for text in self.terms:
-            if "(" not in text and len(self.terms) == 1:
-                built = get_loss(text)
-                specs.extend(built.terms)
-                defaults.extend(getattr(built, "weights", (1.0,)))
-            else:
-                parts = _loss_terms(text)
-                specs.extend(parts)
-                defaults.extend(1.0 for _ in parts)
+            built = resolve_loss(text)
+            specs.extend(built.terms)
+            # A single compound loss keeps its own weights; listed terms start at 1 each.
+            own = getattr(built, "weights", None) if len(self.terms) == 1 else None
+            defaults.extend(own or (1.0,) * len(built.terms))
         values = {name: draw(f"{prefix}.{name}", dist) for name, dist in self.params.items()}
         unused = set(values)
         bound = []

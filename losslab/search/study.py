@@ -238,8 +238,9 @@ def run_study(
                     _describe(
                         "baseline",
                         candidate.name,
-                        evaluation.result,
+                        evaluation.result.status,
                         evaluation.value,
+                        evaluation.result.reason,
                         evaluation.cached,
                     )
                 )
@@ -252,10 +253,10 @@ def run_study(
                     _describe(
                         f"trial {record.number}",
                         name,
-                        None,
+                        record.status,
                         record.value,
+                        record.reason,
                         bool(record.cached_from),
-                        record,
                     )
                 )
     except KeyboardInterrupt:
@@ -280,21 +281,12 @@ def run_study(
     return outcome
 
 
-def _describe(
-    label: str,
-    name: str,
-    result: Result | None,
-    value: float,
-    cached: bool,
-    record: TrialRecord | None = None,
-) -> str:
-    status = record.status if record is not None else (result.status if result else "?")
-    text = f"{label} [bold]{name}[/]: "
+def _describe(label: str, name: str, status: str, value: float, reason: str, cached: bool) -> str:
+    """One line per finished evaluation, printed above the progress bars."""
     if status == "ok":
-        text += f"objective {value:.4f}"
+        text = f"objective {value:.4f}"
     elif status == "pruned":
-        text += f"[yellow]{record.reason if record else result.reason}[/]"
+        text = f"[yellow]{reason}[/]"
     else:
-        reason = record.reason if record else (result.reason if result else "")
-        text += f"[red]failed[/] ({reason})"
-    return text + (" [dim](cached)[/]" if cached else "")
+        text = f"[red]failed[/] ({reason})"
+    return f"{label} [bold]{name}[/]: {text}" + (" [dim](cached)[/]" if cached else "")

@@ -17,37 +17,48 @@ def _fmt(value: float) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.3f}"
 
 
+def _row(name: str, role: str, value: float, result, candidate, run_id, objective) -> dict:
+    usable = result is not None and result.ok
+    return {
+        "name": name,
+        "role": role,
+        "objective": value,
+        "test_objective": objective.of_test(result) if usable else math.nan,
+        "test_dice": result.foreground_mean("dice") if usable else math.nan,
+        "class_dice": result.test_metrics.get("dice", []) if result is not None else [],
+        "candidate": candidate,
+        "run_id": run_id,
+    }
+
+
 def summary_rows(outcome: StudyOutcome) -> list[dict]:
     """One row per best trial (``config.top``) and per baseline, best objective first."""
     objective = outcome.config.objective
-    rows = []
-    for record in outcome.best(outcome.config.top):
-        result = outcome.results.get(record.eval_key)
-        rows.append(
-            {
-                "name": record.candidate.name,
-                "role": f"trial {record.number}",
-                "objective": record.value,
-                "test_objective": objective.of_test(result) if result else math.nan,
-                "test_dice": result.foreground_mean("dice") if result else math.nan,
-                "class_dice": result.test_metrics.get("dice", []) if result else [],
-                "candidate": record.candidate,
-                "run_id": record.run_id,
-            }
+    rows = [
+        _row(
+            r.candidate.name,
+            f"trial {r.number}",
+            r.value,
+            outcome.results.get(r.eval_key),
+            r.candidate,
+            r.run_id,
+            objective,
         )
+        for r in outcome.best(outcome.config.top)
+    ]
     for evaluation in outcome.baselines:
         result = evaluation.result
+        value = evaluation.value if result.status != "failed" else math.nan
         rows.append(
-            {
-                "name": evaluation.candidate.name,
-                "role": "baseline",
-                "objective": evaluation.value if result.status != "failed" else math.nan,
-                "test_objective": objective.of_test(result),
-                "test_dice": result.foreground_mean("dice") if result.ok else math.nan,
-                "class_dice": result.test_metrics.get("dice", []),
-                "candidate": evaluation.candidate,
-                "run_id": evaluation.run_id,
-            }
+            _row(
+                evaluation.candidate.name,
+                "baseline",
+                value,
+                result,
+                evaluation.candidate,
+                evaluation.run_id,
+                objective,
+            )
         )
     return sorted(
         rows, key=lambda r: -r["objective"] if not math.isnan(r["objective"]) else math.inf
