@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from losslab.losses import CompoundLoss, LossSpec, parse_loss, resolve_loss
+from losslab.losses import ABSENT_CLASSES, CompoundLoss, LossSpec, parse_loss, resolve_loss
 
 __all__ = ["Candidate", "ScheduleSpec"]
 
@@ -50,6 +50,14 @@ class Candidate:
         class_schedule: how the class weights ``w`` evolve (``uniform`` = all ones).
         term_schedule: how the term weights evolve (``static`` = ``term_weights``).
         name: a human label (not part of the key).
+        absent_classes: ``keep`` (default, as MONAI) averages every class in ``mean_c``;
+            ``ignore`` averages only the classes present in the batch, so a class absent from
+            it neither dilutes the loss nor gets a constant, gradient-free term (see
+            :func:`losslab.losses.reduce`). Part of the key only when not the default.
+
+    Raises:
+        LossSyntaxError: a term with no gradient path to the predictions (``vsum(y)``, ``1``).
+        ValueError: a malformed candidate.
     """
 
     terms: tuple[LossSpec, ...]
@@ -57,10 +65,18 @@ class Candidate:
     class_schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
     term_schedule: ScheduleSpec = field(default_factory=lambda: ScheduleSpec("static"))
     name: str = ""
+    absent_classes: str = "keep"
 
     def __post_init__(self) -> None:
         if not self.terms:
             raise ValueError("a candidate needs at least one loss term")
+        if self.absent_classes not in ABSENT_CLASSES:
+            raise ValueError(
+                f"candidate '{self.name}': absent_classes must be one of "
+                f"{', '.join(ABSENT_CLASSES)}, got {self.absent_classes!r}"
+            )
+        for term in self.terms:
+            term.require_trainable()
         if not self.term_weights:
             object.__setattr__(self, "term_weights", tuple(1.0 for _ in self.terms))
         if len(self.term_weights) != len(self.terms):
@@ -78,6 +94,7 @@ class Candidate:
         name: str | None = None,
         class_schedule: ScheduleSpec | None = None,
         term_schedule: ScheduleSpec | None = None,
+        absent_classes: str = "keep",
         **params: float,
     ) -> Candidate:
         """A candidate from a library name (``"dice_ce"``), loss text, spec(s) or compound loss."""
@@ -98,16 +115,20 @@ class Candidate:
             class_schedule=class_schedule or ScheduleSpec(),
             term_schedule=term_schedule or ScheduleSpec("static"),
             name=label or " + ".join(t.expression for t in terms),
+            absent_classes=absent_classes,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "terms": [str(t) for t in self.terms],
             "term_weights": list(self.term_weights),
             "class_schedule": self.class_schedule.to_dict(),
             "term_schedule": self.term_schedule.to_dict(),
             "name": self.name,
         }
+        if self.absent_classes != "keep":  # the keys of earlier candidates stay as they were
+            data["absent_classes"] = self.absent_classes
+        return data
 
     def canonical_json(self) -> str:
         """JSON of everything that defines the objective (not the name), with sorted keys."""
@@ -130,6 +151,7 @@ class Candidate:
             class_schedule=ScheduleSpec.from_dict(data.get("class_schedule", {"name": "uniform"})),
             term_schedule=ScheduleSpec.from_dict(data.get("term_schedule", {"name": "static"})),
             name=data.get("name", ""),
+            absent_classes=data.get("absent_classes", "keep"),
         )
 
     @classmethod
@@ -142,6 +164,7 @@ class Candidate:
         for k, (term, alpha) in enumerate(zip(self.terms, self.term_weights)):
             flat[f"candidate.term{k}"] = str(term)
             flat[f"candidate.alpha{k}"] = repr(alpha)
+        flat["candidate.absent_classes"] = self.absent_classes
         for prefix, spec in (
             ("class_schedule", self.class_schedule),
             ("term_schedule", self.term_schedule),

@@ -7,15 +7,19 @@ from losslab.losses.library import get_loss, list_losses, resolve_loss
 from losslab.losses.ops import FUNCTIONS, PARAMETERS, TERMINALS, Kind
 from losslab.losses.parser import LossSyntaxError
 from losslab.losses.spec import (
+    ABSENT_CLASSES,
     CompiledLoss,
     CompoundLoss,
     LossSpec,
     compile_terms,
+    has_gradient_path,
     parse_loss,
+    present_classes,
     reduce,
 )
 
 __all__ = [
+    "ABSENT_CLASSES",
     "FUNCTIONS",
     "PARAMETERS",
     "TERMINALS",
@@ -27,9 +31,11 @@ __all__ = [
     "Terminals",
     "compile_terms",
     "get_loss",
+    "has_gradient_path",
     "resolve_loss",
     "list_losses",
     "parse_loss",
+    "present_classes",
     "reduce",
     "signed_distance",
 ]

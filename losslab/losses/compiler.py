@@ -14,8 +14,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from losslab.losses.bounds import bounds, exact_power_is_safe, integer_exponent, needs_saturation
 from losslab.losses.nodes import BinOp, Call, Compare, Neg, Node, Num, Var, children
-from losslab.losses.ops import BINARY, COMPARISONS, FUNCTIONS, TERMINALS
+from losslab.losses.ops import (
+    BINARY,
+    COMPARISONS,
+    FUNCTIONS,
+    LIMIT,
+    TERMINALS,
+    safe_pow,
+    tensor_like,
+)
+from losslab.losses.parser import kind_of
 
 __all__ = ["Program", "Terminals", "compile_program", "signed_distance"]
 
@@ -159,15 +169,40 @@ class Program:
         return results
 
 
+def _saturating(operation):
+    return lambda a, b: _saturate_value(operation(a, b))
+
+
+def _saturate_value(value):
+    return value.clamp(-LIMIT, LIMIT) if isinstance(value, torch.Tensor) else value
+
+
+def _exact_power(exponent: int):
+    if exponent == 0:
+        return lambda a, b: tensor_like(a, a) * 0 + 1
+    return lambda a, b: a**exponent
+
+
+def _power(base: Node, exponent: Node):
+    """The exact power where the bounds prove it finite (``vsum(y) ** 2``), else the protected one."""
+    n = integer_exponent(exponent)
+    return _exact_power(n) if exact_power_is_safe(bounds(base), n) else safe_pow
+
+
 def _operation(node: Node):
     if isinstance(node, Neg):
         return lambda x: -x
     if isinstance(node, BinOp):
-        return BINARY[node.op]
+        if node.op == "**":
+            return _power(node.left, node.right)
+        operation = BINARY[node.op]
+        return _saturating(operation) if needs_saturation(node) else operation
     if isinstance(node, Compare):
         compare = COMPARISONS[node.op]
         return lambda a, b: compare(torch.as_tensor(a), torch.as_tensor(b))
     if isinstance(node, Call):
+        if node.fn == "pow":
+            return _power(*node.args)
         return FUNCTIONS[node.fn].impl
     raise TypeError(node)
 
@@ -189,6 +224,15 @@ def compile_program(trees: Sequence[Node]) -> Program:
             used_terminals.add(node.name)
             steps.append(("terminal", node.name, ()))
             slot = len(steps) - 1
+        elif (
+            isinstance(node, Call)
+            and node.fn == "where"
+            and _is_constant(cond := visit(node.args[0]))
+            and kind_of(node.args[1]) == kind_of(node.args[2])
+        ):
+            # A condition of numbers and parameters alone is decided once, here (when the
+            # branches differ in kind, the run-time where broadcasts the chosen one).
+            slot = visit(node.args[1] if cond else node.args[2])
         else:
             args = tuple(visit(child) for child in children(node))
             operation = _operation(node)
@@ -202,6 +246,10 @@ def compile_program(trees: Sequence[Node]) -> Program:
 
     outputs = tuple(visit(tree) for tree in trees)
     return Program(tuple(steps), outputs, frozenset(used_terminals))
+
+
+def _is_constant(slot: int | float) -> bool:
+    return isinstance(slot, float)
 
 
 def _fold(operation, args: tuple[float, ...]) -> float:

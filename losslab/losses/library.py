@@ -8,13 +8,18 @@ Every hand-designed loss is a point of the search space: ``get_loss("focal")`` i
   ``mean_c`` gives back the usual sum over classes: ``ce`` reduces to ``F.cross_entropy`` exactly,
   and ``focal`` with ``gamma=0`` equals ``ce`` (MONAI's ``FocalLoss(reduction="mean")`` also
   averages over classes and so is ``1/C`` of ours);
-- the background is class 0 (``fg`` is 0 there).
+- the background is class 0 (``fg`` is 0 there);
+- region losses (``dice``, ``iou``, ``tversky``, ``f_beta``, ``dl2``) give a class absent from
+  the batch a loss of about 1 with a gradient of about ``eps / (sum_n p_c)``, as MONAI does: its
+  false positives are hardly penalised. A candidate with ``absent_classes: ignore`` leaves such
+  classes out of ``mean_c`` (see :func:`losslab.losses.spec.reduce`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from losslab.losses.ops import PARAMETERS, TERMINALS
 from losslab.losses.spec import CompoundLoss, LossSpec, parse_loss
 
 __all__ = ["LIBRARY", "LibraryLoss", "get_loss", "list_losses", "resolve_loss"]
@@ -64,10 +69,12 @@ _ENTRIES = [
     ),
     LibraryLoss(
         "wce",
-        "Weighted cross-entropy (Sudre et al. 2017, eq. WCE), multi-class form: class c is "
-        "weighted by (N - sum_n y_c) / sum_n y_c, N the voxels of the batch. The paper prints "
-        "sum_n p_n in that weight; we read it as the reference volume, as DESIGN.md does.",
-        "nc * (csum(vsum(y)) - vsum(y)) / vsum(y) * vmean(-y * logp)",
+        "Weighted cross-entropy (Sudre et al. 2017, eq. WCE), multi-class form: each foreground "
+        "class c is weighted by (N - sum_n y_c) / sum_n y_c, N the voxels of the batch, and the "
+        "background keeps weight 1, so two classes give the paper's "
+        "-1/N sum_n (w r_n log p_n + (1 - r_n) log(1 - p_n)). The paper prints sum_n p_n in "
+        "that weight; we read it as the reference volume, as DESIGN.md does.",
+        "nc * (vmean(fg) * (csum(vsum(y)) - vsum(y)) / vsum(y) + 1 - vmean(fg)) * vmean(-y * logp)",
     ),
     LibraryLoss(
         "topk_ce",
@@ -165,15 +172,20 @@ def list_losses() -> list[str]:
 
 
 def resolve_loss(text: str, **params: float) -> LossSpec | CompoundLoss:
-    """A library name (``"dice_ce"``) or, when the text has a call in it, a parsed expression.
+    """A library name (``"dice_ce"``) or, for any other text, a parsed expression.
+
+    A bare identifier that is neither a terminal nor a parameter of the language is a name (so
+    a typo gets the list of known losses); everything else (``"p * y"``, ``"nc"``) is parsed and
+    gets the parser's message.
 
     Raises:
-        KeyError: an unknown name (a text without ``(`` is never parsed: it is a name's typo).
+        KeyError: an unknown name.
         LossSyntaxError: an expression that does not parse.
     """
-    if "(" in text:
-        return parse_loss(text, **params)
-    return get_loss(text, **params)
+    name = text.strip()
+    if name.isidentifier() and name not in TERMINALS and name not in PARAMETERS:
+        return get_loss(name, **params)
+    return parse_loss(text, **params)
 
 
 def get_loss(name: str, **params: float) -> LossSpec | CompoundLoss:

@@ -36,6 +36,7 @@ __all__ = [
     "KindError",
     "Parameter",
     "combine",
+    "tensor_like",
 ]
 
 EPS = 1e-6  # floor of |denominator|, of the argument of log and of the base of a real power
@@ -109,7 +110,7 @@ def _saturate(x: torch.Tensor) -> torch.Tensor:
     return x.clamp(-LIMIT, LIMIT)
 
 
-def _tensor_like(value: float | torch.Tensor, ref: float | torch.Tensor) -> torch.Tensor:
+def tensor_like(value: float | torch.Tensor, ref: float | torch.Tensor) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value
     if isinstance(ref, torch.Tensor):
@@ -121,7 +122,7 @@ def safe_div(a, b):
     """``a / b`` with ``|b|`` floored at ``EPS`` (keeping its sign, 0 counting as positive)."""
     if not isinstance(b, torch.Tensor):
         b = b if abs(b) >= EPS else EPS
-        return _saturate(_tensor_like(a, b) / b) if isinstance(a, torch.Tensor) else a / b
+        return _saturate(tensor_like(a, b) / b) if isinstance(a, torch.Tensor) else a / b
     b = torch.where(b.abs() < EPS, torch.where(b < 0, -EPS, EPS), b)
     return _saturate(a / b)
 
@@ -129,22 +130,22 @@ def safe_div(a, b):
 def safe_pow(a, b):
     """``a ** b``: exact for small non-negative integer exponents, else ``|a| ** b`` in log space."""
     if not isinstance(b, torch.Tensor) and float(b).is_integer() and 0 <= b <= 3:
-        return _saturate(_tensor_like(a, b) ** int(b)) if b != 0 else _tensor_like(a, b) * 0 + 1
-    a = _tensor_like(a, b)
+        return _saturate(tensor_like(a, b) ** int(b)) if b != 0 else tensor_like(a, b) * 0 + 1
+    a = tensor_like(a, b)
     exponent = b * torch.log(a.abs().clamp_min(EPS))
     return torch.exp(exponent.clamp(max=_EXP_MAX))
 
 
 def safe_log(x):
-    return torch.log(_tensor_like(x, x).clamp_min(EPS))
+    return torch.log(tensor_like(x, x).clamp_min(EPS))
 
 
 def safe_sqrt(x):
-    return torch.sqrt(_tensor_like(x, x).abs().clamp_min(EPS))
+    return torch.sqrt(tensor_like(x, x).abs().clamp_min(EPS))
 
 
 def safe_exp(x):
-    return torch.exp(_tensor_like(x, x).clamp(max=_EXP_MAX))
+    return torch.exp(tensor_like(x, x).clamp(max=_EXP_MAX))
 
 
 def _reduce_dims(x: torch.Tensor) -> list[int]:
@@ -160,29 +161,36 @@ def vmean(x: torch.Tensor) -> torch.Tensor:
 
 
 def topk_mean(x: torch.Tensor, k: float) -> torch.Tensor:
-    """Per class, the mean of the largest ``ceil(k * B * N)`` voxel values (Wu et al., TopK loss)."""
+    """Per class, the mean of the largest ``ceil(k * B * N)`` voxel values (Wu et al., TopK loss).
+
+    At least one voxel and at most all of them are kept, whatever ``k`` (a ``k`` computed from
+    parameters may leave ``(0, 1]``; a constant outside it is refused by the parser).
+    """
     flat = x.movedim(1, 0).reshape(x.shape[1], -1)
-    count = max(1, math.ceil(k * flat.shape[1]))
+    fraction = min(max(float(k), 0.0), 1.0) if math.isfinite(k) else 1.0
+    count = min(flat.shape[1], max(1, math.ceil(fraction * flat.shape[1])))
     return flat.topk(count, dim=1, sorted=False).values.mean(1)
 
 
 def _where(cond, a, b):
-    if not isinstance(cond, torch.Tensor):  # a folded constant condition
-        return a if cond else b
     ref = a if isinstance(a, torch.Tensor) else b
-    return torch.where(cond, _tensor_like(a, ref), _tensor_like(b, ref))
+    if not isinstance(cond, torch.Tensor):  # a folded constant condition
+        if not isinstance(ref, torch.Tensor):
+            return a if cond else b
+        cond = torch.tensor(bool(cond), device=ref.device)
+    return torch.where(cond, tensor_like(a, ref), tensor_like(b, ref))
 
 
 def _min(a, b):
-    return torch.minimum(_tensor_like(a, b), _tensor_like(b, a))
+    return torch.minimum(tensor_like(a, b), tensor_like(b, a))
 
 
 def _max(a, b):
-    return torch.maximum(_tensor_like(a, b), _tensor_like(b, a))
+    return torch.maximum(tensor_like(a, b), tensor_like(b, a))
 
 
 def _clamp(x, low, high):
-    return _tensor_like(x, x).clamp(min(low, high), max(low, high))
+    return tensor_like(x, x).clamp(min(low, high), max(low, high))
 
 
 @dataclass(frozen=True)
@@ -219,7 +227,7 @@ FUNCTIONS: dict[str, Function] = {
     "log": Function(1, safe_log, _elementwise, "natural log, argument floored at EPS"),
     "sqrt": Function(1, safe_sqrt, _elementwise, "square root of |x|, floored at EPS"),
     "exp": Function(1, safe_exp, _elementwise, "exponential, capped at LIMIT"),
-    "abs": Function(1, lambda x: _tensor_like(x, x).abs(), _elementwise, "absolute value"),
+    "abs": Function(1, lambda x: tensor_like(x, x).abs(), _elementwise, "absolute value"),
     "pow": Function(2, safe_pow, _elementwise, "protected power, same as **"),
     "min": Function(2, _min, _elementwise, "elementwise minimum"),
     "max": Function(2, _max, _elementwise, "elementwise maximum"),

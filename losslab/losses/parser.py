@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import ast
 import math
+import warnings
 
+from losslab.losses.bounds import constant_value
 from losslab.losses.nodes import (
     BinOp,
     Call,
@@ -25,11 +27,14 @@ from losslab.losses.nodes import (
     iter_nodes,
     to_source,
 )
-from losslab.losses.ops import FUNCTIONS, PARAMETERS, TERMINALS, Kind, KindError, combine
+from losslab.losses.ops import FUNCTIONS, LIMIT, PARAMETERS, TERMINALS, Kind, KindError, combine
 
-__all__ = ["DEFAULT_MAX_NODES", "LossSyntaxError", "check_tree", "parse_expression"]
+__all__ = ["DEFAULT_MAX_NODES", "LossSyntaxError", "check_tree", "kind_of", "parse_expression"]
 
 DEFAULT_MAX_NODES = 128
+# Longer text cannot hold an expression of DEFAULT_MAX_NODES nodes and its bindings; refusing it
+# before parsing keeps Python's recursive parser away from pathological input.
+MAX_TEXT_LENGTH = 10_000
 
 _BINARY = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
 _COMPARE = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
@@ -101,6 +106,10 @@ def _check_call(fn_name: str, args: tuple[Node, ...]) -> None:
         raise KindError(f"{fn_name} takes {fn.arity} argument(s), got {len(args)}")
     for position in fn.constant_args:
         _require_constant(args[position], fn_name, position)
+    if fn_name == "topk_mean":
+        k = constant_value(args[1])
+        if k is not None and not 0 < k <= 1:
+            raise KindError(f"the fraction k of topk_mean must lie in (0, 1], got {k:g}")
 
 
 class _Converter:
@@ -132,8 +141,8 @@ class _Converter:
         if isinstance(node, ast.Constant):
             if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
                 raise self.fail(f"only numbers are allowed as constants, got {node.value!r}", node)
-            if not math.isfinite(node.value):
-                raise self.fail("constants must be finite", node)
+            if not math.isfinite(node.value) or abs(node.value) > LIMIT:
+                raise self.fail(f"constants must lie within ±{LIMIT:g}", node)
             return Num(float(node.value)), []
         if isinstance(node, ast.Name):
             if node.id not in TERMINALS and node.id not in PARAMETERS:
@@ -184,8 +193,24 @@ def parse_expression(
     """
     if not isinstance(text, str) or not text.strip():
         raise LossSyntaxError("the loss expression is empty", str(text))
+    if len(text) > MAX_TEXT_LENGTH:
+        raise LossSyntaxError(
+            f"the loss text has {len(text)} characters, more than the limit of {MAX_TEXT_LENGTH}",
+            text[:80] + " ...",
+        )
     try:
-        module = ast.parse(text.strip(), mode="exec")
+        return _parse(text, max_nodes)
+    except (RecursionError, MemoryError):
+        raise LossSyntaxError(
+            "the expression is nested too deeply to be a loss", text[:80] + " ..."
+        ) from None
+
+
+def _parse(text: str, max_nodes: int) -> tuple[Node, Kind, dict[str, float]]:
+    try:
+        with warnings.catch_warnings():  # Python's own warnings on odd literals: not ours
+            warnings.simplefilter("ignore")
+            module = ast.parse(text.strip(), mode="exec")
     except SyntaxError as exc:
         column = (exc.offset or 1) - 1
         raise LossSyntaxError(
@@ -193,10 +218,19 @@ def parse_expression(
             text.strip(),
             (exc.lineno or 1, column, column + 1),
         ) from None
+    except ValueError as exc:  # e.g. a null byte
+        raise LossSyntaxError(f"not a valid expression: {exc}", text.strip()) from None
     text = text.strip()
     converter = _Converter(text)
-    if not module.body or not isinstance(module.body[0], ast.Expr):
+    if not module.body:
+        raise LossSyntaxError("the loss text holds no expression (only a comment?)", text)
+    if not isinstance(module.body[0], ast.Expr):
         raise converter.fail("the text must start with an expression", module.body[0])
+    count = sum(1 for _ in ast.walk(module.body[0]))  # iterative: safe on deep trees
+    if count > 4 * max_nodes:  # ast counts contexts and operators too; the exact check is below
+        raise converter.fail(
+            f"the expression has more than {max_nodes} nodes, the limit", module.body[0]
+        )
     params: dict[str, float] = {}
     for statement in module.body[1:]:
         name, value = _parse_binding(statement, converter)
@@ -267,7 +301,14 @@ def check_tree(tree: Node, *, max_nodes: int = DEFAULT_MAX_NODES) -> Kind:
     return kind
 
 
+def kind_of(node: Node) -> Kind:
+    """The kind of a well-typed tree's value (voxel tensors included)."""
+    return _check_kinds(node, node)
+
+
 def _check_kinds(node: Node, root: Node) -> Kind:
+    if isinstance(node, Num) and node.value > LIMIT:
+        raise LossSyntaxError(f"constants must lie within ±{LIMIT:g}", to_source(root))
     if isinstance(node, Call) and node.fn not in FUNCTIONS:
         raise LossSyntaxError(f"unknown function '{node.fn}'", to_source(root))
     if isinstance(node, Var) and node.name not in TERMINALS and node.name not in PARAMETERS:

@@ -21,7 +21,16 @@ from functools import cached_property
 import torch
 
 from losslab.losses.compiler import Program, Terminals, compile_program
-from losslab.losses.nodes import Node, Var, bind_parameters, format_number, iter_nodes, to_source
+from losslab.losses.nodes import (
+    Call,
+    Node,
+    Var,
+    bind_parameters,
+    children,
+    format_number,
+    iter_nodes,
+    to_source,
+)
 from losslab.losses.ops import PARAMETERS, Kind
 from losslab.losses.parser import (
     DEFAULT_MAX_NODES,
@@ -30,7 +39,34 @@ from losslab.losses.parser import (
     parse_expression,
 )
 
-__all__ = ["CompiledLoss", "CompoundLoss", "LossSpec", "compile_terms", "parse_loss", "reduce"]
+__all__ = [
+    "ABSENT_CLASSES",
+    "CompiledLoss",
+    "CompoundLoss",
+    "LossSpec",
+    "compile_terms",
+    "has_gradient_path",
+    "parse_loss",
+    "present_classes",
+    "reduce",
+]
+
+
+PREDICTIONS = frozenset({"p", "logp", "z"})
+
+
+def has_gradient_path(tree: Node) -> bool:
+    """Whether a prediction terminal is reachable outside the conditions of ``where``.
+
+    Static and conservative: ``p * 0`` counts as a path. A search screens such degenerate losses
+    with a gradient probe.
+    """
+    if isinstance(tree, Var):
+        return tree.name in PREDICTIONS
+    args = children(tree)
+    if isinstance(tree, Call) and tree.fn == "where":
+        args = args[1:]
+    return any(has_gradient_path(arg) for arg in args)
 
 
 def _used_parameters(tree: Node) -> list[str]:
@@ -116,7 +152,27 @@ class LossSpec:
         return parse_loss(json.loads(text)["loss"])
 
     def compile(self) -> CompiledLoss:
-        return CompiledLoss((self,))
+        """Torch code of this loss: called with logits and labels it returns the loss value."""
+        return CompiledLoss((self,), single=True)
+
+    @cached_property
+    def trainable(self) -> bool:
+        """Whether the loss has a gradient path to the predictions (``p``, ``logp`` or ``z``).
+
+        A loss of the targets and constants alone (``vsum(y)``, ``1``) cannot train a network;
+        the conditions of ``where`` carry no gradient and do not count.
+        """
+        return has_gradient_path(self.tree)
+
+    def require_trainable(self) -> LossSpec:
+        """This spec, or a :class:`LossSyntaxError` saying why it cannot train a network."""
+        if not self.trainable:
+            raise LossSyntaxError(
+                "the loss has no gradient path to the network's predictions: it uses none of "
+                "p, logp or z outside the condition of a where, so training cannot change it",
+                str(self),
+            )
+        return self
 
 
 def parse_loss(text: str, *, max_nodes: int = DEFAULT_MAX_NODES, **params: float) -> LossSpec:
@@ -151,25 +207,53 @@ class CompoundLoss:
         return CompiledLoss(self.terms)
 
 
-def reduce(value: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Reduce a term's value to a scalar: ``mean_c(w_c * L_c)`` for ``[C]``, as is for a scalar."""
+ABSENT_CLASSES = ("keep", "ignore")
+
+
+def present_classes(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``[C]`` bool: which classes occur in the integer ``labels`` (no host sync)."""
+    present = torch.zeros(num_classes, dtype=torch.bool, device=labels.device)
+    return present.scatter_(0, labels.reshape(-1).long(), True)
+
+
+def reduce(
+    value: torch.Tensor,
+    weights: torch.Tensor | None = None,
+    present: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Reduce a term's value to a scalar: ``mean_c(w_c * L_c)`` for ``[C]``, as is for a scalar.
+
+    A class absent from the batch keeps its place in ``mean_c`` by default, as in MONAI: its
+    region loss (Dice, IoU, Tversky, F-beta) is then about 1 with a gradient near zero (its
+    smoothing terms alone), so its false positives are hardly penalised and it only dilutes the
+    mean. With ``present`` (``[C]`` bool, see :func:`present_classes`) the mean is taken over
+    the present classes only: ``sum_{c present} w_c L_c / |present|``. Class-coupled (scalar)
+    terms are returned as they are.
+    """
     if value.dim() == 0:
         return value
-    if weights is None:
-        return value.mean()
-    return (weights.to(value) * value).mean()
+    weighted = value if weights is None else weights.to(value) * value
+    if present is None:
+        return weighted.mean()
+    mask = present.to(value)
+    return (weighted * mask).sum() / mask.sum().clamp_min(1.0)
 
 
 class CompiledLoss:
     """Torch code of one or more loss terms sharing terminals and common sub-expressions.
 
-    Calling it with ``logits [B, C, *spatial]`` and integer ``labels [B, *spatial]`` returns a
-    list with one value per term: ``[C]`` for a per-class term, a 0-d tensor for a class-coupled
-    one. Values are float32 whatever the dtype of the logits (autocast-safe).
+    Calling it with ``logits [B, C, *spatial]`` and integer ``labels [B, *spatial]`` returns the
+    value of each term: ``[C]`` for a per-class term, a 0-d tensor for a class-coupled one. A
+    single spec's compiled loss (``spec.compile()``) returns that value; a compound loss's
+    (``compound.compile()``, :func:`compile_terms`) returns a list with one value per term.
+    Values are float32 whatever the dtype of the logits (autocast-safe).
     """
 
-    def __init__(self, terms: Sequence[LossSpec]):
+    def __init__(self, terms: Sequence[LossSpec], *, single: bool = False):
         self.terms = tuple(terms)
+        if single and len(self.terms) != 1:
+            raise ValueError(f"a single loss has one term, got {len(self.terms)}")
+        self.single = single
         self.program: Program = _compile_with_own_params(self.terms)
         self.uses = self.program.terminals
 
@@ -180,8 +264,9 @@ class CompiledLoss:
 
     def __call__(
         self, logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None
-    ) -> list[torch.Tensor]:
-        return self.evaluate(Terminals(logits=logits, labels=labels, weights=weights))
+    ) -> torch.Tensor | list[torch.Tensor]:
+        values = self.evaluate(Terminals(logits=logits, labels=labels, weights=weights))
+        return values[0] if self.single else values
 
     def total(
         self,
@@ -189,11 +274,18 @@ class CompiledLoss:
         labels: torch.Tensor,
         class_weights: torch.Tensor | None = None,
         term_weights: Sequence[float] | torch.Tensor | None = None,
+        *,
+        absent_classes: str = "keep",
     ) -> torch.Tensor:
-        """``sum_k alpha_k * mean_c(w_c * L_kc)``, the objective of DESIGN.md."""
-        values = self(logits, labels, class_weights)
+        """``sum_k alpha_k * mean_c(w_c * L_kc)``, the objective of DESIGN.md.
+
+        ``absent_classes="ignore"`` takes ``mean_c`` over the classes present in ``labels``
+        only (see :func:`reduce`).
+        """
+        values = self.evaluate(Terminals(logits=logits, labels=labels, weights=class_weights))
+        present = present_classes(labels, logits.shape[1]) if absent_classes == "ignore" else None
         alphas = [1.0] * len(values) if term_weights is None else term_weights
-        return sum(a * reduce(v, class_weights) for a, v in zip(alphas, values))
+        return sum(a * reduce(v, class_weights, present) for a, v in zip(alphas, values))
 
 
 def _device_type(terminals: Terminals) -> str:

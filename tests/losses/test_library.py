@@ -19,7 +19,7 @@ EXPECTED = {
 def value(name: str, logits: torch.Tensor, labels: torch.Tensor, **params) -> torch.Tensor:
     spec = get_loss(name, **params)
     assert isinstance(spec, LossSpec)
-    return spec.compile()(logits, labels)[0]
+    return spec.compile()(logits, labels)
 
 
 def test_list_losses_names_every_loss_of_the_papers():
@@ -124,13 +124,28 @@ def test_asymmetric_large_margin_with_zero_margin_is_ce_and_raises_foreground_lo
     assert (margin[1:3] > ce[1:3]).all()
 
 
-def test_wce_uses_sudre_weight(batch):
+def test_wce_uses_sudre_weight_on_the_foreground_only(batch):
     logits, labels = batch
     counts = torch.stack([(labels == c).sum() for c in range(4)]).float()
     ce = value("ce", logits, labels)
     expected = ce * (counts.sum() - counts) / counts
+    expected[0] = ce[0]  # the background keeps weight 1
     expected[3] = 0.0  # absent class: no voxel carries its loss
     torch.testing.assert_close(value("wce", logits, labels), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_two_class_wce_is_sudre_formula():
+    """WCE = -1/N sum_n (w r_n log p_n + (1 - r_n) log(1 - p_n)), w = (N - sum r) / sum r."""
+    generator = torch.Generator().manual_seed(3)
+    logits = torch.randn(1, 2, 6, 5, 4, generator=generator, dtype=torch.float64)
+    labels = (torch.rand(1, 6, 5, 4, generator=generator) > 0.8).long()
+    p = logits.softmax(1)[:, 1]
+    r = labels.double()
+    n = r.numel()
+    w = (n - r.sum()) / r.sum()
+    expected = -(w * r * p.log() + (1 - r) * (1 - p).log()).sum() / n
+    ours = get_loss("wce").compile().total(logits, labels)
+    torch.testing.assert_close(ours.double(), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_ss_matches_formula(batch):

@@ -79,7 +79,7 @@ def test_values_and_gradients_are_finite(tree, seed, scale):
     logits = (torch.randn(2, 4, 4, 4, 3, generator=generator) * scale).requires_grad_()
     labels = torch.randint(0, 3, (2, 4, 4, 3), generator=generator)  # class 3 is absent
     labels[0, 0, 0, 0] = 0  # and the background always present
-    (value,) = spec.compile()(logits, labels)
+    value = spec.compile()(logits, labels)
     assert torch.isfinite(value).all(), str(spec)
     if value.requires_grad:  # an expression of y and w alone does not depend on the logits
         (grad,) = torch.autograd.grad(value.sum(), logits, allow_unused=True)
