@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from losslab.losses import LossSyntaxError, parse_loss, resolve_loss
-from tests.losses.grammar import expressions, garbage
+
+from .grammar import expressions, garbage
 
 FUZZ = settings(
     derandomize=True,  # seeded: the same expressions on every run
