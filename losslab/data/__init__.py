@@ -11,9 +11,15 @@ Both sources reach the trainer as one ``SegmentationDataset``:
 from __future__ import annotations
 
 from losslab.data.augment import augment
+from losslab.data.checks import MIN_CASE_SIZE
 from losslab.data.config import DataConfig
 from losslab.data.dataset import SegmentationDataset
-from losslab.data.decathlon import DecathlonCase, DecathlonManifest, read_manifest
+from losslab.data.decathlon import (
+    DecathlonCase,
+    DecathlonManifest,
+    check_dataset_folder,
+    read_manifest,
+)
 from losslab.data.errors import DatasetError, DatasetProblem
 from losslab.data.export import write_phantom_decathlon
 from losslab.data.inspection import InspectionReport, inspect_decathlon
@@ -31,6 +37,7 @@ from losslab.data.sampling import PatchSampler
 from losslab.data.splits import make_splits
 
 __all__ = [
+    "MIN_CASE_SIZE",
     "PHANTOM_CLASSES",
     "PHANTOM_SPACING",
     "PHANTOM_TARGET_SHARES",
@@ -46,6 +53,7 @@ __all__ = [
     "SegmentationDataset",
     "augment",
     "build_dataset",
+    "check_dataset_folder",
     "inspect_decathlon",
     "load_dataset",
     "make_phantom_case",

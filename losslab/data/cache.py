@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-CACHE_FORMAT = "1"
+CACHE_FORMAT = "2"  # 2: cases are checked (finite, minimum size) before they are cached
 
 
 def sha256_json(obj: object) -> str:

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from losslab.data.export import write_phantom_decathlon
@@ -56,7 +57,7 @@ def _format_share(value: float) -> str:
 
 
 def print_report(report: InspectionReport, console: Console) -> None:
-    """Print the classes, cases, frequency table and problems of a report."""
+    """Print the classes, cases, frequency table, warnings and problems of a report."""
     manifest = report.manifest
     if manifest is not None:
         modality = ", ".join(f"{k}: {v}" for k, v in sorted(manifest.modality.items()))
@@ -86,16 +87,20 @@ def print_report(report: InspectionReport, console: Console) -> None:
             spacing = " x ".join(f"{s:.3g}" for s in case.spacing) if case.spacing else "?"
             cases.add_row(case.case_id, shape, spacing)
         console.print(cases)
+    if report.warnings:
+        console.print(f"[yellow bold]{len(report.warnings)} warning(s):[/yellow bold]")
+        for warning in report.warnings:
+            console.print(f"  [yellow]-[/yellow] {escape(str(warning))}", highlight=False)
     if report.problems:
         console.print(f"[red bold]{len(report.problems)} problem(s):[/red bold]")
         for problem in report.problems:
-            console.print(f"  [red]-[/red] {problem}", markup=True, highlight=False)
+            console.print(f"  [red]-[/red] {escape(str(problem))}", highlight=False)
     else:
         console.print("[green]no problems found[/green]")
 
 
 def run_inspect(args: argparse.Namespace, console: Console | None = None) -> int:
-    """Inspect ``args.data_dir``; exit code 1 if it has any problem."""
+    """Inspect ``args.data_dir``; exit code 1 if it has any problem (warnings give 0)."""
     console = console or Console()
     report = inspect_decathlon(args.data_dir)
     print_report(report, console)

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from losslab.data.preprocess import PreprocessConfig
+from losslab.data.splits import DEFAULT_SPLIT_FRACTIONS
 from losslab.typed import from_mapping
 
 SOURCES = ("phantom", "decathlon")
@@ -29,7 +30,8 @@ class DataConfig:
             ``PreprocessConfig``.
         cache_dir: cache folder (default ``<data_dir>/.losslab_cache``).
         use_cache: read and write the preprocessing cache (Decathlon only).
-        split_fractions: train / val / test fractions.
+        split_fractions: train / val / test fractions; every split with a positive fraction
+            needs a case, so the defaults need at least 3 cases (see ``make_splits``).
         split_seed: seed of the split permutation.
     """
 
@@ -45,7 +47,7 @@ class DataConfig:
     foreground_threshold: float | None = None
     cache_dir: str | None = None
     use_cache: bool = True
-    split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    split_fractions: tuple[float, float, float] = DEFAULT_SPLIT_FRACTIONS
     split_seed: int = 0
 
     def __post_init__(self) -> None:

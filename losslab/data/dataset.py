@@ -92,7 +92,13 @@ class SegmentationDataset:
         return stats.median_frequency_weights(self.case_class_counts)
 
     def inverse_frequency_weights(self) -> torch.Tensor:
-        """float32 ``[C]``: ``1 / share_c`` scaled to mean 1 over present classes."""
+        """float32 ``[C]``: the ``inverse_frequency`` class schedule's weights for this data.
+
+        ``1 / freq_c`` with Hegde's ``freq_c`` (:meth:`class_frequencies`: voxels of c over the
+        voxels of the cases where c is present), scaled so present classes average 1; 0 for
+        absent classes. Computed by the schedule's own function, so the weights a user inspects
+        are the ones the trainer applies.
+        """
         return stats.inverse_frequency_weights(self.case_class_counts)
 
     def subset(self, split: str | Sequence[int]) -> SegmentationDataset:

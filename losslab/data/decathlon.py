@@ -8,17 +8,24 @@ axis 2 superior whatever the orientation on disk.
 
 from __future__ import annotations
 
+import gzip
 import json
+import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+from losslab.data import checks
 from losslab.data.errors import DatasetError, DatasetProblem
+from losslab.data.splits import DEFAULT_SPLIT_FRACTIONS, split_problem
 
 REQUIRED_KEYS = ("labels", "modality", "training")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+NIFTI_HEADER_BYTES = 348
+TRUNCATED = "the file is truncated or corrupt"
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,11 @@ def _parse_labels(raw: object, path: Path, problems: list[DatasetProblem]) -> tu
             )
         )
         return ()
+    if len(labels) < 2:
+        problems.append(
+            DatasetProblem(path, "'labels' must name background (0) and at least one class (1)")
+        )
+        return ()
     return tuple(labels[i] for i in range(len(labels)))
 
 
@@ -108,6 +120,16 @@ def _parse_training(
     return tuple(cases)
 
 
+def _not_a_folder(root: Path) -> str:
+    if not root.exists():
+        return "dataset folder does not exist"
+    if root.name == "dataset.json":
+        return f"is a file, not a folder: give the folder that holds it ({root.parent})"
+    if root.is_file():
+        return "is a file, not a folder: give the dataset folder (the one holding dataset.json)"
+    return "is not a folder: give the dataset folder (the one holding dataset.json)"
+
+
 def parse_manifest(data_dir: str | Path) -> tuple[DecathlonManifest | None, list[DatasetProblem]]:
     """Read ``dataset.json`` and collect every problem it has.
 
@@ -118,13 +140,15 @@ def parse_manifest(data_dir: str | Path) -> tuple[DecathlonManifest | None, list
     root = Path(data_dir)
     path = root / "dataset.json"
     if not root.is_dir():
-        return None, [DatasetProblem(root, "dataset folder does not exist")]
+        return None, [DatasetProblem(root, _not_a_folder(root))]
     if not path.is_file():
         return None, [DatasetProblem(path, "file is missing")]
     try:
         raw = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         return None, [DatasetProblem(path, f"not valid JSON ({exc})")]
+    except OSError as exc:
+        return None, [DatasetProblem(path, f"cannot be read ({exc.strerror or exc})")]
     if not isinstance(raw, dict):
         return None, [DatasetProblem(path, "must hold a JSON object")]
     problems: list[DatasetProblem] = []
@@ -155,6 +179,51 @@ def read_manifest(data_dir: str | Path) -> DecathlonManifest:
     return manifest
 
 
+def missing_file(cases: Sequence[DecathlonCase]) -> DatasetError | None:
+    """The error of the first image or label of ``cases`` that is not a file, else None."""
+    for case in cases:
+        for path in (case.image, case.label):
+            if not path.is_file():
+                return DatasetError(path, "file is missing")
+    return None
+
+
+def check_dataset_folder(
+    data_dir: str | Path,
+    *,
+    cases: int | None = None,
+    split_fractions: Sequence[float] = DEFAULT_SPLIT_FRACTIONS,
+) -> DecathlonManifest:
+    """Check cheaply that a Decathlon folder can be loaded, before any long work starts.
+
+    Reads ``dataset.json`` only and looks the files it lists up on disk: no volume is opened,
+    so voxel problems (non-finite intensities, bad label values...) are still found by
+    ``load_dataset`` or ``inspect_decathlon``. Checks that the folder exists and is a folder,
+    that ``dataset.json`` is readable and valid, that every listed image and label exists and
+    that the cases can be split by ``split_fractions``.
+
+    Args:
+        data_dir: the dataset folder.
+        cases: use only the first ``cases`` of the ``training`` list (as ``DataConfig.cases``).
+        split_fractions: train / val / test fractions (as ``DataConfig.split_fractions``).
+
+    Returns:
+        The parsed manifest.
+
+    Raises:
+        DatasetError: naming the folder or file at fault and what is wrong.
+    """
+    manifest = read_manifest(data_dir)
+    selected = manifest.cases[:cases] if cases else manifest.cases
+    error = missing_file(selected)
+    if error is not None:
+        raise error
+    problem = split_problem(len(selected), split_fractions)
+    if problem is not None:
+        raise DatasetError(manifest.path, problem)
+    return manifest
+
+
 def load_nifti(path: Path) -> nib.Nifti1Image:
     """Open a NIfTI file reoriented to RAS+ (data read lazily by nibabel).
 
@@ -173,7 +242,27 @@ def load_nifti(path: Path) -> nib.Nifti1Image:
     except DatasetError:
         raise
     except Exception as exc:  # nibabel raises many types for corrupt files
-        raise DatasetError(path, f"cannot be read as NIfTI ({exc})") from exc
+        raise DatasetError(path, _unreadable_header(path, exc)) from exc
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
+
+
+def _unreadable_header(path: Path, exc: Exception) -> str:
+    """Why a header cannot be read: a cut file, else nibabel's reason (checked on failure only)."""
+    if path.name.endswith(".gz"):
+        try:
+            with gzip.open(path) as stream:
+                while stream.read(1 << 20):
+                    pass
+        except EOFError:
+            return f"{TRUNCATED}: its header cannot be read (the gzip stream ends early)"
+        except (OSError, zlib.error):
+            pass
+    elif path.stat().st_size < NIFTI_HEADER_BYTES:
+        return f"{TRUNCATED}: {path.stat().st_size} bytes, less than a NIfTI header"
+    return f"cannot be read as NIfTI ({_one_line(exc)})"
 
 
 def spatial_shape(image: nib.Nifti1Image, path: Path) -> tuple[int, int, int]:
@@ -191,6 +280,10 @@ def spacing_of(image: nib.Nifti1Image) -> tuple[float, float, float]:
     return tuple(float(z) for z in image.header.get_zooms()[:3])  # type: ignore[return-value]
 
 
+def _unreadable(exc: Exception) -> str:
+    return f"{TRUNCATED}: its voxel data cannot be read ({type(exc).__name__}: {_one_line(exc)})"
+
+
 def read_label(
     case: DecathlonCase, num_classes: int | None, image_shape: tuple[int, ...] | None
 ) -> np.ndarray:
@@ -203,8 +296,9 @@ def read_label(
         uint8 (or int64 beyond 255 classes) ``[D, H, W]`` label in RAS+ order.
 
     Raises:
-        DatasetError: unreadable file, shape different from the image, non-integer values or
-            values not among the ``dataset.json`` labels.
+        DatasetError: unreadable (e.g. truncated) file, shape different from the image,
+            non-integer values or values not among the ``dataset.json`` labels (the message
+            gives the values as stored, negative ones included).
     """
     nifti = load_nifti(case.label)
     shape = spatial_shape(nifti, case.label)
@@ -213,7 +307,10 @@ def read_label(
             case.label,
             f"label shape {shape} differs from image shape {tuple(image_shape)} of {case.image}",
         )
-    data = np.asanyarray(nifti.dataobj).reshape(shape)
+    try:
+        data = np.asanyarray(nifti.dataobj).reshape(shape)
+    except Exception as exc:  # gzip, zlib, mmap and nibabel errors of a cut file
+        raise DatasetError(case.label, _unreadable(exc)) from exc
     integral = np.issubdtype(data.dtype, np.integer)
     if not integral and (not np.all(np.isfinite(data)) or np.any(np.mod(data, 1) != 0)):
         raise DatasetError(case.label, "label has non-integer values")
@@ -228,6 +325,23 @@ def read_label(
     return data.astype(np.uint8 if num_classes <= 256 else np.int64)
 
 
+def read_image(nifti: nib.Nifti1Image, path: Path, shape: tuple[int, int, int]) -> np.ndarray:
+    """The float32 ``[D, H, W]`` voxels of an opened image, checked to be finite.
+
+    Raises:
+        DatasetError: the data cannot be read (e.g. a truncated file) or holds NaN or infinite
+            voxels (the trainer would fail on them with a non-finite loss).
+    """
+    try:
+        image = np.asarray(nifti.get_fdata(dtype=np.float32)).reshape(shape)
+    except Exception as exc:  # gzip, zlib, mmap and nibabel errors of a cut file
+        raise DatasetError(path, _unreadable(exc)) from exc
+    problem = checks.finite_problem(image)
+    if problem is not None:
+        raise DatasetError(path, problem)
+    return image
+
+
 def read_case(case: DecathlonCase, num_classes: int) -> tuple[np.ndarray, np.ndarray, tuple]:
     """Read one checked case.
 
@@ -235,13 +349,14 @@ def read_case(case: DecathlonCase, num_classes: int) -> tuple[np.ndarray, np.nda
         ``(image float32 [D, H, W], label [D, H, W], spacing (mm, 3))``.
 
     Raises:
-        DatasetError: naming the file at fault.
+        DatasetError: naming the file at fault: unreadable, smaller than
+            ``checks.MIN_CASE_SIZE`` along a side, non-finite image voxels, bad label.
     """
     nifti = load_nifti(case.image)
     shape = spatial_shape(nifti, case.image)
+    problem = checks.size_problem(shape)
+    if problem is not None:
+        raise DatasetError(case.image, problem)
     label = read_label(case, num_classes, shape)
-    try:
-        image = np.asarray(nifti.get_fdata(dtype=np.float32)).reshape(shape)
-    except Exception as exc:
-        raise DatasetError(case.image, f"cannot read image data ({exc})") from exc
+    image = read_image(nifti, case.image, shape)
     return image, label, spacing_of(nifti)

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from losslab.data import decathlon, stats
+from losslab.data import checks, decathlon, stats
 from losslab.data.errors import DatasetError, DatasetProblem
+from losslab.data.splits import DEFAULT_SPLIT_FRACTIONS, split_problem
 
 
 @dataclass(frozen=True)
@@ -31,16 +32,22 @@ class CaseSummary:
 
 @dataclass
 class InspectionReport:
-    """Summary of a Decathlon folder and all its problems."""
+    """Summary of a Decathlon folder, all its problems and its warnings.
+
+    Attributes:
+        problems: what makes the folder unusable (``load_dataset`` refuses it).
+        warnings: legal but suspicious data (``load_dataset`` trains on it and logs them).
+    """
 
     root: Path
     manifest: decathlon.DecathlonManifest | None
     cases: list[CaseSummary] = field(default_factory=list)
     problems: list[DatasetProblem] = field(default_factory=list)
+    warnings: list[DatasetProblem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """Whether the folder has no problem."""
+        """Whether the folder has no problem (warnings allowed)."""
         return not self.problems
 
     def case_class_counts(self) -> torch.Tensor:
@@ -75,10 +82,13 @@ class InspectionReport:
 
 
 def inspect_decathlon(data_dir: str | Path) -> InspectionReport:
-    """Read every file of a Decathlon folder and collect all its problems.
+    """Read every file of a Decathlon folder and collect all its problems and warnings.
 
-    The images are read by header only (shape, spacing, readability); the labels are read
-    fully (shape against the image, integer values, values among ``dataset.json`` labels).
+    Every file is read fully, one case at a time. Images: readable (not truncated), shape,
+    spacing, at least ``checks.MIN_CASE_SIZE`` voxels along each side, finite intensities.
+    Labels: readable, shape against the image, integer values among the ``dataset.json``
+    labels, not background only in every case (``checks.label_findings``). The folder: enough
+    cases for the default ``split_fractions``. These are the checks ``load_dataset`` applies.
     """
     manifest, problems = decathlon.parse_manifest(data_dir)
     report = InspectionReport(Path(data_dir), manifest, problems=list(problems))
@@ -86,22 +96,50 @@ def inspect_decathlon(data_dir: str | Path) -> InspectionReport:
         return report
     num_classes = len(manifest.class_names) or None
     seen: set[Path] = set()
+    label_paths: list[Path] = []
     for case in manifest.cases:
         if case.image in seen:
             report.problems.append(DatasetProblem(case.image, "listed twice in 'training'"))
         seen.add(case.image)
-        shape = spacing = counts = None
-        try:
-            nifti = decathlon.load_nifti(case.image)
-            shape = decathlon.spatial_shape(nifti, case.image)
-            spacing = decathlon.spacing_of(nifti)
-        except DatasetError as exc:
-            report.problems.append(DatasetProblem.of(exc))
+        shape, spacing = _inspect_image(case.image, report.problems)
+        counts = None
         try:
             label = decathlon.read_label(case, num_classes, shape)
             if num_classes is not None:
                 counts = np.bincount(label.reshape(-1), minlength=num_classes).astype(np.int64)
+                label_paths.append(case.label)
         except DatasetError as exc:
             report.problems.append(DatasetProblem.of(exc))
         report.cases.append(CaseSummary(case.case_id, shape, spacing, counts))
+    if manifest.cases:
+        problem = split_problem(len(manifest.cases), DEFAULT_SPLIT_FRACTIONS)
+        if problem is not None:
+            report.problems.append(DatasetProblem(manifest.path, problem))
+    if label_paths:
+        found, warned = checks.label_findings(
+            report.case_class_counts().numpy(), manifest.class_names, label_paths, manifest.path
+        )
+        report.problems.extend(found)
+        report.warnings.extend(warned)
     return report
+
+
+def _inspect_image(
+    path: Path, problems: list[DatasetProblem]
+) -> tuple[tuple[int, int, int] | None, tuple[float, float, float] | None]:
+    """``(shape, spacing)`` of an image (None where unreadable); its problems go to the list."""
+    try:
+        nifti = decathlon.load_nifti(path)
+        shape = decathlon.spatial_shape(nifti, path)
+    except DatasetError as exc:
+        problems.append(DatasetProblem.of(exc))
+        return None, None
+    spacing = decathlon.spacing_of(nifti)
+    size = checks.size_problem(shape)
+    if size is not None:
+        problems.append(DatasetProblem(path, size))
+    try:
+        decathlon.read_image(nifti, path, shape)
+    except DatasetError as exc:
+        problems.append(DatasetProblem.of(exc))
+    return shape, spacing

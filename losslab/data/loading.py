@@ -3,6 +3,13 @@
 Both sources go through the same preprocessing (``preprocess_case``) and the same split, so
 the trainer sees one type whatever the source. A Decathlon folder is preprocessed once and
 cached; the phantom is regenerated in memory (it is deterministic and fast).
+
+A Decathlon folder is checked as ``inspect_decathlon`` checks it, and refused on the first
+problem with a ``DatasetError`` naming the file: unreadable or truncated files, NaN or infinite
+image voxels, cases under ``checks.MIN_CASE_SIZE`` voxels along a side (as stored, and again
+after resampling and cropping), bad label values, labels that are background only in every
+case, or too few cases for the split (``make_splits`` says why it refuses to train on one).
+Warnings (a background-only label among others, a class in no label) go to the logger.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from losslab.data import decathlon
+from losslab.data import checks, decathlon
 from losslab.data.cache import cache_key, data_fingerprint, load_cache, save_cache, sha256_json
 from losslab.data.config import DataConfig
 from losslab.data.dataset import SegmentationDataset
@@ -28,7 +35,7 @@ from losslab.data.phantom import (
     phantom_case_seed,
 )
 from losslab.data.preprocess import preprocess_case
-from losslab.data.splits import make_splits
+from losslab.data.splits import make_splits, split_problem
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +68,7 @@ def load_dataset(
 
     Raises:
         DatasetError: a Decathlon folder has a problem (the message names the file).
+        ValueError: a bad setting, or too few cases for ``split_fractions``.
     """
     config = DataConfig(
         source=source,
@@ -144,12 +152,14 @@ def _slug(text: str) -> str:
 def _decathlon(config: DataConfig) -> SegmentationDataset:
     manifest = decathlon.read_manifest(config.data_dir)
     cases = manifest.cases[: config.num_cases] if config.num_cases else manifest.cases
-    files = [manifest.path]
-    for case in cases:
-        for path in (case.image, case.label):
-            if not path.is_file():
-                raise DatasetError(path, "file is missing")
-            files.append(path)
+    missing = decathlon.missing_file(cases)
+    if missing is not None:
+        raise missing
+    problem = split_problem(len(cases), config.split_fractions)
+    if problem is not None:  # before reading any volume
+        selected = f" (cases={config.num_cases})" if config.num_cases else ""
+        raise DatasetError(manifest.path, problem + selected)
+    files = [manifest.path, *(path for case in cases for path in (case.image, case.label))]
     settings = {
         "preprocess": config.preprocess.as_dict(),
         "class_names": list(manifest.class_names),
@@ -167,6 +177,7 @@ def _decathlon(config: DataConfig) -> SegmentationDataset:
         for case in cases:
             image, label, native = decathlon.read_case(case, len(manifest.class_names))
             image, label = preprocess_case(image, label, native, manifest.is_ct, config.preprocess)
+            _check_preprocessed_size(image.shape, case.image, config)
             images.append(image)
             labels.append(label)
             spacings.append(native)
@@ -186,7 +197,7 @@ def _decathlon(config: DataConfig) -> SegmentationDataset:
         spacing = tuple(config.spacing)
     else:
         spacing = tuple(float(s) for s in np.median(np.asarray(meta["native_spacings"]), axis=0))
-    return _to_dataset(
+    dataset = _to_dataset(
         manifest.name,
         manifest.class_names,
         images,
@@ -195,4 +206,31 @@ def _decathlon(config: DataConfig) -> SegmentationDataset:
         spacing,
         list(meta["case_ids"]),
         config,
+    )
+    problems, warnings = checks.label_findings(
+        dataset.case_class_counts.numpy(),
+        manifest.class_names,
+        [case.label for case in cases],
+        manifest.path,
+    )
+    if problems:
+        raise problems[0].error()
+    for warning in warnings:
+        logger.warning("%s", warning)
+    return dataset
+
+
+def _check_preprocessed_size(shape: tuple[int, ...], image: Path, config: DataConfig) -> None:
+    problem = checks.size_problem(shape)
+    if problem is None:
+        return
+    settings = []
+    if config.spacing is not None:
+        settings.append(f"spacing={list(config.spacing)}")
+    if config.crop_foreground:
+        settings.append("crop_foreground=True")
+    raise DatasetError(
+        image,
+        f"{problem} after preprocessing ({', '.join(settings)}); use a finer spacing or "
+        f"turn cropping off",
     )

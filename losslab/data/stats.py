@@ -58,21 +58,9 @@ def median_frequency_weights(counts: torch.Tensor) -> torch.Tensor:
 
 
 def inverse_frequency_weights(counts: torch.Tensor) -> torch.Tensor:
-    """``w_c`` proportional to ``1 / share_c``, ``share_c = voxels of c / all voxels``.
-
-    Scaled so that the weights of the present classes average 1 (so the loss keeps its scale).
-    Unlike the ``inverse_frequency`` class schedule, the share is over all voxels, not over the
-    images where the class is present.
-
-    Args:
-        counts: int64 ``[cases, C]``.
-
-    Returns:
-        float32 ``[C]``, 0 for absent classes.
+    """``1 / freq_c`` with Hegde's frequencies (:func:`class_frequencies`), present classes
+    averaging 1: the ``inverse_frequency`` class schedule's formula, the one definition of
+    "inverse frequency" in losslab. Returns float32 ``[C]``, 0 for absent classes.
     """
-    totals = counts.to(torch.float64).sum(dim=0)
-    present = totals > 0
-    if not present.any():
-        return torch.zeros_like(totals, dtype=torch.float32)
-    inverse = torch.where(present, totals.sum() / totals.clamp_min(1.0), 0.0)
-    return (inverse / inverse[present].mean()).to(torch.float32)
+    freq = class_frequencies(counts).tolist()
+    return torch.tensor(schedule_weights.inverse_frequency_weights(freq), dtype=torch.float32)

@@ -24,8 +24,15 @@ class SoftAdapt(TermSchedule):
     ``s_k`` is the slope of the last ``window`` values of term ``k``; choice: the mean first
     difference ``(L(t) - L(t - n + 1)) / (n - 1)``, which is ``L(t) - L(t - 1)`` for the default
     ``window = 2``. The max is subtracted before ``exp``. ``normalized`` divides the slopes by
-    ``sum_l |s_l| + eps``; ``loss_weighted`` multiplies ``exp(beta s_k)`` by the current ``L_k`` and
-    renormalises. Weights are uniform (``1 / K``) until ``window`` values were seen; they sum to 1.
+    ``sum_l |s_l| + eps``; ``loss_weighted`` multiplies ``exp(beta s_k)`` by the current
+    ``max(|L_k|, eps)`` and renormalises. Weights are uniform (``1 / K``) until ``window`` values
+    were seen; they are always finite, >= 0 and sum to 1.
+
+    Signed or zero terms (the boundary loss is 0 on a background-only batch and negative once the
+    prediction sits inside the target): the slopes keep their sign (a term that falls gets less
+    weight, whatever its sign), but the loss weighting uses the magnitude ``|L_k|``, because a
+    negative weight would make the optimiser maximise that term; the floor ``eps`` keeps the
+    normaliser > 0 when every term is 0 (a term at 0 gets a weight near 0 for that step).
     """
 
     name = "softadapt"
@@ -70,7 +77,7 @@ class SoftAdapt(TermSchedule):
         logits = self.beta * slopes
         unnormalised = torch.exp(logits - logits.max())
         if self.loss_weighted:
-            unnormalised = unnormalised * values
+            unnormalised = unnormalised * values.abs().clamp_min(self.eps)
         self._weights = unnormalised / unnormalised.sum()
         return self._weights
 
@@ -93,15 +100,27 @@ class CoVWeighting(TermSchedule):
     implementation (rickgroen/cov-weighting): weights are uniform for the first two steps, and the
     weights of step ``t`` use the statistics of ``l`` up to ``t - 1``; ``sigma = sqrt(var + 1e-8)``.
     ``mean_decay`` (None = plain running means) replaces the running means by decaying ones.
+
+    Signed or zero terms (the boundary loss is 0 on a background-only batch, then negative): the
+    ratios use magnitudes, ``l_k = |L_k| / mean |L_k|``, since a negative ratio gives a negative
+    weight, which maximises that term. A term whose running mean magnitude is ``<= eps`` has no
+    scale to compare with yet and gets ``l_k = 1`` (instead of a division by 0, which made every
+    weight NaN), and ``mu(l_k)`` is floored at ``eps``. So the weights are always finite, >= 0
+    and sum to 1. On positive terms nothing changes.
     """
 
     name = "cov"
 
-    def __init__(self, num_terms: int, *, mean_decay: float | None = None) -> None:
+    def __init__(
+        self, num_terms: int, *, mean_decay: float | None = None, eps: float = 1e-8
+    ) -> None:
         super().__init__(num_terms)
         if mean_decay is not None and not 0.0 <= mean_decay < 1.0:
             raise ValueError(f"mean_decay must be None or in [0, 1), got {mean_decay!r}")
+        if not eps > 0:
+            raise ValueError(f"eps must be > 0, got {eps!r}")
         self.mean_decay = mean_decay
+        self.eps = eps
         self._weights = torch.full((self.num_terms,), 1.0 / self.num_terms)
         self._seen = 0
         self._mean_loss: Tensor | None = None
@@ -109,7 +128,7 @@ class CoVWeighting(TermSchedule):
         self._m2_ratio: Tensor | None = None
 
     def step(self, step: int, total_steps: int, term_values: Tensor | None = None) -> Tensor:
-        values = self._values(term_values)
+        values = self._values(term_values).abs()  # magnitudes: see the class docstring
         device = values.device
         if self._mean_loss is None:
             self._mean_loss = values.clone()
@@ -118,12 +137,16 @@ class CoVWeighting(TermSchedule):
         mean_loss = self._mean_loss.to(device)
         mean_ratio = self._mean_ratio.to(device)  # type: ignore[union-attr]
         m2_ratio = self._m2_ratio.to(device)  # type: ignore[union-attr]
-        ratio = values / mean_loss if self._seen > 0 else torch.ones_like(values)
+        scaled = mean_loss > self.eps
+        if self._seen > 0:
+            ratio = torch.where(scaled, values / mean_loss.clamp_min(self.eps), 1.0)
+        else:
+            ratio = torch.ones_like(values)
         if self._seen < 2:
             self._weights = torch.full_like(values, 1.0 / self.num_terms)
         else:
             std = torch.sqrt(m2_ratio / self._seen + 1e-8)
-            cov = std / mean_ratio
+            cov = std / mean_ratio.clamp_min(self.eps)
             self._weights = cov / cov.sum()
         if self._seen == 0:
             keep = 0.0

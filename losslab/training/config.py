@@ -35,6 +35,12 @@ class TrainConfig:
         amp: mixed precision (bf16 where the device supports it; ignored on the CPU).
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
         seed: seeds model init, sampling and augmentation.
+        deterministic: deterministic algorithms only (cuDNN autotuning off, cuDNN and torch in
+            deterministic mode, ``CUBLAS_WORKSPACE_CONFIG`` set on CUDA when unset), so that a
+            GPU run can be repeated with the same seed, at some cost in speed; an operation
+            without a deterministic implementation fails the run naming it. ``False``: cuDNN autotuning on CUDA, fastest.
+            Either way the process-wide flags are restored when the run ends
+            (see ``losslab.training.determinism``).
         val_every: validate every this many epochs (the last epoch always validates).
         sampling: ``balanced`` (crop centred on a class drawn uniformly) or ``uniform``.
         augment: random flips and intensity scale/shift on the device.
@@ -57,6 +63,7 @@ class TrainConfig:
     amp: bool = True
     device: str = "auto"
     seed: int = 0
+    deterministic: bool = False
     val_every: int = 1
     sampling: str = "balanced"
     augment: bool = True

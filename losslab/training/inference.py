@@ -12,6 +12,14 @@ from losslab.training.metrics import confusion_matrix, hd95_per_class, overlap_m
 __all__ = ["evaluate_split"]
 
 
+def _pad_value(image: torch.Tensor, patch_size: tuple[int, int, int]) -> float:
+    """The case's minimum when ``image [1, D, H, W]`` needs padding to the patch, else 0 (unused;
+    reading the minimum back would cost a host sync for nothing)."""
+    if all(n >= p for n, p in zip(image.shape[1:], patch_size)):
+        return 0.0
+    return float(image.min())
+
+
 @torch.no_grad()
 def evaluate_split(
     model: torch.nn.Module,
@@ -27,6 +35,12 @@ def evaluate_split(
     spacing: tuple[float, ...] | None = None,
 ) -> dict[str, list[float]]:
     """Per-class metrics averaged over cases, a class absent from a case excluded from it.
+
+    A case smaller than ``patch_size`` is padded, centred, with its own minimum intensity, as
+    :class:`losslab.data.PatchSampler` pads it for training (choice: after normalisation the
+    minimum is the air / outside-the-body value for CT windows and whole-image z-scores, while
+    0, MONAI's default, would be average tissue after a z-score), so the network sees the same
+    border in validation as in training.
 
     Args:
         images: each ``[1, D, H, W]`` on the model's device; labels: each ``[D, H, W]``.
@@ -45,7 +59,12 @@ def evaluate_split(
                 device_type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
             ):
                 logits = sliding_window_inference(
-                    image[None], patch_size, sw_batch_size, model, overlap=overlap
+                    image[None],
+                    patch_size,
+                    sw_batch_size,
+                    model,
+                    overlap=overlap,
+                    cval=_pad_value(image, patch_size),
                 )
             pred = logits.argmax(1)[0]
             overlap_values = overlap_metrics(confusion_matrix(pred, label, num_classes))

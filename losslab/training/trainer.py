@@ -22,7 +22,7 @@ import torch
 
 from losslab.candidate import Candidate
 from losslab.data import PatchSampler, SegmentationDataset, augment
-from losslab.losses import CompiledLoss, compile_terms, reduce
+from losslab.losses import CompiledLoss, compile_terms, present_classes, reduce
 from losslab.models import get_model
 from losslab.schedules import (
     ClassSchedule,
@@ -32,6 +32,7 @@ from losslab.schedules import (
     needs_frequencies,
 )
 from losslab.training.config import TrainConfig, resolve_device
+from losslab.training.determinism import TorchFlags, configure_determinism
 from losslab.training.hooks import Hook, StopTraining
 from losslab.training.inference import evaluate_split
 from losslab.training.result import EpochRecord, Result
@@ -112,6 +113,7 @@ class Trainer:
         start = time.perf_counter()
         state: TrainState | None = None
         result = Result(status="failed", class_names=list(dataset.class_names))
+        flags = TorchFlags.save()  # process-wide: put back however the run ends
         try:
             state = self._setup(candidate, dataset)
             for hook in self.hooks:
@@ -137,6 +139,7 @@ class Trainer:
             result.status, result.reason = "interrupted", "interrupted by the user or a signal"
             raise
         finally:
+            flags.restore()
             if state is not None:
                 result.history, result.steps = state.history, state.step
                 result.device = str(state.device)
@@ -149,8 +152,7 @@ class Trainer:
         config = self.config
         class_schedule, term_schedule = _schedules(candidate, dataset)
         device = resolve_device(config.device)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
+        configure_determinism(config.deterministic, device)
         torch.manual_seed(config.seed)
         num_classes = dataset.num_classes
         model = get_model(
@@ -210,7 +212,12 @@ class Trainer:
             ):
                 logits = state.model(images)
             values = state.loss(logits, labels, state.class_weights)
-            reduced = torch.stack([reduce(v, state.class_weights) for v in values])
+            present = (
+                present_classes(labels, logits.shape[1])
+                if state.candidate.absent_classes == "ignore"
+                else None
+            )
+            reduced = torch.stack([reduce(v, state.class_weights, present) for v in values])
             # Adaptive schedules (SoftAdapt, CoV) read this step's term values, detached.
             schedule = state.term_schedule.step(state.step, total_steps, reduced.detach())
             state.term_weights = static_alphas * schedule.to(device)

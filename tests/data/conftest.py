@@ -27,9 +27,19 @@ def phantom_copy(phantom_folder: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(phantom_folder, tmp_path / "dataset"))
 
 
+def _label_array(label: np.ndarray) -> np.ndarray:
+    wider = {np.dtype(np.float64): np.float32, np.dtype(np.int64): np.int16}
+    return label.astype(wider.get(label.dtype, label.dtype))
+
+
 @pytest.fixture
 def make_folder(tmp_path: Path) -> Callable[..., Path]:
-    """Build a Decathlon folder from ``[(image, label), ...]`` (files ``c<i>.nii.gz``)."""
+    """Build a Decathlon folder from ``[(image, label), ...]`` (files ``c<i>.nii.gz``).
+
+    Images are written as float32. Labels keep their dtype (a signed or float label keeps its
+    negative values: casting -1 to uint8 would write 255), except float64 and int64, which
+    NIfTI tools handle badly and which are written as float32 and int16.
+    """
 
     def build(cases: list[tuple[np.ndarray, np.ndarray]], labels: dict | None = None) -> Path:
         root = tmp_path / "folder"
@@ -37,7 +47,7 @@ def make_folder(tmp_path: Path) -> Callable[..., Path]:
         for i, (image, label) in enumerate(cases):
             name = f"c{i}.nii.gz"
             write_nifti(root / "imagesTr" / name, image.astype(np.float32))
-            write_nifti(root / "labelsTr" / name, label.astype(np.uint8))
+            write_nifti(root / "labelsTr" / name, _label_array(label))
             training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
         manifest = {
             "name": "tiny",

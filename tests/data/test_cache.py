@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from losslab.data import decathlon, load_dataset
+from losslab.data import DatasetError, cache, checks, decathlon, load_dataset
+
+from .helpers import tiny_case
 
 
 @pytest.fixture
@@ -81,3 +83,18 @@ def test_use_cache_false_writes_nothing(phantom_copy: Path, nifti_reads):
     load_dataset("decathlon", data_dir=phantom_copy, use_cache=False)
     assert len(nifti_reads) == 16
     assert not (phantom_copy / ".losslab_cache").exists()
+
+
+def test_a_cache_written_before_the_case_checks_is_not_reused(make_folder, monkeypatch):
+    image, label = tiny_case(0)
+    image[0, 0, 0] = float("nan")
+    root = make_folder([(image, label), tiny_case(1), tiny_case(2)])
+    # What a losslab of cache format 1, which had no finite check, cached for this folder.
+    monkeypatch.setattr(cache, "CACHE_FORMAT", "1")
+    monkeypatch.setattr(checks, "finite_problem", lambda image: None)
+    stale = load_dataset("decathlon", data_dir=root)
+    assert torch.isnan(stale.images[0]).any()
+    monkeypatch.undo()
+    with pytest.raises(DatasetError, match="image has 1 NaN voxel") as info:
+        load_dataset("decathlon", data_dir=root)
+    assert info.value.path == root / "imagesTr" / "c0.nii.gz"

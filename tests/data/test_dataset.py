@@ -84,7 +84,14 @@ def test_data_config_names_unknown_keys_and_bad_values():
         DataConfig(normalization="minmax")
     with pytest.raises(ValueError, match="source"):
         DataConfig(source="btcv")
-    config = DataConfig.from_dict({"cases": 2, "shape": [16, 16, 16], "spacing": [3, 3, 3]})
+    config = DataConfig.from_dict({"cases": 3, "shape": [16, 16, 16], "spacing": [3, 3, 3]})
     assert config.shape == (16, 16, 16) and config.spacing == (3, 3, 3)
     dataset = build_dataset(config)
-    assert len(dataset) == 2 and dataset.images[0].shape == (1, 8, 8, 8)
+    assert len(dataset) == 3 and dataset.images[0].shape == (1, 8, 8, 8)
+
+
+def test_too_few_phantom_cases_for_the_split_are_refused():
+    with pytest.raises(ValueError, match=r"2 case\(s\) cannot give the train/val/test splits"):
+        load_dataset("phantom", cases=2, shape=(8, 8, 8))
+    only_train = load_dataset("phantom", cases=1, shape=(8, 8, 8), split_fractions=(1, 0, 0))
+    assert only_train.splits == {"train": [0], "val": [], "test": []}

@@ -40,9 +40,9 @@ def test_round_trip_phantom_folder_loader_gives_the_same_voxels(phantom_folder: 
     windowed = load_dataset("decathlon", data_dir=phantom_folder, use_cache=False)
     assert all(torch.equal(a, b) for a, b in zip(in_memory.images, windowed.images))
     assert windowed.spacing == (1.5, 1.5, 1.5)
-    first_two = load_dataset("decathlon", data_dir=phantom_folder, cases=2, use_cache=False)
-    assert first_two.case_ids == ["case_000", "case_001"]
-    assert torch.equal(first_two.labels[1], windowed.labels[1])
+    first_three = load_dataset("decathlon", data_dir=phantom_folder, cases=3, use_cache=False)
+    assert first_three.case_ids == ["case_000", "case_001", "case_002"]
+    assert torch.equal(first_three.labels[1], windowed.labels[1])
 
 
 def test_volumes_are_reoriented_to_ras(tmp_path: Path, make_folder):
@@ -55,7 +55,13 @@ def test_volumes_are_reoriented_to_ras(tmp_path: Path, make_folder):
     stored_label = np.ascontiguousarray(np.transpose(label[::-1, ::-1, :], (1, 0, 2)))
     write_nifti(root / "imagesTr" / "c0.nii.gz", stored_image, lps)
     write_nifti(root / "labelsTr" / "c0.nii.gz", stored_label, lps)
-    dataset = load_dataset("decathlon", data_dir=root, normalization="none", use_cache=False)
+    dataset = load_dataset(
+        "decathlon",
+        data_dir=root,
+        normalization="none",
+        use_cache=False,
+        split_fractions=(1, 0, 0),  # one case: train only
+    )
     assert torch.equal(dataset.labels[0], torch.from_numpy(label.astype(np.int64)))
     assert torch.equal(dataset.images[0][0], torch.from_numpy(image))
 
@@ -101,7 +107,7 @@ def test_normalisation_ct_window_and_mri_nonzero_zscore(make_folder):
     image, label = tiny_case(0)
     image[0] = -1000.0
     image[1] = 1000.0
-    root = make_folder([(image, label)])
+    root = make_folder([(image, label), tiny_case(1), tiny_case(2)])
     ct = load_dataset("decathlon", data_dir=root, use_cache=False).images[0]
     assert ct.min() == 0.0 and ct.max() == 1.0
     assert torch.all(ct[0, 0] == 0) and torch.all(ct[0, 1] == 1)
@@ -138,7 +144,7 @@ def test_missing_file(make_folder):
 
 def test_image_and_label_of_different_shapes(make_folder):
     image, _ = tiny_case(0)
-    root = make_folder([(image, np.zeros((10, 9, 7)))])
+    root = make_folder([(image, np.zeros((10, 9, 7))), tiny_case(1), tiny_case(2)])
     with pytest.raises(
         DatasetError, match=r"label shape \(10, 9, 7\) differs from image shape"
     ) as info:
@@ -149,14 +155,14 @@ def test_image_and_label_of_different_shapes(make_folder):
 def test_label_value_not_in_dataset_json(make_folder):
     image, label = tiny_case(0)
     label[0, 0, 0] = 3
-    root = make_folder([(image, label)])
+    root = make_folder([(image, label), tiny_case(1), tiny_case(2)])
     with pytest.raises(DatasetError, match=r"label value\(s\) \[3\] not in dataset.json") as info:
         _load(root)
     assert info.value.path.name == "c0.nii.gz" and "labelsTr" in str(info.value)
 
 
 def test_non_nifti_files(make_folder):
-    root = make_folder([tiny_case(0), tiny_case(1)])
+    root = make_folder([tiny_case(i) for i in range(3)])
     (root / "imagesTr" / "c0.nii.gz").write_text("not an image")
     with pytest.raises(DatasetError, match="cannot be read as NIfTI") as info:
         _load(root)

@@ -39,7 +39,7 @@ def test_all_problems_of_a_folder_are_reported_at_once(make_folder):
 
 
 def test_manifest_and_file_problems_together(make_folder):
-    root = make_folder([tiny_case(0), tiny_case(1)])
+    root = make_folder([tiny_case(i) for i in range(3)])
     manifest = json.loads((root / "dataset.json").read_text())
     del manifest["modality"]
     manifest["training"].append({"image": "./imagesTr/c0.nii.gz"})
@@ -48,5 +48,5 @@ def test_manifest_and_file_problems_together(make_folder):
     messages = [str(p) for p in inspect_decathlon(root).problems]
     assert len(messages) == 3
     assert any("dataset.json: missing required key(s) ['modality']" in m for m in messages)
-    assert any("'training'[2] must have string 'image' and 'label' keys" in m for m in messages)
+    assert any("'training'[3] must have string 'image' and 'label' keys" in m for m in messages)
     assert any(m.endswith("labelsTr/c1.nii.gz: file is missing") for m in messages)

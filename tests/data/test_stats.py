@@ -10,6 +10,7 @@ from losslab.data.stats import (
     inverse_frequency_weights,
     median_frequency_weights,
 )
+from losslab.schedules import InverseFrequencyWeights, get_class_schedule
 
 
 @pytest.fixture
@@ -66,10 +67,17 @@ def test_median_of_an_even_number_of_classes_is_the_mean_of_the_middle_two():
 
 
 def test_inverse_frequency_weights_by_hand(tiny: SegmentationDataset):
-    inverse = torch.tensor([24 / 17, 24 / 3, 24 / 4])
+    # Hegde's frequencies (as the class schedule): 17/24, 3/16, 4/8; class 3 absent
+    inverse = torch.tensor([24 / 17, 16 / 3, 8 / 4])
     expected = torch.cat([inverse / inverse.mean(), torch.zeros(1)])
     torch.testing.assert_close(tiny.inverse_frequency_weights(), expected)
     assert tiny.inverse_frequency_weights()[:3].mean().item() == pytest.approx(1.0)
+
+
+def test_inverse_frequency_weights_agree_with_the_class_schedule(tiny: SegmentationDataset):
+    # classes a and b are each missing from some case, so the share over all voxels would differ
+    schedule = InverseFrequencyWeights(4, frequencies=tiny.class_frequencies().tolist())
+    torch.testing.assert_close(tiny.inverse_frequency_weights(), schedule.weights)
 
 
 def test_statistics_of_a_split(tiny: SegmentationDataset):
@@ -86,6 +94,14 @@ def test_weights_of_a_dataset_without_labels_are_zero():
     counts = torch.zeros(2, 3, dtype=torch.int64)
     assert median_frequency_weights(counts).tolist() == [0.0, 0.0, 0.0]
     assert inverse_frequency_weights(counts).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_one_definition_of_inverse_frequency():
+    """The statistics module, the dataset and the schedule give the same weights."""
+    counts = torch.tensor([[100, 10, 0, 5], [50, 0, 20, 5]], dtype=torch.int64)
+    freq = class_frequencies(counts).tolist()
+    schedule = get_class_schedule("inverse_frequency", num_classes=4, frequencies=freq)
+    torch.testing.assert_close(inverse_frequency_weights(counts), schedule.weights)
 
 
 def test_counts_from_labels_of_different_shapes():

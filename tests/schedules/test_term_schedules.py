@@ -100,3 +100,67 @@ def test_adaptive_schedules_need_term_values():
         SoftAdapt(2).step(0, 10, None)
     with pytest.raises(ValueError, match="3 entries"):
         CoVWeighting(3).step(0, 10, torch.ones(2))
+
+
+# A positive Dice-like term beside a boundary-like term: 0 on the first (background-only) batch,
+# then negative and falling as the prediction moves inside the target.
+SIGNED_HISTORY = [
+    [0.9, 0.0],
+    [0.85, -0.1],
+    [0.8, -0.3],
+    [0.7, -0.5],
+    [0.72, 0.0],
+    [0.6, -0.8],
+    [0.5, -1.0],
+]
+SIGNED_SCHEDULES = {
+    "softadapt": lambda: SoftAdapt(2, beta=1.0),
+    "softadapt_loss_weighted": lambda: SoftAdapt(2, beta=1.0, loss_weighted=True),
+    "softadapt_window3_both": lambda: SoftAdapt(
+        2, beta=1.0, window=3, loss_weighted=True, normalized=True
+    ),
+    "cov": lambda: CoVWeighting(2),
+    "cov_decay0": lambda: CoVWeighting(2, mean_decay=0.0),
+    "cov_decay09": lambda: CoVWeighting(2, mean_decay=0.9),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SIGNED_SCHEDULES))
+def test_signed_or_zero_terms_give_finite_non_negative_weights_summing_to_one(name):
+    for t, w in enumerate(feed(SIGNED_SCHEDULES[name](), SIGNED_HISTORY)):
+        assert torch.isfinite(w).all(), (t, w)
+        assert (w >= 0).all(), (t, w)
+        assert w.sum().item() == pytest.approx(1.0, abs=1e-6), (t, w)
+
+
+def test_all_zero_terms_keep_softadapt_loss_weighted_finite():
+    out = feed(SoftAdapt(2, loss_weighted=True), [[0.0, 0.0], [0.0, 0.0]])
+    close(out[1], [0.5, 0.5])
+
+
+def test_softadapt_loss_weighted_uses_the_magnitude_of_a_negative_term():
+    # equal slopes (-0.1): the weights are |L| normalised, [0.9, 0.1], not [0.9, -0.1] / 0.8
+    out = feed(SoftAdapt(2, loss_weighted=True), [[1.0, 0.0], [0.9, -0.1]])
+    close(out[1], [0.9, 0.1])
+
+
+def test_cov_ratio_of_a_term_that_starts_at_zero_is_one_until_it_has_a_scale():
+    out = feed(CoVWeighting(2), [[1.0, 0.0], [0.5, -0.1], [0.25, -0.3], [1.0, 1.0]])
+    # term 1 has mean |L| = 0 at step 1: l = 1 there; at step 2 l = 0.3 / mean(0, 0.1) = 6
+    ls = [[1.0, 0.5], [1.0, 1.0]]
+    cov = []
+    for xs in ls:
+        mu = sum(xs) / 2
+        cov.append(math.sqrt(sum((x - mu) ** 2 for x in xs) / 2 + 1e-8) / mu)
+    close(out[2], [c / sum(cov) for c in cov])
+    ls = [[1.0, 0.5, 0.25 / 0.75], [1.0, 1.0, 0.3 / 0.05]]
+    cov = []
+    for xs in ls:
+        mu = sum(xs) / 3
+        cov.append(math.sqrt(sum((x - mu) ** 2 for x in xs) / 3 + 1e-8) / mu)
+    close(out[3], [c / sum(cov) for c in cov])
+
+
+def test_eps_must_be_positive():
+    with pytest.raises(ValueError, match="eps"):
+        CoVWeighting(2, eps=0.0)
