@@ -26,7 +26,33 @@ from losslab.losses import LossSyntaxError, resolve_loss
 from losslab.schedules import get_class_schedule, get_term_schedule, needs_frequencies
 from losslab.training import TrainConfig
 
-__all__ = ["ConfigError", "SuiteConfig", "load_suite", "parse_candidate", "read_yaml_mapping"]
+__all__ = [
+    "LIMITS",
+    "ConfigError",
+    "SuiteConfig",
+    "check_at_most",
+    "check_data_limits",
+    "check_train_limits",
+    "load_suite",
+    "parse_candidate",
+    "read_yaml_mapping",
+]
+
+# The most a count may be: a larger value is a typo (``epochs: 1e30``), not a plan. Each is far
+# beyond any real use and small enough that a run, a loop or an allocation stays finite.
+LIMITS = {
+    "epochs": 100_000,
+    "steps_per_epoch": 1_000_000,
+    "batch_size": 4096,
+    "val_every": 100_000,
+    "sw_batch_size": 4096,
+    "patch_size": 1024,  # per side, in voxels
+    "cases": 1_000_000,
+    "shape": 1024,  # per side of a phantom case, in voxels
+    "trials": 1_000_000,
+    "minutes": 366 * 24 * 60,
+    "seed": 2**32 - 1,
+}
 
 _CANDIDATE_KEYS = {
     "name",
@@ -59,6 +85,31 @@ class SuiteConfig:
     experiment: str = "losslab-baselines"
     tracking_uri: str | None = None
     reference: str = "dice"
+
+
+def check_at_most(value: Any, name: str, where: str) -> None:
+    """``value`` (a number or a sequence of them) is at most ``LIMITS[name]``; ``where`` is the
+    key path of the error."""
+    most = LIMITS[name]
+    for v in value if isinstance(value, list | tuple) else (value,):
+        if isinstance(v, int | float) and not isinstance(v, bool) and v > most:
+            raise ConfigError(where, f"{value!r} is more than {most:,}, the most allowed")
+
+
+def check_train_limits(train: TrainConfig, where: str) -> None:
+    """The counts of a train config are sane (``where.epochs``... names the key at fault)."""
+    for name in ("epochs", "steps_per_epoch", "batch_size", "val_every", "sw_batch_size"):
+        check_at_most(getattr(train, name), name, f"{where}.{name}")
+    check_at_most(train.patch_size, "patch_size", f"{where}.patch_size")
+    check_at_most(train.seed, "seed", f"{where}.seed")
+
+
+def check_data_limits(data: DataConfig, where: str) -> None:
+    """The counts of a data config are sane (``where.cases``, ``where.shape``...)."""
+    check_at_most(data.cases, "cases", f"{where}.cases")
+    if data.source == "phantom":
+        check_at_most(data.shape, "shape", f"{where}.shape")
+    check_at_most(data.seed, "seed", f"{where}.seed")
 
 
 def _schedule(raw: Any, where: str) -> ScheduleSpec:
@@ -177,6 +228,9 @@ def load_suite(path: str | Path) -> SuiteConfig:
     seeds = raw.get("seeds", [0])
     if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds) or not seeds:
         raise ConfigError(f"{path}: seeds", f"a non-empty list of integers, got {seeds!r}")
+    check_at_most(seeds, "seed", f"{path}: seeds")
+    check_train_limits(train, f"{path}: train")
+    check_data_limits(data, f"{path}: data")
     return SuiteConfig(
         candidates=parsed,
         data=data,

@@ -8,6 +8,9 @@ failure reason) and artifacts (``candidate.json``, ``history.json``, ``per_class
 A failed evaluation is a run with status FAILED and its reason, never a missing run.
 
 The tracking URI is, in order: the one given, ``MLFLOW_TRACKING_URI``, ``sqlite:///mlflow.db``.
+
+A local SQLite store is created atomically, under a lock (see ``sqlite_store``): a process
+killed while it creates the store leaves nothing that a later start cannot open.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from losslab import __version__
+from losslab.sqlite_store import init_lock, prepare_store, sqlite_path
 from losslab.training.hooks import Hook
 
 if TYPE_CHECKING:
@@ -29,7 +33,14 @@ if TYPE_CHECKING:
     from losslab.training.result import EpochRecord, Result
     from losslab.training.trainer import TrainState
 
-__all__ = ["DEFAULT_TRACKING_URI", "MLflowHook", "RunRecord", "Tracker", "resolve_tracking_uri"]
+__all__ = [
+    "DEFAULT_TRACKING_URI",
+    "MLflowHook",
+    "RunRecord",
+    "Tracker",
+    "check_tracking_uri",
+    "resolve_tracking_uri",
+]
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 _CONNECT_ATTEMPTS = 5
@@ -40,22 +51,43 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
-@contextlib.contextmanager
-def _sqlite_init_lock(uri: str) -> Iterator[None]:
-    """An exclusive lock on ``<db>.lock`` beside a local SQLite store (no-op otherwise)."""
-    if not uri.startswith("sqlite:///") or os.name != "posix":
-        yield
-        return
-    import fcntl
+def check_tracking_uri(uri: str) -> None:
+    """Raise ``ValueError`` for a URI MLflow has no tracking store for; creates nothing."""
+    from mlflow.exceptions import MlflowException
 
-    path = uri[len("sqlite:///") :] + ".lock"
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    try:
+        from mlflow.tracking._tracking_service.utils import _tracking_store_registry as registry
+    except ImportError:  # another MLflow layout: the first connection reports a bad URI
+        return
+    try:
+        registry.get_store_builder(uri)
+    except MlflowException:
+        known = sorted(s for s in getattr(registry, "_registry", {}) if s)
+        scheme = uri.partition(":")[0] if ":" in uri else ""
+        raise ValueError(
+            f"{uri!r} is not an MLflow tracking URI (no store for the scheme {scheme!r}; known "
+            f"schemes: {', '.join(known)}), e.g. sqlite:///mlflow.db or http://HOST:5000"
+        ) from None
+
+
+def _release_engines(path: str) -> None:
+    """Close MLflow's cached connections to the file ``path`` (best effort: MLflow internals)."""
+    with contextlib.suppress(Exception):
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        engines = SqlAlchemyStore._engine_map
+        for uri in [u for u in engines if path in u]:
+            engines.pop(uri).dispose()
+
+
+def _build_sqlite_store(path: str) -> None:
+    """Create and migrate every table of an MLflow store in the SQLite file ``path``."""
+    from mlflow.tracking import MlflowClient
+
+    try:
+        MlflowClient(f"sqlite:///{path}").search_experiments(max_results=1)
+    finally:
+        _release_engines(path)
 
 
 def _metric_key(name: str) -> str:
@@ -79,19 +111,35 @@ class Tracker:
     """A thin wrapper over one MLflow client and one experiment."""
 
     def __init__(self, tracking_uri: str | None = None, experiment: str = "losslab"):
+        """Connect (creating the store and the experiment if needed).
+
+        Raises:
+            ValueError: a URI MLflow cannot store runs at, or a store that cannot be opened.
+        """
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         self.experiment = experiment
+        try:
+            check_tracking_uri(self.tracking_uri)
+        except ValueError as exc:
+            source = "" if tracking_uri else " (from MLFLOW_TRACKING_URI or the default)"
+            raise ValueError(f"MLflow tracking URI{source}: {exc}") from None
         # Workers of one study may start together on a fresh store. On a local SQLite file,
         # MLflow's schema migration must not run twice at once: a file lock serialises the
         # first connection. Elsewhere (a server) a lost race to create the experiment retries.
-        with _sqlite_init_lock(self.tracking_uri):
+        path = sqlite_path(self.tracking_uri)
+        with init_lock(path) if path is not None else contextlib.nullcontext():
+            if path is not None and prepare_store(path, _build_sqlite_store):
+                _release_engines(path)  # connections this process had to a file now replaced
             for attempt in range(_CONNECT_ATTEMPTS):
                 try:
                     self._connect()
                     return
-                except Exception:
+                except Exception as exc:
                     if attempt == _CONNECT_ATTEMPTS - 1:
-                        raise
+                        raise ValueError(
+                            f"cannot open the MLflow store {self.tracking_uri!r}: "
+                            f"{type(exc).__name__}: {exc}"
+                        ) from exc
                     time.sleep(0.5 * (attempt + 1))
 
     def _connect(self) -> None:

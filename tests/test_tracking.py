@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import time
 
 import mlflow
 import pytest
@@ -12,6 +19,7 @@ from mlflow.tracking import MlflowClient
 import losslab.training.trainer as trainer_module
 from losslab.candidate import Candidate
 from losslab.data import load_dataset
+from losslab.sqlite_store import prepare_store, unfinished_store
 from losslab.tracking import MLflowHook, Tracker, resolve_tracking_uri
 from losslab.training import TrainConfig, Trainer
 
@@ -141,3 +149,84 @@ def test_schedules_apply_and_their_weights_reach_mlflow(uri, phantom, tmp_path, 
     assert [m.value for m in client.get_metric_history(run_id, "term_weight/1")] == pytest.approx(
         [3 / 7, 1.0]
     )
+
+
+def _start_and_kill(folder, uri: str, delay: float) -> int:
+    """Start a process that creates the store, kill it (SIGKILL) ``delay`` seconds after it begins
+    writing a file; its exit code (-9: killed before it finished)."""
+    script = f"from losslab.tracking import Tracker; Tracker({uri!r}, experiment='first')"
+
+    def files() -> set[tuple[str, int]]:
+        found = set()
+        for entry in os.scandir(folder):
+            with contextlib.suppress(FileNotFoundError):  # removed meanwhile
+                found.add((entry.name, entry.stat().st_mtime_ns))
+        return found
+
+    before = files()
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 60
+    while process.poll() is None and time.monotonic() < deadline:
+        if {name for name, _ in files() - before} - {"mlflow.db.lock"}:
+            break
+        time.sleep(0.02)
+    time.sleep(delay)
+    process.kill()
+    return process.wait()
+
+
+@pytest.mark.slow
+def test_a_start_killed_while_it_creates_the_store_leaves_it_usable(tmp_path):
+    rng = random.Random(7)
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    codes = []
+    for _ in range(4):
+        codes.append(_start_and_kill(tmp_path, uri, rng.uniform(0.0, 3.0)))
+        if codes[-1] == 0:  # it finished first: start over so that the next kill lands in creation
+            db.unlink()
+    tracker = Tracker(uri, experiment="after")
+    run_id = tracker.start_run("run")
+    tracker.log_metrics(run_id, {"x": 1.0})
+    tracker.end_run(run_id)
+    (run,) = Tracker(uri, experiment="after").find_runs()
+    assert run.run_id == run_id and run.status == "FINISHED" and run.metrics == {"x": 1.0}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db", "mlflow.db.lock"]
+    assert set(codes) <= {0, -9}, codes  # no start failed on what a killed one left
+    assert codes.count(-9) >= 3, codes  # the kills landed while the store was being created
+
+
+def test_a_half_made_store_is_made_anew_and_leftovers_removed(tmp_path):
+    half = tmp_path / "half.db"
+    with sqlite3.connect(half) as db:  # what a creation cut short leaves: tables, no experiment
+        for table in ("experiments", "runs", "datasets"):
+            db.execute(f"CREATE TABLE {table} (id TEXT)")
+    leftover = tmp_path / "half.db.creating-1-abc"  # of a creation killed before its rename
+    leftover.write_bytes(b"partial")
+    built = []
+
+    def build(path: str) -> None:
+        built.append(path)
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE complete (id TEXT)")
+
+    assert unfinished_store(str(half))
+    assert prepare_store(str(half), build)
+    assert not leftover.exists() and len(built) == 1 and not os.path.exists(built[0])
+    (aside,) = tmp_path.glob("half.db.half-made-*")  # kept, never deleted
+    with sqlite3.connect(aside) as db:
+        assert len(list(db.execute("SELECT name FROM sqlite_master"))) == 3
+    with sqlite3.connect(half) as db:  # the new store was renamed into place
+        assert [r[0] for r in db.execute("SELECT name FROM sqlite_master")] == ["complete"]
+
+
+def test_a_complete_store_and_a_foreign_database_are_left_alone(uri, tmp_path):
+    Tracker(uri, experiment="kept")
+    foreign = tmp_path / "notes.db"
+    with sqlite3.connect(foreign) as db:
+        db.execute("CREATE TABLE notes (text TEXT)")
+    for path in (uri[len("sqlite:///") :], str(foreign)):
+        assert not unfinished_store(path)
+        assert not prepare_store(path, lambda p: pytest.fail(f"rebuilt {p}"))

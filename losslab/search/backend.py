@@ -59,8 +59,9 @@ class SearchBackend(ABC):
     reclaimed_runs: list[str]  # their MLflow runs
 
     @classmethod
-    def check_settings(cls, settings: Mapping[str, Any]) -> None:
-        """Validate the backend's own section of the study file (``ValueError`` naming the key)."""
+    def check_settings(cls, settings: Mapping[str, Any], *, epochs: int = 1) -> None:
+        """Validate the backend's own section of the study file for evaluations of ``epochs``
+        epochs (``ValueError`` whose message starts with the key path)."""
         return None
 
     @abstractmethod

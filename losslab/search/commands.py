@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from losslab.search.study import run_study
     from losslab.search.study_config import Budget, load_study
     from losslab.search.summary import best_table, class_dice_table
+    from losslab.tracking import check_tracking_uri
 
     errors = Console(stderr=True)
     console = Console(width=None if sys.stdout.isatty() else 200)
@@ -58,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
         if args.storage:
             changes["storage"] = args.storage
         if args.tracking_uri:
+            try:
+                check_tracking_uri(args.tracking_uri)
+            except ValueError as exc:
+                raise ValueError(f"--tracking-uri: {exc}") from None
             changes["tracking_uri"] = args.tracking_uri
         config = dataclasses.replace(config, **changes)
     except (ConfigError, ValueError) as exc:
@@ -88,6 +93,11 @@ def run(args: argparse.Namespace) -> int:
         f"{outcome.trained} evaluation{'' if outcome.trained == 1 else 's'} trained in "
         f"{outcome.wall_time:.0f} s this time."
     )
+    if outcome.out_of_time:
+        console.print(
+            f"The time budget ended during an evaluation, recorded as interrupted; it runs again "
+            f"when the study continues: losslab search {escape(args.config)}"
+        )
     if outcome.reclaimed:
         console.print(f"Re-queued trials of stopped workers: {outcome.reclaimed}")
     console.print(f"Optuna storage: {outcome.storage_url}", soft_wrap=True)

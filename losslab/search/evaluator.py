@@ -156,11 +156,9 @@ class Evaluator:
         seed: int | None = None,
         overrides: Mapping[str, Any] | None = None,
     ) -> str:
-        config = self.config_for(seed, overrides).to_dict()
-        config.pop("device")  # where it runs does not change what is evaluated
         payload = {
             "candidate": candidate.canonical_json(),
-            "train": config,
+            "train": self.config_for(seed, overrides).identity(),
             "data": self.dataset.fingerprint,
         }
         return sha256_json(payload)[:20]

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from losslab.config import LIMITS
 from losslab.data import SegmentationDataset
 from losslab.data.cache import sha256_json
 from losslab.training import TrainConfig
@@ -43,10 +44,20 @@ class Fidelity:
             value = getattr(self, name)
             if value is not None and (type(value) is not int or value < 1):
                 raise ValueError(f"Fidelity.{name}={value!r} must be a positive integer")
+            most = LIMITS["cases" if name == "train_cases" else name]
+            if value is not None and value > most:
+                raise ValueError(
+                    f"Fidelity.{name}={value!r} is more than {most:,}, the most allowed"
+                )
         if self.patch_size is not None:
             patch = tuple(self.patch_size)
             if len(patch) != 3 or not all(type(s) is int and s >= 1 for s in patch):
                 raise ValueError(f"Fidelity.patch_size={self.patch_size!r} must be 3 positive ints")
+            if max(patch) > LIMITS["patch_size"]:
+                raise ValueError(
+                    f"Fidelity.patch_size={list(patch)} is more than {LIMITS['patch_size']} "
+                    "voxels a side, the most allowed"
+                )
             object.__setattr__(self, "patch_size", patch)
 
     @classmethod

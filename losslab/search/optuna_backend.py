@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -23,8 +22,10 @@ from optuna.trial import TrialState
 
 from losslab.candidate import Candidate
 from losslab.search.backend import EvaluateFn, SearchBackend, TrialRecord
+from losslab.search.deadline import TimeUp
 from losslab.search.evaluator import CachedEvaluation, EvaluationCache, worker_id
 from losslab.search.objective import Objective
+from losslab.search.optuna_settings import check_settings, make_pruner, make_sampler
 from losslab.search.space import SearchSpace, SpaceError
 from losslab.search.storage import (
     HEARTBEAT,
@@ -39,60 +40,12 @@ from losslab.training import EpochRecord, Hook, Result, StopTraining
 
 __all__ = ["OptunaBackend", "StudyMismatch", "make_pruner", "make_sampler"]
 
-_SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
-_PRUNERS = {
-    "none": optuna.pruners.NopPruner,
-    "median": optuna.pruners.MedianPruner,
-    "hyperband": optuna.pruners.HyperbandPruner,
-    "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
-}
 FAILURE = "losslab.failure"
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 class StudyMismatch(ValueError):
     """The storage holds a study of this name with a different configuration."""
-
-
-def _split(raw: Any, what: str, default: str, known: Mapping[str, Any]) -> tuple[str, dict]:
-    if raw is None:
-        return default, {}
-    if isinstance(raw, str):
-        raw = {"name": raw}
-    if not isinstance(raw, Mapping):
-        raise ValueError(f"optuna.{what}: a name or a mapping with 'name', got {raw!r}")
-    name = str(raw.get("name", default))
-    if name not in known:
-        raise ValueError(f"optuna.{what}.name: {name!r} is not one of {', '.join(known)}")
-    return name, {k: v for k, v in raw.items() if k != "name"}
-
-
-def make_sampler(settings: Mapping[str, Any], seed: int) -> optuna.samplers.BaseSampler:
-    """``{name: tpe|random, ...}``; TPE is multivariate with groups (conditional spaces)."""
-    name, params = _split(settings.get("sampler"), "sampler", "tpe", _SAMPLERS)
-    params.setdefault("seed", seed)
-    if name == "tpe":
-        params.setdefault("multivariate", True)
-        params.setdefault("group", True)
-        params.setdefault("n_startup_trials", 5)
-    try:
-        with warnings.catch_warnings():  # ``group`` is experimental in Optuna, and needed here
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return _SAMPLERS[name](**params)
-    except TypeError as exc:
-        raise ValueError(f"optuna.sampler: {exc}") from None
-
-
-def make_pruner(settings: Mapping[str, Any], epochs: int) -> optuna.pruners.BasePruner:
-    """``{name: none|median|hyperband|successive_halving, ...}``; Hyperband's ``max_resource``
-    defaults to the fidelity's epochs (the resource is the epoch)."""
-    name, params = _split(settings.get("pruner"), "pruner", "none", _PRUNERS)
-    if name == "hyperband":
-        params.setdefault("max_resource", epochs)
-    try:
-        return _PRUNERS[name](**params)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"optuna.pruner: {exc}") from None
 
 
 class _OptunaCache(EvaluationCache):
@@ -180,12 +133,8 @@ class OptunaBackend(SearchBackend):
         self.reclaimed_runs: list[str] = []
 
     @classmethod
-    def check_settings(cls, settings: Mapping[str, Any]) -> None:
-        unknown = sorted(set(settings) - {"sampler", "pruner"})
-        if unknown:
-            raise ValueError(f"optuna.{unknown[0]}: unknown key; known: ['pruner', 'sampler']")
-        make_sampler(settings, 0)
-        make_pruner(settings, 1)
+    def check_settings(cls, settings: Mapping[str, Any], *, epochs: int = 1) -> None:
+        check_settings(settings, epochs)
 
     def open(self, *, resume: bool) -> EvaluationCache:
         storage = open_storage(self.storage_url)
@@ -271,8 +220,9 @@ class OptunaBackend(SearchBackend):
                 origin=f"trial {trial.number}",
                 on_run=lambda run_id: trial.set_user_attr("losslab.mlflow_run_id", run_id),
             )
-        except KeyboardInterrupt:
-            trial.set_user_attr(INTERRUPTED, "interrupted by the user or a signal")
+        except KeyboardInterrupt as stop:  # Ctrl-C, a signal, or the time budget (TimeUp)
+            why = str(stop) if isinstance(stop, TimeUp) else "interrupted by the user or a signal"
+            trial.set_user_attr(INTERRUPTED, why)
             study.tell(trial, state=TrialState.FAIL)
             study.enqueue_trial(trial.params, user_attrs={"losslab.retry_of": trial.number})
             raise

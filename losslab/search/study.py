@@ -4,9 +4,11 @@
 study's MLflow parent run (tag ``losslab.study``), evaluates the baselines named in the config at
 the study's fidelity and seed, then lets the backend propose and evaluate candidates until the
 budget is spent: ``trials`` finished in the whole study (across resumes and workers), ``minutes``
-of this invocation. Every evaluation goes through one :class:`Evaluator` whose cache lives in the
-backend's storage, so rerunning the same command continues the study without repeating a
-finished evaluation. The best trial's run is tagged ``losslab.best``.
+of this invocation (an evaluation still running when they end is stopped, recorded as
+interrupted and re-queued: see ``deadline.py``). Every evaluation goes through one
+:class:`Evaluator` whose cache lives in the backend's storage, so rerunning the same command
+continues the study without repeating a finished evaluation. The best trial's run is tagged
+``losslab.best``. The study is checked against its data before any store is created.
 """
 
 from __future__ import annotations
@@ -17,14 +19,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rich.markup import escape
+
 from losslab import __version__
 from losslab.candidate import Candidate
 from losslab.data import SegmentationDataset, build_dataset
 from losslab.report import StudyProgress
 from losslab.search.backend import SearchBackend, TrialRecord
+from losslab.search.deadline import DeadlineHook, TimeUp
 from losslab.search.evaluator import Evaluation, Evaluator
 from losslab.search.optuna_backend import OptunaBackend
 from losslab.search.storage import default_storage_url, is_stale
+from losslab.search.study_checks import check_loaded_data, check_study
 from losslab.search.study_config import StudyConfig
 from losslab.tracking import Tracker
 from losslab.training import Hook, Result
@@ -46,7 +52,8 @@ class StudyOutcome:
     storage_url: str
     trained: int = 0  # evaluations this invocation trained
     wall_time: float = 0.0
-    interrupted: bool = False
+    interrupted: bool = False  # stopped by Ctrl-C or a signal
+    out_of_time: bool = False  # the time budget ended during an evaluation (re-queued)
     reclaimed: list[int] = field(default_factory=list)
 
     def best(self, k: int | None = None) -> list[TrialRecord]:
@@ -170,16 +177,21 @@ def run_study(
     """Run (or resume) a study until its budget is spent; see the module docstring.
 
     Raises:
-        ValueError: the storage cannot be opened, ``resume`` without a study to resume, or a
-            study of the same name with another configuration.
+        ValueError: a study that does not fit its data (``ConfigError``, raised before any store
+            is created), the storage cannot be opened, ``resume`` without a study to resume, or
+            a study of the same name with another configuration.
         KeyboardInterrupt: after recording the interrupted evaluation (the study can resume).
     """
     start = time.perf_counter()
+    deadline = None if config.budget.minutes is None else start + 60 * config.budget.minutes
+    # The data first: a study that cannot run fails before it creates its stores.
+    check_study(config)
+    dataset = build_dataset(config.data)
+    check_loaded_data(config, dataset)
     tracker = Tracker(config.tracking_uri, experiment=config.experiment)
     storage_url = config.storage or default_storage_url(tracker.tracking_uri)
     backend = make_backend(config, storage_url)
     cache = backend.open(resume=resume)
-    dataset = build_dataset(config.data)
     parent = _parent_run(tracker, config, storage_url)
     _close_stale_runs(tracker, parent, backend.reclaimed_runs)
     evaluator = Evaluator(
@@ -212,13 +224,20 @@ def run_study(
         run_hooks = [display.run_hook(f"{origin}: {candidate.name}"), *hooks]
         if extra_hooks is not None:
             run_hooks.extend(extra_hooks())
+        if deadline is not None:
+            run_hooks.append(DeadlineHook(deadline, config.budget.minutes))
         return evaluator.evaluate(
             candidate, overrides=overrides, hooks=run_hooks, tags=tags, origin=origin, on_run=on_run
         )
 
     def time_left() -> bool:
-        minutes = config.budget.minutes
-        return minutes is None or time.perf_counter() - start < 60 * minutes
+        return deadline is None or time.perf_counter() < deadline
+
+    def report(text: str, status: str, trial: bool) -> None:
+        """A finished evaluation's line; a failure's reason is printed even without progress."""
+        (display.trial_done if trial else display.line)(text)
+        if status == "failed" and not display.enabled:
+            display.console.print(text, highlight=False)
 
     status = "FINISHED"
     try:
@@ -234,22 +253,25 @@ def run_study(
                     origin=f"baseline {candidate.name}",
                 )
                 outcome.baselines.append(evaluation)
-                display.line(
+                result = evaluation.result
+                report(
                     _describe(
                         "baseline",
                         candidate.name,
-                        evaluation.result.status,
+                        result.status,
                         evaluation.value,
-                        evaluation.result.reason,
+                        result.reason,
                         evaluation.cached,
-                    )
+                    ),
+                    result.status,
+                    trial=False,
                 )
             while time_left() and (
                 config.budget.trials is None or backend.used() < config.budget.trials
             ):
                 record = backend.step(evaluate)
                 name = record.candidate.name if record.candidate else "(invalid draw)"
-                display.trial_done(
+                report(
                     _describe(
                         f"trial {record.number}",
                         name,
@@ -257,8 +279,17 @@ def run_study(
                         record.value,
                         record.reason,
                         bool(record.cached_from),
-                    )
+                    ),
+                    record.status,
+                    trial=True,
                 )
+    except TimeUp as stop:  # the running evaluation is recorded as interrupted and re-queued
+        outcome.out_of_time = True
+        display.console.print(
+            f"[yellow]{escape(str(stop))}[/]: the running evaluation was stopped and will run "
+            "again when the study continues",
+            highlight=False,
+        )
     except KeyboardInterrupt:
         status, outcome.interrupted = "KILLED", True
         raise
@@ -286,7 +317,7 @@ def _describe(label: str, name: str, status: str, value: float, reason: str, cac
     if status == "ok":
         text = f"objective {value:.4f}"
     elif status == "pruned":
-        text = f"[yellow]{reason}[/]"
+        text = f"[yellow]{escape(reason)}[/]"
     else:
-        text = f"[red]failed[/] ({reason})"
-    return f"{label} [bold]{name}[/]: {text}" + (" [dim](cached)[/]" if cached else "")
+        text = f"[red]failed[/] ({escape(reason)})"
+    return f"{label} [bold]{escape(name)}[/]: {text}" + (" [dim](cached)[/]" if cached else "")

@@ -30,19 +30,25 @@ from pathlib import Path
 from typing import Any
 
 from losslab.candidate import Candidate
-from losslab.config import ConfigError, parse_candidate, read_yaml_mapping
+from losslab.config import (
+    LIMITS,
+    ConfigError,
+    check_at_most,
+    parse_candidate,
+    read_yaml_mapping,
+)
 from losslab.data import DataConfig
 from losslab.schedules import get_class_schedule, get_term_schedule
 from losslab.search.distributions import Distribution, parse_distribution
 from losslab.search.fidelity import Fidelity
 from losslab.search.objective import Objective
-from losslab.search.optuna_backend import OptunaBackend
 from losslab.search.space import (
     SearchSpace,
     SpaceError,
     parse_loss_options,
     parse_schedule_options,
 )
+from losslab.search.study_checks import check_study
 from losslab.training import TrainConfig
 from losslab.typed import from_mapping
 
@@ -86,6 +92,12 @@ class Budget:
                 raise ValueError(f"minutes={self.minutes!r} must be a number")
             if not (self.minutes > 0 and math.isfinite(self.minutes)):
                 raise ValueError(f"minutes={self.minutes!r} must be > 0")
+        for name in ("trials", "minutes"):
+            value = getattr(self, name)
+            if value is not None and value > LIMITS[name]:
+                raise ValueError(
+                    f"{name}={value!r} is more than {LIMITS[name]:,}, the most allowed"
+                )
 
 
 @dataclass(frozen=True)
@@ -119,7 +131,7 @@ class StudyConfig:
             "backend": self.backend,
             "space": dataclasses.asdict(self.space),
             "data": self.data.as_dict(),
-            "train": {k: v for k, v in self.train.to_dict().items() if k != "device"},
+            "train": self.train.identity(),
             "fidelity": self.fidelity.to_dict(),
             "objective": self.objective.to_dict(),
             "seed": self.seed,
@@ -129,10 +141,14 @@ class StudyConfig:
 
 
 def _typed(raw: Any, build: Any, where: str) -> Any:
+    """``build(raw)``; an error names ``where``, down to the field when the message names one
+    (``Fidelity.epochs=0 must be...`` -> ``fidelity.epochs``)."""
     try:
         return build(raw if raw is not None else {})
     except (TypeError, ValueError) as exc:
-        raise ConfigError(where, str(exc)) from None
+        field_named = re.match(r"(?:[A-Za-z]+[. ])?([a-z_]+)=", str(exc))
+        key = f"{where}.{field_named.group(1)}" if field_named else where
+        raise ConfigError(key, str(exc)) from None
 
 
 def _check_loss_option(option: Any, where: str) -> None:
@@ -188,6 +204,10 @@ def _check_train(params: Mapping[str, Distribution], where: str) -> None:
         for value in dist.values():
             try:
                 TrainConfig(**{name: value})
+                if name in LIMITS:
+                    check_at_most(value, name, f"{where}.{name}")
+            except ConfigError as exc:
+                raise SpaceError(exc.where, exc.problem) from None
             except (TypeError, ValueError) as exc:
                 raise SpaceError(f"{where}.{name}", str(exc)) from None
 
@@ -245,7 +265,8 @@ def load_study(path: str | Path) -> StudyConfig:
 
     Raises:
         ConfigError: ``file: key.path: problem`` for malformed YAML, an unknown key, a bad value,
-            an unknown loss or schedule, or an empty space.
+            an unknown loss, schedule or network, an empty space, a count beyond its sane
+            maximum, or a value that does not fit the data (see ``study_checks``).
     """
     path = Path(path)
     source, raw = read_yaml_mapping(path)
@@ -280,18 +301,15 @@ def load_study(path: str | Path) -> StudyConfig:
                 where + key,
                 f"must be a {'positive' if key == 'top' else 'non-negative'} integer, got {value!r}",
             )
+    check_at_most(seed, "seed", where + "seed")
+    check_at_most(top, "trials", where + "top")
     for key in ("study", "experiment", "storage", "tracking_uri"):
         if raw.get(key) is not None and not isinstance(raw[key], str):
             raise ConfigError(where + key, f"must be a string, got {raw[key]!r}")
     optuna_raw = raw.get("optuna") or {}
     if not isinstance(optuna_raw, Mapping):
         raise ConfigError(where + "optuna", "a mapping with 'sampler' and/or 'pruner'")
-    try:
-        OptunaBackend.check_settings(optuna_raw)
-    except ValueError as exc:
-        key, _, problem = str(exc).partition(": ")
-        raise ConfigError(where + key, problem) from None
-    return StudyConfig(
+    config = StudyConfig(
         name=raw.get("study") or path.stem,
         space=space,
         budget=budget,
@@ -310,3 +328,5 @@ def load_study(path: str | Path) -> StudyConfig:
         path=str(path),
         source=source,
     )
+    check_study(config)
+    return config

@@ -105,6 +105,19 @@ class TrainConfig:
         data["patch_size"] = list(self.patch_size)
         return data
 
+    def identity(self) -> dict[str, Any]:
+        """What defines an evaluation's training, for cache keys and study fingerprints.
+
+        Leaves out ``device`` (where a run goes does not change what is evaluated) and options
+        added after studies were recorded while they hold their default (``deterministic``),
+        so the keys of earlier evaluations stay valid.
+        """
+        data = self.to_dict()
+        del data["device"]
+        if not self.deterministic:
+            del data["deterministic"]
+        return data
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Build from a YAML/JSON mapping; an unknown key is an error that names it."""

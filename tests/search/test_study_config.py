@@ -93,17 +93,17 @@ def test_budget_of_minutes_only(tmp_path):
             "space.lossses",
             ["unknown key"],
         ),
-        ({"budget": {"trials": "ten"}}, "budget", ["'ten'", "positive integer"]),
-        ({"budget": {"trials": 0}}, "budget", ["positive integer"]),
+        ({"budget": {"trials": "ten"}}, "budget.trials", ["'ten'", "positive integer"]),
+        ({"budget": {"trials": 0}}, "budget.trials", ["positive integer"]),
         ({"budget": {"trials": 3, "hours": 2}}, "budget", ["'hours'"]),
-        ({"budget": {"minutes": 0}}, "budget", ["> 0"]),
+        ({"budget": {"minutes": 0}}, "budget.minutes", ["> 0"]),
         ({"seed": -1}, "seed", ["non-negative integer", "-1"]),
         ({"seed": 1.5}, "seed", ["non-negative integer"]),
         ({"top": 0}, "top", ["positive integer"]),
         ({"study": 5}, "study", ["must be a string"]),
-        ({"train": {"epochs": "x"}}, "train", ["epochs", "'x'"]),
+        ({"train": {"epochs": "x"}}, "train.epochs", ["epochs", "'x'"]),
         ({"train": {"epoch": 2}}, "train", ["'epoch'"]),
-        ({"fidelity": {"epochs": 0}}, "fidelity", ["Fidelity.epochs=0"]),
+        ({"fidelity": {"epochs": 0}}, "fidelity.epochs", ["Fidelity.epochs=0"]),
         ({"fidelity": {"epoch": 2}}, "fidelity", ["'epoch'"]),
         ({"objective": {"kind": "median"}}, "objective", ["'median'"]),
         ({"data": {"source": "nowhere"}}, "data", ["nowhere"]),
@@ -122,6 +122,49 @@ def test_budget_of_minutes_only(tmp_path):
 )
 def test_bad_top_level_value_names_the_key(tmp_path, changes, key, words):
     expect(write(tmp_path, **changes), key, *words)
+
+
+HYPERBAND = {"name": "hyperband", "min_resource": 1, "reduction_factor": 3}
+NONSENSE = [
+    ({"train": {"model": "unet9d"}}, "train.model", ["'unet9d'", "unet3d"]),
+    ({"train": {"model_size": "huge"}}, "train.model_size", ["'huge'", "tiny"]),
+    ({"train": {"model": "unetr", "patch_size": [24, 24, 24]}}, "train.patch_size", ["multiple of 16"]),
+    ({"train": {"model_overrides": {"chanels": [4, 8]}}}, "train.model_overrides", ["'chanels'"]),
+    ({"space": {**MINIMAL["space"], "train": {"model": {"choice": ["unet3d", "unet9d"]}}}}, "space.train.model", ["'unet9d'"]),
+    ({"objective": {"kind": "worst_k", "k": 500}}, "objective.k", ["k=500", "13 foreground classes"]),
+    ({"objective": {"kind": "mix", "k": 14, "weights": {"mean": 0.5, "worst_k": 0.5}}}, "objective.k", ["13 foreground"]),
+    ({"optuna": {"sampler": {"name": "tpe", "n_startup_trials": -5}}}, "optuna.sampler.n_startup_trials", ["-5"]),
+    ({"optuna": {"sampler": {"name": "tpe", "multivariate": "yes"}}}, "optuna.sampler.multivariate", ["true or false"]),
+    ({"optuna": {"pruner": {**HYPERBAND, "min_resource": 0}}}, "optuna.pruner.min_resource", ["got 0"]),
+    ({"optuna": {"pruner": {**HYPERBAND, "reduction_factor": 1}}}, "optuna.pruner.reduction_factor", ["got 1"]),
+    ({"optuna": {"pruner": {**HYPERBAND, "min_resource": 9}}, "fidelity": {"epochs": 4}}, "optuna.pruner.min_resource", ["4 epoch"]),
+    ({"optuna": {"pruner": {"name": "median", "n_warmup_steps": -1}}}, "optuna.pruner.n_warmup_steps", ["-1"]),
+    ({"data": {"source": "phantom", "shape": [24, 24, 24]}, "train": {"patch_size": [32, 32, 32]}}, "train.patch_size", ["[32, 32, 32]", "24x24x24"]),
+    ({"data": {"source": "phantom", "shape": [24, 24, 24]}, "fidelity": {"patch_size": [16, 32, 16]}}, "fidelity.patch_size", ["[16, 32, 16]"]),
+    ({"tracking_uri": "bogus://x"}, "tracking_uri", ["'bogus://x'", "sqlite"]),
+    ({"fidelity": {"epochs": 10**30}}, "fidelity.epochs", ["the most allowed"]),
+    ({"fidelity": {"steps_per_epoch": 10**12}}, "fidelity.steps_per_epoch", ["the most allowed"]),
+    ({"train": {"epochs": 10**9}}, "train.epochs", ["the most allowed"]),
+    ({"train": {"batch_size": 10**6}}, "train.batch_size", ["the most allowed"]),
+    ({"budget": {"trials": 10**9}}, "budget.trials", ["the most allowed"]),
+    ({"budget": {"minutes": 1e12}}, "budget.minutes", ["the most allowed"]),
+    ({"data": {"source": "phantom", "cases": 10**9}}, "data.cases", ["the most allowed"]),
+    ({"data": {"source": "phantom", "shape": [4096, 32, 32]}}, "data.shape", ["the most allowed"]),
+    ({"seed": 2**40}, "seed", ["the most allowed"]),
+    ({"space": {**MINIMAL["space"], "train": {"epochs": {"int": [1, 10**9]}}}}, "space.train.epochs", ["the most allowed"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("changes", "key", "words"), NONSENSE)
+def test_nonsense_for_the_network_data_or_optuna_names_the_key(tmp_path, changes, key, words):
+    expect(write(tmp_path, **changes), key, *words)
+
+
+def test_a_missing_decathlon_folder_is_named_at_load(tmp_path):
+    data = {"source": "decathlon", "data_dir": str(tmp_path / "Task09_Spleen")}
+    expect(write(tmp_path, data=data), "data.data_dir", "does not exist")
+    (tmp_path / "Task09_Spleen").mkdir()
+    expect(write(tmp_path, data=data), "data.data_dir", "dataset.json")
 
 
 SPACE_ERRORS = [

@@ -134,3 +134,12 @@ def test_deterministic_is_read_from_yaml_and_checked(tmp_path):
     }
     study.write_text(yaml.safe_dump(raw))
     assert load_study(study).train.deterministic
+
+
+def test_identity_leaves_out_the_default_so_earlier_keys_stay_valid():
+    """Studies recorded before the option existed keep their fingerprints and cache keys."""
+    plain, strict = TrainConfig(), TrainConfig(deterministic=True)
+    assert "deterministic" not in plain.identity() and "device" not in plain.identity()
+    assert strict.identity()["deterministic"] is True
+    assert plain.identity() != strict.identity()
+    assert TrainConfig(device="cpu").identity() == plain.identity()
