@@ -38,6 +38,15 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         "--tracking-uri", help="MLflow URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)"
     )
     parser.add_argument("--experiment", default="losslab-train")
+    parser.add_argument(
+        "--absent-classes",
+        choices=["keep", "ignore"],
+        default="keep",
+        help="leave classes absent from a batch out of the class mean of the loss (ignore)",
+    )
+    parser.add_argument(
+        "--deterministic", action="store_true", help="deterministic GPU algorithms (slower)"
+    )
     parser.set_defaults(func=_run_train)
 
 
@@ -55,6 +64,7 @@ def _train_config(args: argparse.Namespace, patch: tuple[int, ...]):
         device=args.device,
         seed=args.seed,
         hd95=not args.no_hd95,
+        deterministic=args.deterministic,
     )
 
 
@@ -65,7 +75,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from losslab.candidate import Candidate
     from losslab.data import load_dataset
     from losslab.report import ProgressHook, per_class_table
-    from losslab.tracking import MLflowHook, Tracker
+    from losslab.tracking import MLflowHook, Tracker, check_tracking_uri, resolve_tracking_uri
     from losslab.training import Trainer
 
     console = Console()
@@ -75,7 +85,11 @@ def _run_train(args: argparse.Namespace) -> int:
         return 2
     patch = tuple(args.patch * 3 if len(args.patch) == 1 else args.patch)
     try:
-        candidate = Candidate.from_loss(args.loss)
+        try:
+            check_tracking_uri(resolve_tracking_uri(args.tracking_uri))
+        except ValueError as exc:
+            raise ValueError(f"--tracking-uri: {exc}") from None
+        candidate = Candidate.from_loss(args.loss, absent_classes=args.absent_classes)
         config = _train_config(args, patch)
         if args.data == "phantom":
             shape = (args.shape,) * 3
@@ -122,6 +136,7 @@ def _run_baselines(args: argparse.Namespace) -> int:
 
     from losslab.compare import failures, run_suite, table_1
     from losslab.config import ConfigError, load_suite
+    from losslab.tracking import check_tracking_uri, resolve_tracking_uri
 
     # A suite table is wide: give it room when the output is not a terminal (a log file).
     console = Console(width=None if sys.stdout.isatty() else 200)
@@ -132,6 +147,12 @@ def _run_baselines(args: argparse.Namespace) -> int:
         return 2
     if args.tracking_uri:
         config = dataclasses.replace(config, tracking_uri=args.tracking_uri)
+    try:
+        check_tracking_uri(resolve_tracking_uri(config.tracking_uri))
+    except ValueError as exc:
+        where = "--tracking-uri" if args.tracking_uri else f"{args.config}: tracking_uri"
+        Console(stderr=True).print(f"[red]error:[/] {where}: {escape(str(exc))}", highlight=False)
+        return 2
     suite = run_suite(config)
     console.print(table_1(suite))
     for name, reason in failures(suite):

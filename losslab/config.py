@@ -22,7 +22,7 @@ import yaml
 
 from losslab.candidate import Candidate, ScheduleSpec
 from losslab.data import DataConfig
-from losslab.losses import LossSyntaxError, resolve_loss
+from losslab.losses import ABSENT_CLASSES, LossSyntaxError, resolve_loss
 from losslab.schedules import get_class_schedule, get_term_schedule, needs_frequencies
 from losslab.training import TrainConfig
 
@@ -62,6 +62,7 @@ _CANDIDATE_KEYS = {
     "params",
     "class_schedule",
     "term_schedule",
+    "absent_classes",
 }
 _SUITE_KEYS = {"data", "train", "seeds", "experiment", "tracking_uri", "reference", "candidates"}
 
@@ -150,6 +151,7 @@ def parse_candidate(raw: Any, where: str) -> Candidate:
             class_schedule=class_schedule,
             term_schedule=term_schedule,
             name=str(raw.get("name") or raw.get("loss") or "+".join(map(str, raw["terms"]))),
+            absent_classes=_absent_classes(raw.get("absent_classes", "keep"), where),
         )
     except ConfigError:
         raise
@@ -157,6 +159,14 @@ def parse_candidate(raw: Any, where: str) -> Candidate:
         raise ConfigError(f"{where}.loss", str(exc.args[0])) from None
     except (LossSyntaxError, ValueError, TypeError) as exc:
         raise ConfigError(where, str(exc)) from None
+
+
+def _absent_classes(raw: Any, where: str) -> str:
+    if raw not in ABSENT_CLASSES:
+        raise ConfigError(
+            f"{where}.absent_classes", f"one of {', '.join(ABSENT_CLASSES)}, got {raw!r}"
+        )
+    return str(raw)
 
 
 def _check_schedules(

@@ -49,12 +49,19 @@ def test_the_shipped_baselines_config_is_valid():
         ("candidates: [{loss: dice}]\ntrain: {epoch: 2}", "train", "unknown train config key"),
         ("candidates: [{loss: dice}]\nreference: gdl", "reference", "not a candidate"),
         ("candidates: [{loss: dice]", "suite.yaml", "malformed YAML"),
+        ("candidates: [{loss: dice, absent_classes: drop}]", "absent_classes", "one of keep"),
+        ("candidates: [{loss: 'vsum(y)'}]", "candidates[0]", "no gradient path"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path, text, where, problem):
     with pytest.raises(ConfigError) as info:
         load_suite(write(tmp_path, text))
     assert where in info.value.where and problem in info.value.problem
+
+
+def test_a_candidate_may_leave_absent_classes_out(tmp_path):
+    suite = load_suite(write(tmp_path, "candidates: [{loss: dice, absent_classes: ignore}]"))
+    assert suite.candidates[0].absent_classes == "ignore"
 
 
 @pytest.mark.slow

@@ -91,7 +91,8 @@ def best_table(outcome: StudyOutcome) -> Table:
     counts = outcome.counts()
     table = Table(
         title=(
-            f"Study {outcome.config.name}: best {outcome.config.top} of {len(outcome.records)} "
+            f"Study {outcome.config.name}: best {min(outcome.config.top, counts['ok'])} of "
+            f"{len(outcome.records)} "
             f"trials ({counts['ok']} ok, {counts['pruned']} pruned, {counts['failed']} failed) "
             f"vs baselines; objective: {objective.describe()}"
         )

@@ -140,3 +140,25 @@ def test_unknown_schedule_fails_with_its_name(phantom, tiny_config):
     candidate = Candidate.from_loss("dice", class_schedule=ScheduleSpec.of("cbss"))
     result = train(candidate, phantom, tiny_config)
     assert result.status == "failed" and "cbss" in result.reason
+
+
+@pytest.mark.parametrize("absent_classes", ["keep", "ignore"])
+def test_absent_classes_option_reaches_the_class_mean(
+    phantom, tiny_config, monkeypatch, absent_classes
+):
+    seen = []
+    original = trainer_module.reduce
+
+    def spy(value, weights=None, present=None):
+        seen.append(None if present is None else present.clone())
+        return original(value, weights, present)
+
+    monkeypatch.setattr(trainer_module, "reduce", spy)
+    config = dataclasses.replace(tiny_config, epochs=1, steps_per_epoch=2)
+    candidate = Candidate.from_loss("dice", absent_classes=absent_classes)
+    assert train(candidate, phantom, config).ok
+    assert len(seen) == 2
+    if absent_classes == "keep":
+        assert all(p is None for p in seen)
+    else:
+        assert all(p is not None and p.dtype == torch.bool and bool(p[0]) for p in seen)
