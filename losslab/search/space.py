@@ -62,7 +62,7 @@ class LossOption:
         defaults: list[float] = []
         for text in self.terms:
             built = resolve_loss(text)
-            specs.extend(built.terms)
+            specs.extend(term.require_trainable() for term in built.terms)
             # A single compound loss keeps its own weights; listed terms start at 1 each.
             own = getattr(built, "weights", None) if len(self.terms) == 1 else None
             defaults.extend(own or (1.0,) * len(built.terms))

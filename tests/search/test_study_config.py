@@ -272,3 +272,10 @@ def test_fingerprint_ignores_layout_and_comments(tmp_path):
 )
 def test_fingerprint_changes_with_what_defines_evaluations(tmp_path, changes):
     assert fingerprint(tmp_path, "a.yaml") != fingerprint(tmp_path, "b.yaml", **changes)
+
+
+@pytest.mark.parametrize("loss", ["vsum(y)", "cmean(w)", "vmean(where(p > 0.5, y, 0))"])
+def test_a_space_loss_without_gradient_path_is_refused(tmp_path, loss):
+    space = {"loss": {loss: {}, "dice": {}}, "class_schedule": {"uniform": {}}}
+    exc = error(write(tmp_path, space=space))
+    assert "space.loss" in exc.where and "no gradient path" in exc.problem
