@@ -2,6 +2,11 @@
 
 Subcommands that belong to one package register themselves through a ``register(subparsers)``
 function (``losslab data ...``); the ones that combine packages (``train``) live here.
+
+Building the parser imports nothing heavy: a subcommand's options are added when it is used
+(``LazyParser``) and its modules imported when it runs, so ``losslab --help`` loads neither
+torch nor MONAI, MLflow or Optuna. The data and training options of ``train`` are generated from
+the fields of ``DataConfig`` and ``TrainConfig`` (``losslab.cli_options``).
 """
 
 from __future__ import annotations
@@ -9,35 +14,64 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from losslab import __version__
+from losslab.cli_options import OptionSet
+from losslab.cli_support import (
+    LazyParser,
+    OptionError,
+    add_lazy_parser,
+    config_section,
+    read_config_file,
+)
+
+if TYPE_CHECKING:
+    from losslab.data.config import DataConfig
+    from losslab.training.config import TrainConfig
+
+
+# ``losslab train`` without --config: a quick run (the dataclasses' defaults are a study's).
+TRAIN_DEFAULTS = {"epochs": 10, "steps_per_epoch": 30, "lr": 3e-3}
+TRAIN_DATA_DEFAULTS = {"shape": (32, 32, 32)}
+TRAIN_PHANTOM_CASES = 10
+# TrainConfig fields without a flag (none: every field is reachable from the command line).
+TRAIN_EXCLUDED: tuple[str, ...] = ()
+
+
+def train_options() -> OptionSet:
+    """The flags of the ``TrainConfig`` fields; ``--steps`` and ``--patch`` keep their names."""
+    from losslab.training.config import TrainConfig
+
+    return OptionSet(
+        TrainConfig,
+        "train",
+        rename={
+            "steps_per_epoch": ("--steps", "--steps-per-epoch"),
+            "patch_size": ("--patch", "--patch-size"),
+        },
+        exclude=TRAIN_EXCLUDED,
+        cube=("patch_size",),
+    )
 
 
 def _add_train(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    add_lazy_parser(
+        subparsers,
         "train",
+        _train_options,
         help="train one candidate objective and record it in MLflow",
-        description="Train one loss (a library name or an expression) and print per-class metrics.",
+        description="Train one loss (a library name or an expression) and print per-class "
+        "metrics. The data and training options are the fields of the data: and train: "
+        "sections of a study file; --config FILE reads them from one (with its fidelity: "
+        "and seed:), and flags override it.",
     )
+
+
+def _train_options(parser: argparse.ArgumentParser) -> None:
+    from losslab.data.commands import add_config_option, data_options
+
     parser.add_argument("--loss", default="dice_ce", help="library name or loss expression")
-    parser.add_argument("--model", default="unet3d", help="unet3d, unetr or lambda3d")
-    parser.add_argument("--model-size", default="tiny", help="tiny or base")
-    parser.add_argument("--data", default="phantom", choices=["phantom", "decathlon"])
-    parser.add_argument("--data-dir", help="Decathlon folder (dataset.json, imagesTr/, labelsTr/)")
-    parser.add_argument("--cases", type=int, default=10, help="phantom cases")
-    parser.add_argument("--shape", type=int, default=32, help="phantom edge length in voxels")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=30, help="steps per epoch")
-    parser.add_argument("--batch-size", type=int, default=2)
-    parser.add_argument("--patch", type=int, nargs="+", default=[32], help="patch edge(s)")
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-hd95", action="store_true", help="skip HD95 (the slowest metric)")
-    parser.add_argument(
-        "--tracking-uri", help="MLflow URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)"
-    )
-    parser.add_argument("--experiment", default="losslab-train")
     parser.add_argument(
         "--absent-classes",
         choices=["keep", "ignore"],
@@ -45,27 +79,104 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         help="leave classes absent from a batch out of the class mean of the loss (ignore)",
     )
     parser.add_argument(
-        "--deterministic", action="store_true", help="deterministic GPU algorithms (slower)"
+        "--tracking-uri", help="MLflow URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)"
+    )
+    parser.add_argument("--experiment", default="losslab-train")
+    add_config_option(parser, "data:, train:, fidelity: and seed:")
+    shown = {
+        "cases": f"{TRAIN_PHANTOM_CASES} for the phantom, every case of a folder",
+        "seed": "--seed, without --config",
+    }
+    data_options().add_to(
+        parser, "data options (the data: section of a study file)", TRAIN_DATA_DEFAULTS, shown
+    )
+    train_options().add_to(
+        parser, "training options (the train: section of a study file)", TRAIN_DEFAULTS
     )
     parser.set_defaults(func=_run_train)
 
 
-def _train_config(args: argparse.Namespace, patch: tuple[int, ...]):
-    from losslab.training import TrainConfig
+def _file_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """What ``losslab train`` takes from ``--config FILE`` besides ``data:``: the training
+    base (``train:`` with the ``fidelity:`` overrides and the study ``seed:``), the fidelity,
+    and ``tracking_uri``."""
+    from losslab.search.fidelity import Fidelity
+    from losslab.training.config import TrainConfig
 
-    return TrainConfig(
-        model=args.model,
-        model_size=args.model_size,
-        epochs=args.epochs,
-        steps_per_epoch=args.steps,
-        batch_size=args.batch_size,
-        patch_size=patch,
-        lr=args.lr,
-        device=args.device,
-        seed=args.seed,
-        hd95=not args.no_hd95,
-        deterministic=args.deterministic,
-    )
+    path = args.config
+    raw = read_config_file(path)
+    train = config_section(raw, path, "train", TrainConfig)
+    try:
+        fidelity = Fidelity(**config_section(raw, path, "fidelity", Fidelity))
+    except (TypeError, ValueError) as exc:
+        raise OptionError(f"{path}: fidelity", str(exc)) from None
+    for name in ("epochs", "steps_per_epoch", "val_every", "patch_size"):
+        if getattr(fidelity, name) is not None:
+            train[name] = getattr(fidelity, name)
+    if "seed" in raw:  # a study's seed is the seed of its evaluations
+        if type(raw["seed"]) is not int or raw["seed"] < 0:
+            raise OptionError(
+                f"{path}: seed", f"must be a non-negative integer, got {raw['seed']!r}"
+            )
+        train["seed"] = raw["seed"]
+    uri = raw.get("tracking_uri")
+    if uri is not None and not isinstance(uri, str):
+        raise OptionError(f"{path}: tracking_uri", f"must be a string, got {uri!r}")
+    return {"train": train, "fidelity": fidelity, "tracking_uri": uri}
+
+
+def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The ``TrainConfig`` of ``losslab train``: ``--config FILE``'s training settings (or the
+    quick defaults ``TRAIN_DEFAULTS``) overridden by the flags given.
+
+    Raises:
+        OptionError: a refused value, naming its flag or its key in the file.
+    """
+    options = train_options()
+    given = options.given(args)
+    if not getattr(args, "config", None):
+        return options.build(given, TRAIN_DEFAULTS)
+    base = _file_settings(args)["train"]
+    return options.build(given, base, f"{args.config}: train", set(base))
+
+
+def train_data_config_from_args(args: argparse.Namespace) -> DataConfig:
+    """The ``DataConfig`` of ``losslab train``: ``data_config_from_args`` with the quick
+    defaults (a 32-voxel phantom of ``TRAIN_PHANTOM_CASES`` cases) when there is no
+    ``--config``, where the phantom seed follows ``--seed`` unless ``--data-seed`` is given."""
+    import dataclasses
+
+    from losslab.data.commands import data_config_from_args, data_options
+
+    config = data_config_from_args(args, TRAIN_DATA_DEFAULTS)
+    if getattr(args, "config", None):
+        return config
+    given = data_options().given(args)
+    changes: dict[str, Any] = {}
+    if config.source == "phantom" and "cases" not in given:
+        changes["cases"] = TRAIN_PHANTOM_CASES
+    if "seed" not in given and hasattr(args, "train.seed"):
+        changes["seed"] = getattr(args, "train.seed")
+    return dataclasses.replace(config, **changes) if changes else config
+
+
+def _check_limits(data: DataConfig, train: TrainConfig, args: argparse.Namespace) -> None:
+    """The counts are sane (``losslab.config.LIMITS``); an error names the flag or file key."""
+    from losslab.config import ConfigError, check_data_limits, check_train_limits
+    from losslab.data.commands import data_options
+
+    for check, config, options in (
+        (check_data_limits, data, data_options()),
+        (check_train_limits, train, train_options()),
+    ):
+        try:
+            check(config, options.section)
+        except ConfigError as exc:
+            name = exc.where.rsplit(".", 1)[-1]
+            where = options.flag(name)
+            if name not in options.given(args) and getattr(args, "config", None):
+                where = f"{args.config}: {exc.where}"
+            raise OptionError(where, exc.problem) from None
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -73,41 +184,41 @@ def _run_train(args: argparse.Namespace) -> int:
     from rich.markup import escape
 
     from losslab.candidate import Candidate
-    from losslab.data import load_dataset
-    from losslab.report import ProgressHook, per_class_table
+    from losslab.data import build_dataset
+    from losslab.report import ProgressHook, per_class_table, print_table
     from losslab.tracking import MLflowHook, Tracker, check_tracking_uri, resolve_tracking_uri
     from losslab.training import Trainer
 
     console = Console()
     errors = Console(stderr=True)
-    if args.data == "decathlon" and not args.data_dir:
-        errors.print("[red]error:[/] --data decathlon needs --data-dir DIR")
-        return 2
-    patch = tuple(args.patch * 3 if len(args.patch) == 1 else args.patch)
     try:
+        settings = _file_settings(args) if args.config else {"fidelity": None, "tracking_uri": None}
+        data_config = train_data_config_from_args(args)
+        config = train_config_from_args(args)
+        _check_limits(data_config, config, args)
+        tracking_uri = args.tracking_uri or settings["tracking_uri"]
         try:
-            check_tracking_uri(resolve_tracking_uri(args.tracking_uri))
+            check_tracking_uri(resolve_tracking_uri(tracking_uri))
         except ValueError as exc:
-            raise ValueError(f"--tracking-uri: {exc}") from None
+            where = "--tracking-uri" if args.tracking_uri else f"{args.config}: tracking_uri"
+            raise ValueError(f"{where}: {exc}") from None
         candidate = Candidate.from_loss(args.loss, absent_classes=args.absent_classes)
-        config = _train_config(args, patch)
-        if args.data == "phantom":
-            shape = (args.shape,) * 3
-            dataset = load_dataset("phantom", cases=args.cases, shape=shape, seed=args.seed)
-        else:
-            dataset = load_dataset("decathlon", data_dir=args.data_dir)
+        dataset = build_dataset(data_config)
+        if settings["fidelity"] is not None:
+            dataset = settings["fidelity"].apply_data(dataset)
     except (KeyError, ValueError, OSError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
         errors.print(f"[red]error:[/] {escape(message)}", highlight=False)
         return 2
-    tracker = Tracker(args.tracking_uri, experiment=args.experiment)
+    tracker = Tracker(tracking_uri, experiment=args.experiment)
     mlflow_hook = MLflowHook(
         tracker, candidate, config, data_fingerprint=dataset.fingerprint, tags={"backend": "train"}
     )
     hooks = [ProgressHook(description=candidate.name), mlflow_hook]
     result = Trainer(config, hooks).fit(candidate, dataset)
     if result.ok:
-        console.print(per_class_table(result, title=f"{candidate.name} on {dataset.name}"))
+        table = per_class_table(result, title=f"{candidate.name} on {dataset.name}")
+        print_table(console, table)  # in full when stdout is a file or a pipe
     else:
         console.print(f"[red]run {result.status}:[/] {result.reason}")
     console.print(f"{result.wall_time:.1f} s, {result.steps} steps on {result.device}")
@@ -136,6 +247,7 @@ def _run_baselines(args: argparse.Namespace) -> int:
 
     from losslab.compare import failures, run_suite, table_1
     from losslab.config import ConfigError, load_suite
+    from losslab.report import print_table
     from losslab.tracking import check_tracking_uri, resolve_tracking_uri
 
     # A suite table is wide: give it room when the output is not a terminal (a log file).
@@ -154,7 +266,7 @@ def _run_baselines(args: argparse.Namespace) -> int:
         Console(stderr=True).print(f"[red]error:[/] {where}: {escape(str(exc))}", highlight=False)
         return 2
     suite = run_suite(config)
-    console.print(table_1(suite))
+    print_table(console, table_1(suite))
     for name, reason in failures(suite):
         console.print(f"[red]{escape(name)} failed:[/] {escape(reason)}")
     console.print(
@@ -169,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     from losslab.data import commands as data_commands
     from losslab.search import commands as search_commands
 
-    parser = argparse.ArgumentParser(
+    parser = LazyParser(
         prog="losslab",
         description="Search for the training objective of imbalanced 3D segmentation.",
     )

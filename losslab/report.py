@@ -16,9 +16,18 @@ if TYPE_CHECKING:
     from losslab.training.result import EpochRecord, Result
     from losslab.training.trainer import TrainState
 
-__all__ = ["ProgressHook", "StudyProgress", "class_table", "nanmean", "per_class_table"]
+__all__ = [
+    "ProgressHook",
+    "StudyProgress",
+    "class_table",
+    "nanmean",
+    "per_class_table",
+    "print_table",
+    "worst_classes",
+]
 
 STAR_BELOW = 0.8  # paper 000 stars classes under 0.8 Dice
+_UNBOUNDED = 1_000_000  # a width no table reaches, to measure a table's natural width
 
 _COLUMNS = (("dice", "Dice"), ("sensitivity", "SEN"), ("precision", "PRC"), ("hd95", "HD95 mm"))
 
@@ -39,19 +48,61 @@ def _fmt(value: float, digits: int = 3) -> str:
     return "-" if math.isnan(value) else f"{value:.{digits}f}"
 
 
+def print_table(console: Console, table: Table) -> None:
+    """Print ``table`` with every cell in full, never cut with "…".
+
+    On a terminal the table fits the screen: a cell too wide for its column folds onto more
+    lines (the tables of this module set ``overflow="fold"``). To a file or a pipe, whose width
+    is only a default (80), the console is widened for this print to the table's natural width,
+    so every row stays on one line and every number and class name can be read or grepped.
+    """
+    if console.is_terminal:
+        console.print(table)
+        return
+    natural = console.measure(table, options=console.options.update_width(_UNBOUNDED)).maximum
+    width = console.width
+    if natural <= width:
+        console.print(table)
+        return
+    console.width = natural
+    try:
+        console.print(table)
+    finally:
+        console.width = width
+
+
+def _name_column(table: Table, header: str) -> None:
+    table.add_column(header, overflow="fold")
+
+
+def _number_column(table: Table, header: str) -> None:
+    table.add_column(header, justify="right", overflow="fold")
+
+
+def worst_classes(dice: Sequence[float], worst: int) -> set[int]:
+    """The ``worst`` foreground classes (index >= 1) of lowest Dice, NaN (absent) left out.
+
+    Marking only means something when some classes are left unmarked: with ``worst`` or fewer
+    foreground classes that have a Dice, no class is marked (the empty set).
+    """
+    ranked = sorted(
+        (c for c in range(1, len(dice)) if not math.isnan(dice[c])), key=dice.__getitem__
+    )
+    return set(ranked[:worst]) if len(ranked) > worst else set()
+
+
 def per_class_table(result: Result, *, worst: int = 3, title: str | None = None) -> Table:
-    """Per-class test metrics (Dice, SEN, PRC, HD95), the ``worst`` foreground classes marked."""
+    """Per-class test metrics (Dice, SEN, PRC, HD95), the ``worst`` foreground classes marked.
+
+    Classes are marked "(worst)" only when more than ``worst`` foreground classes have a Dice
+    (see :func:`worst_classes`). Print it with :func:`print_table` so no cell is cut.
+    """
     table = Table(title=title or f"Test metrics per class ({result.status})")
-    table.add_column("class")
+    _name_column(table, "class")
     metrics = [(key, label) for key, label in _COLUMNS if key in result.test_metrics]
     for _, label in metrics:
-        table.add_column(label, justify="right")
-    dice = result.test_metrics.get("dice", [])
-    ranked = sorted(
-        (c for c in range(1, len(result.class_names)) if dice and not math.isnan(dice[c])),
-        key=lambda c: dice[c],
-    )
-    marked = set(ranked[:worst])
+        _number_column(table, label)
+    marked = worst_classes(result.test_metrics.get("dice", []), worst)
     for c, name in enumerate(result.class_names):
         if c == 0:
             continue
@@ -114,12 +165,13 @@ def class_table(
 
     The layout of Table 1 of paper 000: a class whose Dice beats the ``reference`` column is
     marked ``+`` (green), and a class under 0.8 Dice is starred. Index 0 (background) is skipped.
+    Print it with :func:`print_table` so no cell is cut.
     """
     table = Table(title=title)
-    table.add_column("class")
-    table.add_column("share", justify="right")
+    _name_column(table, "class")
+    _number_column(table, "share")
     for name in columns:
-        table.add_column(name, justify="right")
+        _number_column(table, name)
     ref = list(columns[reference]) if reference in columns else [math.nan] * len(class_names)
     means = {n: nanmean(list(v)[1:]) for n, v in columns.items()}
     table.add_row("[bold]mean[/]", "", *[_cell(means[n], nanmean(ref[1:])) for n in columns])

@@ -6,35 +6,45 @@ Both sources reach the trainer as one ``SegmentationDataset``:
     >>> dataset = load_dataset("phantom", cases=3, shape=(32, 32, 32))
     >>> sampler = PatchSampler(dataset, patch_size=(16, 16, 16), batch_size=2)
     >>> images, labels = sampler.sample()
+
+The names below are imported on first use (``losslab._lazy``), so that importing the package
+(the command line does) costs nothing until one is used.
 """
 
 from __future__ import annotations
 
-from losslab.data.augment import augment
-from losslab.data.checks import MIN_CASE_SIZE
-from losslab.data.config import DataConfig
-from losslab.data.dataset import SegmentationDataset
-from losslab.data.decathlon import (
-    DecathlonCase,
-    DecathlonManifest,
-    check_dataset_folder,
-    read_manifest,
-)
-from losslab.data.errors import DatasetError, DatasetProblem
-from losslab.data.export import write_phantom_decathlon
-from losslab.data.inspection import InspectionReport, inspect_decathlon
-from losslab.data.loading import build_dataset, load_dataset
-from losslab.data.phantom import (
-    PHANTOM_CLASSES,
-    PHANTOM_SPACING,
-    PHANTOM_TARGET_SHARES,
-    PHANTOM_VERSION,
-    make_phantom_case,
-    phantom_case_seed,
-)
-from losslab.data.preprocess import PreprocessConfig, preprocess_case
-from losslab.data.sampling import PatchSampler
-from losslab.data.splits import make_splits
+from losslab._lazy import lazy_exports
+
+_EXPORTS = {
+    "augment": "losslab.data.augment",
+    "cache_root": "losslab.data.cache",
+    "MIN_CASE_SIZE": "losslab.data.checks",
+    "DataConfig": "losslab.data.config",
+    "SegmentationDataset": "losslab.data.dataset",
+    "DecathlonCase": "losslab.data.decathlon",
+    "DecathlonManifest": "losslab.data.decathlon",
+    "check_dataset_folder": "losslab.data.decathlon",
+    "read_manifest": "losslab.data.decathlon",
+    "DatasetError": "losslab.data.errors",
+    "DatasetProblem": "losslab.data.errors",
+    "write_phantom_decathlon": "losslab.data.export",
+    "InspectionReport": "losslab.data.inspection",
+    "inspect_decathlon": "losslab.data.inspection",
+    "LabelMap": "losslab.data.labels",
+    "build_dataset": "losslab.data.loading",
+    "load_dataset": "losslab.data.loading",
+    "PHANTOM_CLASSES": "losslab.data.phantom",
+    "PHANTOM_SPACING": "losslab.data.phantom",
+    "PHANTOM_TARGET_SHARES": "losslab.data.phantom",
+    "PHANTOM_VERSION": "losslab.data.phantom",
+    "make_phantom_case": "losslab.data.phantom",
+    "phantom_case_seed": "losslab.data.phantom",
+    "PreprocessConfig": "losslab.data.preprocess",
+    "preprocess_case": "losslab.data.preprocess",
+    "PatchSampler": "losslab.data.sampling",
+    "make_splits": "losslab.data.splits",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "MIN_CASE_SIZE",
@@ -48,11 +58,13 @@ __all__ = [
     "DecathlonCase",
     "DecathlonManifest",
     "InspectionReport",
+    "LabelMap",
     "PatchSampler",
     "PreprocessConfig",
     "SegmentationDataset",
     "augment",
     "build_dataset",
+    "cache_root",
     "check_dataset_folder",
     "inspect_decathlon",
     "load_dataset",

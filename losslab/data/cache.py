@@ -4,6 +4,12 @@ The cache key hashes what the inputs look like on disk (path, size, modification
 ``dataset.json`` and every NIfTI file) and the preprocessing settings, so it is cheap to compute
 before reading anything. The data fingerprint hashes the preprocessed voxels themselves and the
 settings, so it stays the same when the files are copied elsewhere; it goes to MLflow.
+
+The cache lives outside the dataset folder (which may be read-only, shared or under version
+control): one folder per dataset under ``cache_root()``. Its files follow the user's umask,
+like any other file the user writes, so a cache shared by a team on a shared disk
+(``LOSSLAB_CACHE``) is readable by the group the umask allows; the preprocessed voxels are no
+more private than the dataset files they come from, whose own permissions protect them.
 """
 
 from __future__ import annotations
@@ -11,13 +17,42 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import re
+import secrets
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-CACHE_FORMAT = "2"  # 2: cases are checked (finite, minimum size) before they are cached
+CACHE_FORMAT = "3"  # 2: cases are checked (finite, minimum size); 3: label geometry checked
+CACHE_ENV = "LOSSLAB_CACHE"
+"""Environment variable naming the folder of losslab's caches."""
+
+
+def cache_root() -> Path:
+    """Folder of losslab's caches: ``$LOSSLAB_CACHE`` if set, else ``$XDG_CACHE_HOME/losslab``
+    (an absolute ``XDG_CACHE_HOME`` only, as the XDG specification says), else
+    ``~/.cache/losslab``."""
+    chosen = os.environ.get(CACHE_ENV)
+    if chosen:
+        return Path(chosen).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "losslab"
+    return Path.home() / ".cache" / "losslab"
+
+
+def slug(text: str) -> str:
+    """``text`` reduced to characters safe in a file name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "dataset"
+
+
+def dataset_cache_dir(data_dir: Path) -> Path:
+    """The cache folder of a dataset folder: ``<name>-<hash of its resolved path>`` under
+    ``cache_root()``; the name is for people, the hash keeps two folders of one name apart."""
+    resolved = Path(data_dir).resolve()
+    digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:16]
+    return cache_root() / f"{slug(resolved.name)}-{digest}"
 
 
 def sha256_json(obj: object) -> str:
@@ -59,13 +94,15 @@ def save_cache(
     """Write arrays and JSON metadata to ``path`` (``.npz``) atomically.
 
     Several workers may build the same cache at once; each writes a temporary file and
-    renames it, so a reader never sees a partial file.
+    renames it, so a reader never sees a partial file. Folders and file follow the umask.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {f"image_{i:05d}": a for i, a in enumerate(images)}
     arrays.update({f"label_{i:05d}": a for i, a in enumerate(labels)})
     arrays["meta"] = np.array(json.dumps(meta))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    tmp = path.parent / f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+    # not tempfile.mkstemp: it makes owner-only files (0600) whatever the umask
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
             np.savez(handle, **arrays)

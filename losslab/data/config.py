@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from losslab.data.labels import LabelMap, parse_labels
 from losslab.data.preprocess import PreprocessConfig
 from losslab.data.splits import DEFAULT_SPLIT_FRACTIONS
 from losslab.typed import from_mapping
@@ -26,13 +27,33 @@ class DataConfig:
         shape: ``(D, H, W)`` of phantom cases.
         seed: phantom dataset seed.
         spacing: target voxel size in mm (None keeps the native spacing).
-        normalization, ct_window, crop_foreground, foreground_threshold: see
-            ``PreprocessConfig``.
-        cache_dir: cache folder (default ``<data_dir>/.losslab_cache``).
+        normalization, crop_foreground, foreground_threshold: see ``PreprocessConfig``.
+        ct_window: ``(low, high)`` Hounsfield window of CT images (normalization ``"auto"``
+            or ``"ct_window"``): intensities are clipped to it, then scaled to [0, 1]. The
+            default ``(-175, 250)`` is the abdominal soft-tissue window that the phantom's
+            organs need; everything outside it saturates (bone above 250 HU, lung and air
+            below -175 HU each become one flat value), so for bone, lung or other classes
+            outside soft tissue widen it, e.g. ``(-1000, 2000)``, or use ``normalization:
+            zscore``. Two finite numbers with ``low < high``.
+        cache_dir: folder of this dataset's preprocessing cache. Default: one folder per
+            dataset (``<folder name>-<hash of its resolved path>``) under ``$LOSSLAB_CACHE``
+            if set, else ``$XDG_CACHE_HOME/losslab``, else ``~/.cache/losslab``; nothing is
+            written into the dataset folder.
         use_cache: read and write the preprocessing cache (Decathlon only).
         split_fractions: train / val / test fractions; every split with a positive fraction
             needs a case, so the defaults need at least 3 cases (see ``make_splits``).
         split_seed: seed of the split permutation.
+        labels: label values in the files -> classes, e.g. ``{0: background, 2: liver,
+            41: spleen}``. The listed values become the contiguous classes ``0..K-1``: value 0
+            (required) is class 0, background; the others follow in the order given, named as
+            given (names unique). Values not listed become background (class 0), so a subset
+            of the classes can be trained; ``losslab data inspect --labels`` counts their
+            voxels. ``{value: class index}`` instead merges values into one class (indices
+            ``0..K-1``, value 0 -> 0; names from ``dataset.json``, joined with ``+``). Keys are
+            integers or their text; the text ``"0=background,2=liver"`` and a list of
+            ``[value, class]`` pairs (what ``as_dict`` writes) are accepted too. None (the
+            default): the label values are the classes, the ``dataset.json`` labels
+            ``0..C-1``. Part of the cache key and the data fingerprint.
     """
 
     source: str = "phantom"
@@ -49,12 +70,17 @@ class DataConfig:
     use_cache: bool = True
     split_fractions: tuple[float, float, float] = DEFAULT_SPLIT_FRACTIONS
     split_seed: int = 0
+    labels: dict[int, str | int] | None = None
 
     def __post_init__(self) -> None:
         for name in ("shape", "spacing", "ct_window", "split_fractions"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, tuple):
-                object.__setattr__(self, name, tuple(value))
+                try:
+                    object.__setattr__(self, name, tuple(value))
+                except TypeError:
+                    raise ValueError(f"{name}={value!r} must be a list of numbers") from None
+        object.__setattr__(self, "labels", parse_labels(self.labels))
         if self.data_dir is not None:
             object.__setattr__(self, "data_dir", str(self.data_dir))
         if self.cache_dir is not None:
@@ -83,6 +109,11 @@ class DataConfig:
         )
 
     @property
+    def label_map(self) -> LabelMap | None:
+        """The checked ``labels`` mapping, None when the label values are the classes."""
+        return None if self.labels is None else LabelMap.of(self.labels)
+
+    @property
     def num_cases(self) -> int | None:
         """Cases to load: the phantom default when unset, None meaning all for a folder."""
         if self.cases is None and self.source == "phantom":
@@ -95,5 +126,9 @@ class DataConfig:
         return from_mapping(cls, raw, "data config")
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready settings."""
-        return asdict(self)
+        """JSON-ready settings; ``labels`` as ``[value, class]`` pairs, so that JSON with sorted
+        keys keeps the order of the classes."""
+        settings = asdict(self)
+        if self.labels is not None:
+            settings["labels"] = [[value, k] for value, k in self.labels.items()]
+        return settings

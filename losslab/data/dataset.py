@@ -25,6 +25,8 @@ class SegmentationDataset:
         fingerprint: sha256 of the data and the settings (recorded with every evaluation).
         spacing: voxel size in mm (the target spacing, else the median native spacing).
         case_ids: one name per case (``case_000`` ... when not given).
+        spacings: each case's voxel size in mm (cases kept at their native spacing differ);
+            ``spacing`` for every case when not given. Surface distances (HD95) use these.
     """
 
     name: str
@@ -35,6 +37,7 @@ class SegmentationDataset:
     fingerprint: str
     spacing: tuple[float, float, float]
     case_ids: list[str] = field(default_factory=list)
+    spacings: list[tuple[float, float, float]] = field(default_factory=list)
     _counts: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -48,6 +51,11 @@ class SegmentationDataset:
                 )
         if not self.case_ids:
             self.case_ids = [f"case_{i:03d}" for i in range(len(self.images))]
+        if not self.spacings:
+            self.spacings = [tuple(self.spacing)] * len(self.images)
+        if len(self.spacings) != len(self.images):
+            raise ValueError(f"{len(self.spacings)} spacings for {len(self.images)} cases")
+        self.spacings = [tuple(float(v) for v in s) for s in self.spacings]
         for split, indices in self.splits.items():
             bad = [j for j in indices if not 0 <= j < len(self.images)]
             if bad:
@@ -125,6 +133,7 @@ class SegmentationDataset:
             fingerprint=sha256_json({"parent": self.fingerprint, "cases": indices}),
             spacing=self.spacing,
             case_ids=[self.case_ids[i] for i in indices],
+            spacings=[self.spacings[i] for i in indices],
         )
         if self._counts is not None:
             out._counts = self._counts[indices]
@@ -141,6 +150,7 @@ class SegmentationDataset:
             fingerprint=self.fingerprint,
             spacing=self.spacing,
             case_ids=list(self.case_ids),
+            spacings=list(self.spacings),
         )
         out._counts = self._counts
         return out

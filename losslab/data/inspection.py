@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from losslab.data import checks, decathlon, stats
+from losslab.data import checks, decathlon, stats, volumes
 from losslab.data.errors import DatasetError, DatasetProblem
+from losslab.data.geometry import Geometry, geometry_of, spacing_of
+from losslab.data.labels import LabelMap, dropped_warning, parse_labels, value_counts
 from losslab.data.splits import DEFAULT_SPLIT_FRACTIONS, split_problem
 
 
@@ -59,7 +62,8 @@ class InspectionReport:
         return torch.from_numpy(np.stack(rows))
 
     def class_table(self) -> list[dict]:
-        """One row per class: voxels, share of labelled voxels, cases present, freq, weight."""
+        """One row per class: its label values in the files, voxels, share of labelled voxels,
+        cases present, frequency, median frequency weight."""
         if self.manifest is None or not self.manifest.class_names:
             return []
         counts = self.case_class_counts()
@@ -67,9 +71,13 @@ class InspectionReport:
         labelled = max(int(totals[1:].sum()), 1)
         freq = stats.class_frequencies(counts)
         weights = stats.median_frequency_weights(counts)
+        label_map = self.manifest.label_map
         return [
             {
                 "value": c,
+                "file_values": [c]
+                if label_map is None
+                else [v for v, k in zip(label_map.values, label_map.classes) if k == c],
                 "name": name,
                 "voxels": int(totals[c]),
                 "share": (float(totals[c]) / labelled) if c > 0 else float("nan"),
@@ -81,38 +89,57 @@ class InspectionReport:
         ]
 
 
-def inspect_decathlon(data_dir: str | Path) -> InspectionReport:
+def inspect_decathlon(
+    data_dir: str | Path,
+    labels: object = None,
+    split_fractions: Sequence[float] = DEFAULT_SPLIT_FRACTIONS,
+) -> InspectionReport:
     """Read every file of a Decathlon folder and collect all its problems and warnings.
 
     Every file is read fully, one case at a time. Images: readable (not truncated), shape,
     spacing, at least ``checks.MIN_CASE_SIZE`` voxels along each side, finite intensities.
-    Labels: readable, shape against the image, integer values among the ``dataset.json``
-    labels, not background only in every case (``checks.label_findings``). The folder: enough
-    cases for the default ``split_fractions``. These are the checks ``load_dataset`` applies.
+    Labels: readable, on the image's voxel grid (same shape, affines equal within the
+    tolerances of ``losslab.data.geometry``), integer values among the ``dataset.json`` labels
+    (or remapped by ``labels``), not background only in every case; classes in no label and
+    values ``labels`` does not list are warnings. The folder: enough cases for
+    ``split_fractions``. These are the checks ``load_dataset`` applies.
+
+    Args:
+        data_dir: the dataset folder.
+        labels: the ``labels`` option of ``DataConfig`` (label values -> classes), if any.
+        split_fractions: train / val / test fractions the cases must allow.
+
+    Raises:
+        ValueError: ``labels`` is not a valid mapping (the message names the entry).
     """
-    manifest, problems = decathlon.parse_manifest(data_dir)
+    spec = parse_labels(labels)
+    label_map = None if spec is None else LabelMap.of(spec)
+    manifest, problems = decathlon.parse_manifest(data_dir, label_map)
     report = InspectionReport(Path(data_dir), manifest, problems=list(problems))
     if manifest is None:
         return report
-    num_classes = len(manifest.class_names) or None
+    classes = manifest.classes
     seen: set[Path] = set()
     label_paths: list[Path] = []
+    dropped: list[dict[int, int]] = []
     for case in manifest.cases:
         if case.image in seen:
             report.problems.append(DatasetProblem(case.image, "listed twice in 'training'"))
         seen.add(case.image)
-        shape, spacing = _inspect_image(case.image, report.problems)
+        geometry, spacing = _inspect_image(case.image, report.problems)
         counts = None
         try:
-            label = decathlon.read_label(case, num_classes, shape)
-            if num_classes is not None:
-                counts = np.bincount(label.reshape(-1), minlength=num_classes).astype(np.int64)
+            label, unlisted = volumes.read_label(case, classes, geometry)
+            if classes is not None:
+                counts = value_counts(label, len(manifest.class_names))
                 label_paths.append(case.label)
+                dropped.append(unlisted)
         except DatasetError as exc:
             report.problems.append(DatasetProblem.of(exc))
+        shape = None if geometry is None else geometry.shape
         report.cases.append(CaseSummary(case.case_id, shape, spacing, counts))
     if manifest.cases:
-        problem = split_problem(len(manifest.cases), DEFAULT_SPLIT_FRACTIONS)
+        problem = split_problem(len(manifest.cases), split_fractions)
         if problem is not None:
             report.problems.append(DatasetProblem(manifest.path, problem))
     if label_paths:
@@ -121,25 +148,27 @@ def inspect_decathlon(data_dir: str | Path) -> InspectionReport:
         )
         report.problems.extend(found)
         report.warnings.extend(warned)
+    warning = dropped_warning(dropped, manifest.path)
+    if warning is not None:
+        report.warnings.append(warning)
     return report
 
 
 def _inspect_image(
     path: Path, problems: list[DatasetProblem]
-) -> tuple[tuple[int, int, int] | None, tuple[float, float, float] | None]:
-    """``(shape, spacing)`` of an image (None where unreadable); its problems go to the list."""
+) -> tuple[Geometry | None, tuple[float, float, float] | None]:
+    """``(geometry, spacing)`` of an image (None where unreadable); its problems go to the list."""
     try:
-        nifti = decathlon.load_nifti(path)
-        shape = decathlon.spatial_shape(nifti, path)
+        nifti = volumes.load_nifti(path)
+        geometry = geometry_of(nifti, path)
     except DatasetError as exc:
         problems.append(DatasetProblem.of(exc))
         return None, None
-    spacing = decathlon.spacing_of(nifti)
-    size = checks.size_problem(shape)
+    size = checks.size_problem(geometry.shape)
     if size is not None:
         problems.append(DatasetProblem(path, size))
     try:
-        decathlon.read_image(nifti, path, shape)
+        volumes.read_image(nifti, path, geometry.shape)
     except DatasetError as exc:
         problems.append(DatasetProblem.of(exc))
-    return shape, spacing
+    return geometry, spacing_of(nifti)

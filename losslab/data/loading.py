@@ -8,25 +8,35 @@ A Decathlon folder is checked as ``inspect_decathlon`` checks it, and refused on
 problem with a ``DatasetError`` naming the file: unreadable or truncated files, NaN or infinite
 image voxels, cases under ``checks.MIN_CASE_SIZE`` voxels along a side (as stored, and again
 after resampling and cropping), bad label values, labels that are background only in every
-case, or too few cases for the split (``make_splits`` says why it refuses to train on one).
-Warnings (a background-only label among others, a class in no label) go to the logger.
+case, a label not on its image's voxel grid (shape or affine), or too few cases for the split
+(``make_splits`` says why it refuses to train on one). Warnings (a background-only label among
+others, a class in no label, label values the ``labels`` option does not list) go to the
+logger. The preprocessed cases are cached outside the dataset folder (``cache.cache_root``).
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from losslab.data import checks, decathlon
-from losslab.data.cache import cache_key, data_fingerprint, load_cache, save_cache, sha256_json
+from losslab.data import checks, decathlon, volumes
+from losslab.data.cache import (
+    cache_key,
+    data_fingerprint,
+    dataset_cache_dir,
+    load_cache,
+    save_cache,
+    sha256_json,
+    slug,
+)
 from losslab.data.config import DataConfig
 from losslab.data.dataset import SegmentationDataset
 from losslab.data.errors import DatasetError
+from losslab.data.labels import dropped_warning
 from losslab.data.phantom import (
     PHANTOM_CLASSES,
     PHANTOM_SPACING,
@@ -56,6 +66,7 @@ def load_dataset(
     crop_foreground: bool = False,
     foreground_threshold: float | None = None,
     use_cache: bool = True,
+    labels: Mapping[int, str | int] | str | None = None,
 ) -> SegmentationDataset:
     """Load the phantom or a Decathlon folder as a ``SegmentationDataset`` (on the CPU).
 
@@ -85,6 +96,7 @@ def load_dataset(
         crop_foreground=crop_foreground,
         foreground_threshold=foreground_threshold,
         use_cache=use_cache,
+        labels=labels,  # type: ignore[arg-type]  # checked and normalised by DataConfig
     )
     return build_dataset(config)
 
@@ -105,6 +117,7 @@ def _to_dataset(
     spacing: tuple[float, float, float],
     case_ids: list[str],
     config: DataConfig,
+    spacings: list[tuple[float, float, float]] | None = None,
 ) -> SegmentationDataset:
     return SegmentationDataset(
         name=name,
@@ -117,40 +130,42 @@ def _to_dataset(
         fingerprint=fingerprint,
         spacing=spacing,
         case_ids=case_ids,
+        spacings=list(spacings or []),
     )
 
 
 def _phantom(config: DataConfig) -> SegmentationDataset:
     n = int(config.num_cases or 0)
+    label_map = config.label_map
     images, labels = [], []
     for i in range(n):
         image, label = make_phantom_case(phantom_case_seed(config.seed, i), config.shape)
+        if label_map is not None:
+            label, _ = label_map.apply(label)
         image, label = preprocess_case(image, label, PHANTOM_SPACING, True, config.preprocess)
         images.append(image)
         labels.append(label)
-    fingerprint = sha256_json(
-        {
-            "source": "phantom",
-            "generator": PHANTOM_VERSION,
-            "cases": n,
-            "shape": list(config.shape),
-            "seed": config.seed,
-            "preprocess": config.preprocess.as_dict(),
-        }
-    )
+    identity = {
+        "source": "phantom",
+        "generator": PHANTOM_VERSION,
+        "cases": n,
+        "shape": list(config.shape),
+        "seed": config.seed,
+        "preprocess": config.preprocess.as_dict(),
+    }
+    class_names = tuple(PHANTOM_CLASSES)
+    if label_map is not None:  # left out otherwise, so earlier fingerprints stay the same
+        identity["labels"] = label_map.identity()
+        class_names = label_map.class_names(dict(enumerate(PHANTOM_CLASSES)))
     spacing = config.spacing or PHANTOM_SPACING
     case_ids = [f"case_{i:03d}" for i in range(n)]
     return _to_dataset(
-        "phantom", PHANTOM_CLASSES, images, labels, fingerprint, spacing, case_ids, config
+        "phantom", class_names, images, labels, sha256_json(identity), spacing, case_ids, config
     )
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "dataset"
-
-
 def _decathlon(config: DataConfig) -> SegmentationDataset:
-    manifest = decathlon.read_manifest(config.data_dir)
+    manifest = decathlon.read_manifest(config.data_dir, config.label_map)
     cases = manifest.cases[: config.num_cases] if config.num_cases else manifest.cases
     missing = decathlon.missing_file(cases)
     if missing is not None:
@@ -165,27 +180,31 @@ def _decathlon(config: DataConfig) -> SegmentationDataset:
         "class_names": list(manifest.class_names),
         "modality": {str(k): v for k, v in manifest.modality.items()},
     }
+    if manifest.label_map is not None:  # left out otherwise, so earlier fingerprints stay
+        settings["labels"] = manifest.label_map.identity()
     key = cache_key(files, manifest.root, settings)
-    cache_dir = Path(config.cache_dir) if config.cache_dir else manifest.root / ".losslab_cache"
-    cache_path = cache_dir / f"{_slug(manifest.name)}-{key[:24]}.npz"
+    cache_dir = Path(config.cache_dir) if config.cache_dir else dataset_cache_dir(manifest.root)
+    cache_path = cache_dir / f"{slug(manifest.name)}-{key[:24]}.npz"
     cached = load_cache(cache_path) if config.use_cache else None
     if cached is not None:
         logger.info("dataset cache hit: %s", cache_path)
         images, labels, meta = cached
     else:
-        images, labels, spacings = [], [], []
+        images, labels, spacings, dropped = [], [], [], []
         for case in cases:
-            image, label, native = decathlon.read_case(case, len(manifest.class_names))
+            image, label, native, unlisted = volumes.read_case(case, manifest.classes)
             image, label = preprocess_case(image, label, native, manifest.is_ct, config.preprocess)
             _check_preprocessed_size(image.shape, case.image, config)
             images.append(image)
             labels.append(label)
             spacings.append(native)
+            dropped.append({str(v): n for v, n in unlisted.items()})
         meta = {
             "cases": len(cases),
             "case_ids": [case.case_id for case in cases],
             "fingerprint": data_fingerprint(images, labels, settings),
             "native_spacings": spacings,
+            "dropped": dropped,
         }
         if config.use_cache:
             try:
@@ -193,10 +212,13 @@ def _decathlon(config: DataConfig) -> SegmentationDataset:
                 logger.info("dataset cache written: %s", cache_path)
             except OSError as exc:
                 logger.warning("cannot write dataset cache %s (%s)", cache_path, exc)
+    native = [tuple(float(v) for v in s) for s in meta["native_spacings"]]
     if config.spacing is not None:
         spacing = tuple(config.spacing)
+        spacings = [spacing] * len(images)  # every case resampled to it
     else:
-        spacing = tuple(float(s) for s in np.median(np.asarray(meta["native_spacings"]), axis=0))
+        spacing = tuple(float(s) for s in np.median(np.asarray(native), axis=0))
+        spacings = native
     dataset = _to_dataset(
         manifest.name,
         manifest.class_names,
@@ -206,6 +228,7 @@ def _decathlon(config: DataConfig) -> SegmentationDataset:
         spacing,
         list(meta["case_ids"]),
         config,
+        spacings,
     )
     problems, warnings = checks.label_findings(
         dataset.case_class_counts.numpy(),
@@ -215,7 +238,9 @@ def _decathlon(config: DataConfig) -> SegmentationDataset:
     )
     if problems:
         raise problems[0].error()
-    for warning in warnings:
+    unlisted = [{int(v): n for v, n in case.items()} for case in meta.get("dropped", [])]
+    dropped_values = dropped_warning(unlisted, manifest.path)
+    for warning in [*warnings, *([dropped_values] if dropped_values else [])]:
         logger.warning("%s", warning)
     return dataset
 

@@ -21,7 +21,8 @@ class PreprocessConfig:
             ``"ct_window"`` (clip to ``ct_window`` then scale to [0, 1]), ``"zscore"`` (whole
             volume), ``"nonzero_zscore"`` (statistics of the nonzero voxels, zeros kept), or
             ``"none"``.
-        ct_window: ``(low, high)`` Hounsfield window of ``ct_window``.
+        ct_window: ``(low, high)`` Hounsfield window of ``ct_window``: two finite numbers,
+            ``low < high`` (see ``DataConfig`` for the choice of window).
         crop_foreground: crop each case to the bounding box of its foreground (image above
             ``foreground_threshold``, plus every labelled voxel).
         foreground_threshold: defaults to -500 HU for CT and 0 otherwise.
@@ -40,12 +41,26 @@ class PreprocessConfig:
             )
         if self.spacing is not None and (len(self.spacing) != 3 or min(self.spacing) <= 0):
             raise ValueError(f"spacing must be three positive sizes in mm, got {self.spacing}")
-        if len(self.ct_window) != 2 or self.ct_window[0] >= self.ct_window[1]:
-            raise ValueError(f"ct_window must be (low, high) with low < high, got {self.ct_window}")
+        if not _valid_window(self.ct_window):
+            raise ValueError(
+                f"ct_window={self.ct_window!r} must be (low, high): two finite Hounsfield values "
+                f"with low < high, e.g. (-175, 250)"
+            )
 
     def as_dict(self) -> dict:
         """JSON-ready settings."""
         return asdict(self)
+
+
+def _valid_window(window: object) -> bool:
+    try:
+        low, high = window  # type: ignore[misc]
+    except (TypeError, ValueError):
+        return False
+    numbers = all(
+        isinstance(v, int | float | np.number) and not isinstance(v, bool) for v in window
+    )
+    return numbers and bool(np.isfinite([low, high]).all()) and low < high
 
 
 def resample(

@@ -11,8 +11,9 @@ from losslab.models.registry import (
     get_model,
     list_models,
     list_sizes,
+    model_revision,
 )
-from losslab.models.unet3d import UNet3DConfig
+from losslab.models.unet3d import UNet3D, UNet3DConfig
 from losslab.models.unetr import UNETRConfig
 
 __all__ = [
@@ -23,9 +24,11 @@ __all__ = [
     "ModelSpec",
     "NetworkConfig",
     "UNETRConfig",
+    "UNet3D",
     "UNet3DConfig",
     "count_parameters",
     "get_model",
     "list_models",
     "list_sizes",
+    "model_revision",
 ]

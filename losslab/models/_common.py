@@ -64,6 +64,9 @@ class NetworkConfig(ABC):
 
     name: ClassVar[str]
     SIZES: ClassVar[dict[str, dict[str, Any]]]
+    # Bumped when the architecture built from the same parameters changes, so that cached
+    # evaluations of the old network are not served for the new one (``model_revision``).
+    REVISION: ClassVar[int] = 1
 
     in_channels: int = 1
     num_classes: int

@@ -25,7 +25,14 @@ from losslab.models.lambda3d import Lambda3DConfig
 from losslab.models.unet3d import UNet3DConfig
 from losslab.models.unetr import UNETRConfig
 
-__all__ = ["ModelSpec", "count_parameters", "get_model", "list_models", "list_sizes"]
+__all__ = [
+    "ModelSpec",
+    "count_parameters",
+    "get_model",
+    "list_models",
+    "list_sizes",
+    "model_revision",
+]
 
 _NETWORKS: dict[str, type[NetworkConfig]] = {
     cls.name: cls for cls in (UNet3DConfig, UNETRConfig, Lambda3DConfig)
@@ -42,6 +49,11 @@ def list_models() -> list[str]:
 def list_sizes(name: str) -> list[str]:
     """Return the size presets of network ``name`` (e.g. ``["base", "tiny"]``)."""
     return sorted(_config_class(name).SIZES)
+
+
+def model_revision(name: str) -> int:
+    """The architecture revision of network ``name`` (1 until its architecture changed)."""
+    return _config_class(name).REVISION
 
 
 def _canonical_name(name: str) -> str:

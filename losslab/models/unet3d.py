@@ -1,9 +1,16 @@
-"""3D U-Net: MONAI's residual ``UNet`` with ``spatial_dims=3``.
+"""3D U-Net: MONAI's residual ``UNet`` with ``spatial_dims=3`` and a 1x1x1 convolution head.
 
 Çiçek et al., "3D U-Net: Learning dense volumetric segmentation from sparse annotation",
 MICCAI 2016; residual units as in Kerfoot et al., "Left-ventricle quantification using residual
 U-Net", STACOM 2018 (the form MONAI implements). Paper 000 (Runtime Freezing) uses it as the
 convolutional baseline "3DUNet" of Table 1.
+
+MONAI's ``UNet`` makes its last decoder block (a 3^3 transposed convolution and a residual unit)
+``out_channels`` wide, so the cost of the full-resolution level grows with the number of classes
+(the tiny network would have 35 k parameters at 3 classes, 454 k at 117). Here, as in nnU-Net, that block
+is ``channels[0]`` wide with normalisation and activation like every other block, and a 1x1x1
+convolution head maps it to the class logits: only the head, ``num_classes * (channels[0] + 1)``
+parameters, depends on the class count.
 """
 
 from __future__ import annotations
@@ -12,25 +19,56 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import torch
 from monai.networks.nets import UNet
 from torch import nn
 
 from losslab.models._common import NetworkConfig, as_int, as_int_tuple
 
-__all__ = ["UNet3DConfig"]
+__all__ = ["UNet3D", "UNet3DConfig"]
+
+
+class UNet3D(UNet):
+    """MONAI's ``UNet`` with a decoder as wide as ``channels[0]`` and a 1x1x1 convolution head.
+
+    The top up-sampling block is built like the others (normalisation and activation after every
+    convolution, ``channels[0]`` output channels) instead of being MONAI's ``out_channels``-wide
+    linear output; ``head`` maps its ``channels[0]`` features to ``num_classes`` logits.
+
+    Args:
+        num_classes: output channels (logits, background included).
+        channels: as ``UNet``; ``channels[0]`` is also the width the head reads.
+        **kwargs: the other parameters of ``monai.networks.nets.UNet`` except ``out_channels``.
+    """
+
+    def __init__(self, *, num_classes: int, channels: tuple[int, ...], **kwargs: Any) -> None:
+        super().__init__(out_channels=channels[0], channels=channels, **kwargs)
+        self.out_channels = num_classes
+        self.head = nn.Conv3d(channels[0], num_classes, kernel_size=1)
+
+    def _get_up_layer(
+        self, in_channels: int, out_channels: int, strides: int, is_top: bool
+    ) -> nn.Module:
+        # Never the linear top layer: the head is the only layer without norm and activation.
+        return super()._get_up_layer(in_channels, out_channels, strides, False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map ``x [B, in_channels, D, H, W]`` to logits ``[B, num_classes, D, H, W]``."""
+        return self.head(self.model(x))
 
 
 @dataclass(frozen=True, kw_only=True)
 class UNet3DConfig(NetworkConfig):
-    """Parameters of the residual 3D U-Net (``monai.networks.nets.UNet``).
+    """Parameters of the residual 3D U-Net (:class:`UNet3D`, on ``monai.networks.nets.UNet``).
 
     Sizes (``SIZES``):
-        - ``tiny``: channels (8, 16, 32), strides (2, 2), 1 residual unit per block: 35 k
-          parameters, patch sizes multiple of 4, for CPU tests.
+        - ``tiny``: channels (8, 16, 32), strides (2, 2), 1 residual unit per block: 39 k
+          parameters (39,111 + 9 per class), patch sizes multiple of 4, for CPU tests.
         - ``base``: channels (32, 64, 128, 256, 320), strides (2, 2, 2, 2), 2 residual units:
-          12.9 M parameters, patch sizes multiple of 16 and at least 32 along one axis. Five
-          levels down to 1/16 of the patch and the 320-channel cap follow nnU-Net's 3D
-          full-resolution plans; 2 residual units is MONAI's usual choice.
+          12.9 M parameters (12,942,898 + 33 per class), patch sizes multiple of 16 and at
+          least 32 along one axis. Five levels down to 1/16 of the patch and the 320-channel
+          cap follow nnU-Net's 3D full-resolution plans; 2 residual units is MONAI's usual
+          choice.
 
     Attributes:
         channels: feature channels per level, from the full-resolution level to the bottleneck.
@@ -43,6 +81,10 @@ class UNet3DConfig(NetworkConfig):
         norm: normalisation name known to MONAI (``"INSTANCE"``, ``"BATCH"``...).
         dropout: dropout probability.
     """
+
+    # 2: the top decoder block is channels[0] wide and a 1x1x1 head gives the classes (it was
+    # as wide as the class count).
+    REVISION: ClassVar[int] = 2
 
     name: ClassVar[str] = "unet3d"
     SIZES: ClassVar[dict[str, dict[str, Any]]] = {
@@ -83,11 +125,11 @@ class UNet3DConfig(NetworkConfig):
         return math.prod(self.strides), 2, f"the downsampling factor prod(strides={self.strides})"
 
     def build(self) -> nn.Module:
-        """Build ``UNet``: ``[B, in_channels, D, H, W] -> logits [B, num_classes, D, H, W]``."""
-        return UNet(
+        """Build :class:`UNet3D`: ``[B, in_channels, D, H, W] -> logits [B, num_classes, D, H, W]``."""
+        return UNet3D(
             spatial_dims=3,
             in_channels=self.in_channels,
-            out_channels=self.num_classes,
+            num_classes=self.num_classes,
             channels=self.channels,
             strides=self.strides,
             kernel_size=self.kernel_size,

@@ -2,26 +2,44 @@
 the backends that propose candidates (Optuna first).
 
 Only this package talks to Optuna (and, later, DEAP).
+
+The names below are imported on first use (``losslab._lazy``).
 """
 
 from __future__ import annotations
 
-from losslab.candidate import Candidate, ScheduleSpec
-from losslab.search.backend import SearchBackend, TrialRecord
-from losslab.search.distributions import Choice, Constant, FloatRange, IntRange, parse_distribution
-from losslab.search.evaluator import (
-    CachedEvaluation,
-    Evaluation,
-    EvaluationCache,
-    Evaluator,
-    MemoryCache,
-)
-from losslab.search.fidelity import Fidelity
-from losslab.search.objective import Objective
-from losslab.search.optuna_backend import OptunaBackend, StudyMismatch
-from losslab.search.space import LossOption, ScheduleOption, SearchSpace, SpaceError
-from losslab.search.study import StudyOutcome, run_study
-from losslab.search.study_config import Budget, StudyConfig, load_study
+from losslab._lazy import lazy_exports
+
+_EXPORTS = {
+    "Candidate": "losslab.candidate",
+    "ScheduleSpec": "losslab.candidate",
+    "SearchBackend": "losslab.search.backend",
+    "TrialRecord": "losslab.search.backend",
+    "Choice": "losslab.search.distributions",
+    "Constant": "losslab.search.distributions",
+    "FloatRange": "losslab.search.distributions",
+    "IntRange": "losslab.search.distributions",
+    "parse_distribution": "losslab.search.distributions",
+    "CachedEvaluation": "losslab.search.evaluator",
+    "Evaluation": "losslab.search.evaluator",
+    "EvaluationCache": "losslab.search.evaluator",
+    "Evaluator": "losslab.search.evaluator",
+    "MemoryCache": "losslab.search.evaluator",
+    "Fidelity": "losslab.search.fidelity",
+    "Objective": "losslab.search.objective",
+    "OptunaBackend": "losslab.search.optuna_backend",
+    "StudyMismatch": "losslab.search.optuna_backend",
+    "LossOption": "losslab.search.space",
+    "ScheduleOption": "losslab.search.space",
+    "SearchSpace": "losslab.search.space",
+    "SpaceError": "losslab.search.space",
+    "StudyOutcome": "losslab.search.study",
+    "run_study": "losslab.search.study",
+    "Budget": "losslab.search.study_config",
+    "StudyConfig": "losslab.search.study_config",
+    "load_study": "losslab.search.study_config",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "Budget",

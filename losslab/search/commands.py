@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.markup import escape
 
     from losslab.config import ConfigError
+    from losslab.report import print_table
     from losslab.search.study import run_study
     from losslab.search.study_config import Budget, load_study
     from losslab.search.summary import best_table, class_dice_table
@@ -82,10 +83,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     finally:
         signal.signal(signal.SIGTERM, previous)
-    console.print(best_table(outcome))
+    print_table(console, best_table(outcome))
     per_class = class_dice_table(outcome)
     if per_class is not None:
-        console.print(per_class)
+        print_table(console, per_class)
     counts = outcome.counts()
     console.print(
         f"{len(outcome.records)} trials in the study ({counts['ok']} ok, {counts['pruned']} "

@@ -99,6 +99,7 @@ class Fidelity:
             fingerprint=sha256_json({"parent": dataset.fingerprint, "train": splits["train"]}),
             spacing=dataset.spacing,
             case_ids=dataset.case_ids,
+            spacings=dataset.spacings,
         )
 
     def describe(self) -> str:

@@ -66,7 +66,7 @@ class DataFacts:
 def _check_folder(data: DataConfig) -> Any:
     """The cheap check of a Decathlon folder (reads ``dataset.json`` only); its manifest."""
     return check_dataset_folder(
-        data.data_dir, cases=data.cases, split_fractions=data.split_fractions
+        data.data_dir, cases=data.cases, split_fractions=data.split_fractions, labels=data.labels
     )
 
 

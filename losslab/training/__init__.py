@@ -1,12 +1,28 @@
-"""The inner-loop trainer, its configuration, hooks, metrics and results."""
+"""The inner-loop trainer, its configuration, hooks, metrics and results.
+
+The names below are imported on first use (``losslab._lazy``).
+"""
 
 from __future__ import annotations
 
-from losslab.training.config import TrainConfig, resolve_device
-from losslab.training.hooks import Hook, StopTraining
-from losslab.training.metrics import METRICS, confusion_matrix, hd95_per_class, overlap_metrics
-from losslab.training.result import EpochRecord, Result
-from losslab.training.trainer import Trainer, TrainState, train
+from losslab._lazy import lazy_exports
+
+_EXPORTS = {
+    "TrainConfig": "losslab.training.config",
+    "resolve_device": "losslab.training.config",
+    "Hook": "losslab.training.hooks",
+    "StopTraining": "losslab.training.hooks",
+    "METRICS": "losslab.training.metrics",
+    "confusion_matrix": "losslab.training.metrics",
+    "hd95_per_class": "losslab.training.metrics",
+    "overlap_metrics": "losslab.training.metrics",
+    "EpochRecord": "losslab.training.result",
+    "Result": "losslab.training.result",
+    "Trainer": "losslab.training.trainer",
+    "TrainState": "losslab.training.trainer",
+    "train": "losslab.training.trainer",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "METRICS",

@@ -17,6 +17,7 @@ __all__ = ["TrainConfig", "resolve_device"]
 
 _OPTIMIZERS = ("adamw", "adam", "sgd")
 _SAMPLING = ("balanced", "uniform")
+_VALIDATION = ("sliding_window", "patches")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,14 @@ class TrainConfig:
             Either way the process-wide flags are restored when the run ends
             (see ``losslab.training.determinism``).
         val_every: validate every this many epochs (the last epoch always validates).
+        validation: how the per-epoch validation Dice (which the class schedules and pruners
+            read) is measured: ``sliding_window`` (every validation case in full, the default,
+            so that earlier results and cache keys stay as they were) or ``patches`` (a fixed
+            set of crops centred on each class of each validation case, chosen once from the
+            seed; much cheaper on real volumes, see ``losslab.training.validation``). The test
+            metrics always come from the full sliding window.
+        val_patches_per_class: crops per class (background included) and validation case in
+            ``patches`` mode.
         sampling: ``balanced`` (crop centred on a class drawn uniformly) or ``uniform``.
         augment: random flips and intensity scale/shift on the device.
         grad_clip: max gradient norm (also how non-finite gradients are detected).
@@ -65,6 +74,8 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     val_every: int = 1
+    validation: str = "sliding_window"
+    val_patches_per_class: int = 2
     sampling: str = "balanced"
     augment: bool = True
     grad_clip: float = 12.0
@@ -94,6 +105,12 @@ class TrainConfig:
             ),
             (self.sampling in _SAMPLING, "sampling", f"must be one of {', '.join(_SAMPLING)}"),
             (self.val_every >= 1, "val_every", "must be >= 1"),
+            (
+                self.validation in _VALIDATION,
+                "validation",
+                f"must be one of {', '.join(_VALIDATION)}",
+            ),
+            (self.val_patches_per_class >= 1, "val_patches_per_class", "must be >= 1"),
             (0 <= self.sw_overlap < 1, "sw_overlap", "must be in [0, 1)"),
         ]
         for ok, name, why in checks:
@@ -109,13 +126,22 @@ class TrainConfig:
         """What defines an evaluation's training, for cache keys and study fingerprints.
 
         Leaves out ``device`` (where a run goes does not change what is evaluated) and options
-        added after studies were recorded while they hold their default (``deterministic``),
-        so the keys of earlier evaluations stay valid.
+        added after studies were recorded while they hold their default (``deterministic``,
+        ``validation`` with ``val_patches_per_class``, which only matters in ``patches`` mode),
+        so the keys of earlier evaluations stay valid. Holds ``model_revision`` once the
+        network's architecture has changed (an old evaluation of it is not this one's).
         """
+        from losslab.models import model_revision
+
         data = self.to_dict()
         del data["device"]
+        revision = model_revision(self.model)
+        if revision != 1:
+            data["model_revision"] = revision
         if not self.deterministic:
             del data["deterministic"]
+        if self.validation == "sliding_window":
+            del data["validation"], data["val_patches_per_class"]
         return data
 
     @classmethod

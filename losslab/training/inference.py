@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from monai.inferers import sliding_window_inference
@@ -20,6 +21,19 @@ def _pad_value(image: torch.Tensor, patch_size: tuple[int, int, int]) -> float:
     return float(image.min())
 
 
+def _case_spacings(
+    spacing: Sequence[float] | Sequence[Sequence[float]] | None, cases: int
+) -> list[tuple[float, ...] | None]:
+    """One spacing per case from one per case, one for all, or None."""
+    if spacing is None or len(spacing) == 0:
+        return [None] * cases
+    if isinstance(spacing[0], (int, float)):
+        return [tuple(float(s) for s in spacing)] * cases  # type: ignore[union-attr]
+    if len(spacing) != cases:
+        raise ValueError(f"{len(spacing)} spacings for {cases} cases")
+    return [tuple(float(s) for s in case) for case in spacing]  # type: ignore[union-attr]
+
+
 @torch.no_grad()
 def evaluate_split(
     model: torch.nn.Module,
@@ -32,7 +46,7 @@ def evaluate_split(
     overlap: float = 0.25,
     amp_dtype: torch.dtype | None = None,
     metrics: tuple[str, ...] = ("dice",),
-    spacing: tuple[float, ...] | None = None,
+    spacing: Sequence[float] | Sequence[Sequence[float]] | None = None,
 ) -> dict[str, list[float]]:
     """Per-class metrics averaged over cases, a class absent from a case excluded from it.
 
@@ -45,16 +59,19 @@ def evaluate_split(
     Args:
         images: each ``[1, D, H, W]`` on the model's device; labels: each ``[D, H, W]``.
         metrics: any of ``dice``, ``iou``, ``sensitivity``, ``precision``, ``hd95``.
+        spacing: voxel size in mm for HD95: one per case (a list of triples), or one for all
+            cases, or None (1 mm).
 
     Returns:
         metric -> ``[C]`` floats (NaN for a class absent from every case).
     """
+    spacings = _case_spacings(spacing, len(images))
     was_training = model.training
     model.eval()
     per_case: dict[str, list[torch.Tensor]] = {m: [] for m in metrics}
     device_type = images[0].device.type if images else "cpu"
     try:
-        for image, label in zip(images, labels):
+        for image, label, case_spacing in zip(images, labels, spacings):
             with torch.autocast(
                 device_type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
             ):
@@ -70,7 +87,7 @@ def evaluate_split(
             overlap_values = overlap_metrics(confusion_matrix(pred, label, num_classes))
             for metric in metrics:
                 if metric == "hd95":
-                    per_case[metric].append(hd95_per_class(pred, label, num_classes, spacing))
+                    per_case[metric].append(hd95_per_class(pred, label, num_classes, case_spacing))
                 else:
                     per_case[metric].append(overlap_values[metric].cpu())
     finally:

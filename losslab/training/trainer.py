@@ -36,6 +36,7 @@ from losslab.training.determinism import TorchFlags, configure_determinism
 from losslab.training.hooks import Hook, StopTraining
 from losslab.training.inference import evaluate_split
 from losslab.training.result import EpochRecord, Result
+from losslab.training.validation import choose_validation_patches, evaluate_patches
 
 __all__ = ["TrainState", "Trainer", "train"]
 
@@ -174,6 +175,18 @@ class Trainer:
             seed=config.seed,
         )
         self._augment_generator = torch.Generator(device=device).manual_seed(config.seed + 1)
+        self._spacings = list(dataset.spacings)
+        self._val_patches = (
+            choose_validation_patches(
+                [dataset.labels[i] for i in dataset.splits.get("val", [])],
+                num_classes,
+                config.patch_size,
+                config.val_patches_per_class,
+                seed=config.seed,
+            )
+            if config.validation == "patches"
+            else []
+        )
         return TrainState(
             config=config,
             candidate=candidate,
@@ -237,7 +250,7 @@ class Trainer:
         self._raise_if_bad(state, bad.tolist(), float(loss_sum) / config.steps_per_epoch)
         last = state.epoch == config.epochs
         if state.epoch % config.val_every == 0 or last:
-            val_dice = self._scores(state, "val", ("dice",))["dice"]
+            val_dice = self._validate(state)
         else:
             val_dice = [math.nan] * state.dataset.num_classes
         return EpochRecord(
@@ -264,6 +277,22 @@ class Trainer:
                     state.step,
                 )
 
+    def _validate(self, state: TrainState) -> list[float]:
+        """Per-class validation Dice: the fixed patches or the full sliding window."""
+        if self.config.validation == "sliding_window":
+            return self._scores(state, "val", ("dice",))["dice"]
+        indices = state.dataset.splits.get("val", [])
+        return evaluate_patches(
+            state.model,
+            [state.dataset.images[i] for i in indices],
+            [state.dataset.labels[i] for i in indices],
+            state.dataset.num_classes,
+            self._val_patches,
+            patch_size=self.config.patch_size,
+            batch_size=self.config.sw_batch_size,
+            amp_dtype=state.amp_dtype,
+        )["dice"]
+
     def _scores(
         self, state: TrainState, split: str, metrics: tuple[str, ...]
     ) -> dict[str, list[float]]:
@@ -278,7 +307,7 @@ class Trainer:
             overlap=self.config.sw_overlap,
             amp_dtype=state.amp_dtype,
             metrics=metrics,
-            spacing=tuple(state.dataset.spacing),
+            spacing=[self._spacings[i] for i in indices],
         )
 
     def _test(self, state: TrainState) -> dict[str, list[float]]:

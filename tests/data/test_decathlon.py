@@ -210,3 +210,24 @@ def test_non_contiguous_labels_are_refused(make_folder):
     root = make_folder([tiny_case(0)], labels={"0": "background", "2": "organ"})
     with pytest.raises(DatasetError, match=r"'labels' keys must be 0..1"):
         _load(root)
+
+
+def test_each_case_keeps_its_native_spacing(tmp_path):
+    """Kept at native spacing, cases differ; resampled, they share the target (HD95 reads it)."""
+    root = tmp_path / "folder"
+    training = []
+    for i, z in enumerate((1.0, 2.0, 3.0)):
+        image, label = tiny_case(i, shape=(20, 20, 20))
+        affine = np.diag([1.0, 1.0, z, 1.0])
+        write_nifti(root / "imagesTr" / f"c{i}.nii.gz", image, affine)
+        write_nifti(root / "labelsTr" / f"c{i}.nii.gz", label, affine)
+        training.append({"image": f"./imagesTr/c{i}.nii.gz", "label": f"./labelsTr/c{i}.nii.gz"})
+    (root / "dataset.json").write_text(
+        json.dumps({"name": "s", "modality": {"0": "CT"}, "labels": {"0": "bg", "1": "a"},
+                    "training": training})
+    )  # fmt: skip
+    native = load_dataset("decathlon", data_dir=root, use_cache=False)
+    assert sorted(s[2] for s in native.spacings) == [1.0, 2.0, 3.0]
+    assert native.subset("train").spacings == [native.spacings[i] for i in native.splits["train"]]
+    resampled = load_dataset("decathlon", data_dir=root, use_cache=False, spacing=(1.0, 1.0, 1.0))
+    assert resampled.spacings == [(1.0, 1.0, 1.0)] * 3

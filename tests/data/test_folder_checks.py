@@ -15,9 +15,9 @@ from losslab.data import (
     DatasetError,
     DatasetProblem,
     check_dataset_folder,
-    decathlon,
     inspect_decathlon,
     load_dataset,
+    volumes,
 )
 
 from .helpers import tiny_case, write_nifti
@@ -58,7 +58,7 @@ def test_one_background_only_label_among_others_is_a_warning(make_folder, capsys
     assert [r.getMessage() for r in caplog.records] == [str(warning)]
 
 
-def test_a_class_in_no_label_is_a_warning(make_folder, caplog):
+def test_a_class_in_no_label_is_a_warning(make_folder, caplog, capsys):
     labels = {"0": "background", "1": "organ", "2": "tumour"}
     root = make_folder([tiny_case(i) for i in range(3)], labels=labels)
     expected = (
@@ -67,6 +67,9 @@ def test_a_class_in_no_label_is_a_warning(make_folder, caplog):
     )
     report = inspect_decathlon(root)
     assert report.ok and [str(w) for w in report.warnings] == [expected]
+    assert main(["data", "inspect", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "1 warning(s):" in out and expected in out and "no problems found" in out
     with caplog.at_level(logging.WARNING, logger="losslab.data.loading"):
         _load(root)
     assert [r.getMessage() for r in caplog.records] == [expected]
@@ -147,8 +150,8 @@ def test_check_dataset_folder_opens_no_volume(make_folder, monkeypatch):
     def no_volume(path):
         raise AssertionError(f"opened {path}")
 
-    monkeypatch.setattr(decathlon, "load_nifti", no_volume)
-    monkeypatch.setattr(decathlon.nib, "load", no_volume)
+    monkeypatch.setattr(volumes, "load_nifti", no_volume)
+    monkeypatch.setattr(volumes.nib, "load", no_volume)
     manifest = check_dataset_folder(root)
     assert manifest.root == root and len(manifest.cases) == 3
     assert manifest.class_names == ("background", "organ")

@@ -129,4 +129,4 @@ def test_base_sizes_follow_the_papers() -> None:
     assert (lam.params["embed_patch"], lam.params["num_layers"]) == (16, 12)
     assert lam.params["hidden_size"] == unetr.params["hidden_size"]
     unet = get_model("unet3d", num_classes=14, patch_size=(96, 96, 96), size="base")
-    assert count_parameters(unet) == 12_889_401  # 3 classes: 12_865_322
+    assert count_parameters(unet) == 12_942_898 + 14 * 33  # 33 = channels[0] + 1 per class

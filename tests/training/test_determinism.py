@@ -143,3 +143,9 @@ def test_identity_leaves_out_the_default_so_earlier_keys_stay_valid():
     assert strict.identity()["deterministic"] is True
     assert plain.identity() != strict.identity()
     assert TrainConfig(device="cpu").identity() == plain.identity()
+
+
+def test_identity_names_a_changed_architecture():
+    """unet3d's decoder changed: its old cached evaluations must not be served for the new one."""
+    assert TrainConfig(model="unet3d").identity()["model_revision"] == 2
+    assert "model_revision" not in TrainConfig(model="unetr").identity()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from losslab.data import PatchSampler, SegmentationDataset
 from losslab.training.inference import evaluate_split
+from losslab.training.metrics import hd95_per_class
 
 
 class Spy(torch.nn.Module):
@@ -40,3 +43,45 @@ def test_a_case_smaller_than_the_patch_is_padded_alike_in_training_and_validatio
     assert len(spy.windows) == 1
     torch.testing.assert_close(spy.windows[0], train_patch, rtol=0, atol=0)
     assert spy.windows[0].min().item() == 1.0  # the case's minimum, not 0
+
+
+class Oracle(torch.nn.Module):
+    """Predicts the label its input image encodes (the image holds the predicted label)."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        label = x[:, 0].round().long()
+        return torch.nn.functional.one_hot(label, self.num_classes).movedim(-1, 1).float()
+
+
+def test_hd95_uses_each_case_its_own_spacing():
+    target = torch.zeros(12, 12, 12, dtype=torch.long)
+    target[3:8, 3:8, 3:8] = 1
+    pred = torch.roll(target, 2, dims=0)  # off by two voxels along the first axis
+    image = pred[None].float()
+    spacings = [(1.0, 1.0, 1.0), (3.0, 1.0, 1.0)]
+    out = evaluate_split(
+        Oracle(2),
+        [image, image],
+        [target, target],
+        2,
+        patch_size=(12, 12, 12),
+        metrics=("hd95",),
+        spacing=spacings,
+    )
+    per_case = [hd95_per_class(pred, target, 2, s)[1].item() for s in spacings]
+    assert per_case[1] > per_case[0]  # the spacing matters here
+    assert math.isclose(out["hd95"][1], sum(per_case) / 2, rel_tol=1e-9)
+    single = evaluate_split(
+        Oracle(2),
+        [image],
+        [target],
+        2,
+        patch_size=(12, 12, 12),
+        metrics=("hd95",),
+        spacing=(3.0, 1.0, 1.0),
+    )
+    assert math.isclose(single["hd95"][1], per_case[1], rel_tol=1e-9)

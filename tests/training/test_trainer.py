@@ -162,3 +162,20 @@ def test_absent_classes_option_reaches_the_class_mean(
         assert all(p is None for p in seen)
     else:
         assert all(p is not None and p.dtype == torch.bool and bool(p[0]) for p in seen)
+
+
+def test_test_metrics_use_each_case_its_own_spacing(phantom, tiny_config, monkeypatch):
+    seen = []
+    real = trainer_module.evaluate_split
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["spacing"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "evaluate_split", spy)
+    data = dataclasses.replace(phantom)
+    data.spacings = [(1.0 + i, 1.5, 2.0) for i in range(len(data))]  # cases at native spacing
+    config = dataclasses.replace(tiny_config, epochs=1, steps_per_epoch=1, hd95=True)
+    assert train(Candidate.from_loss("dice"), data, config).ok
+    assert seen[-1] == [(1.0 + i, 1.5, 2.0) for i in data.splits["test"]]
+    assert seen[0] == [(1.0 + i, 1.5, 2.0) for i in data.splits["val"]]

@@ -1,0 +1,128 @@
+"""Command-line plumbing: subcommands whose options are added on first use, the config file
+of ``--config`` and :class:`OptionError`, the error that names a flag or a config key."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "CONFIG_FILE_KEYS",
+    "LazyParser",
+    "OptionError",
+    "add_lazy_parser",
+    "config_section",
+    "read_config_file",
+    "subcommand",
+]
+
+# The top-level keys of a study file (``losslab.search.study_config``) and of a suite file
+# (``losslab.config``): ``--config`` accepts either and reads the sections it needs.
+CONFIG_FILE_KEYS = frozenset(
+    {
+        *("study", "backend", "data", "train", "fidelity", "objective", "budget", "seed"),
+        *("storage", "experiment", "tracking_uri", "optuna", "baselines", "space", "top"),
+        *("seeds", "reference", "candidates"),
+    }
+)
+
+
+class OptionError(ValueError):
+    """A value that cannot be accepted; ``where`` is the flag (``--cases``) or the config key
+    (``study.yaml: data.cases``) it came from."""
+
+    def __init__(self, where: str, problem: str):
+        self.where, self.problem = where, problem
+        super().__init__(f"{where}: {problem}" if where else problem)
+
+
+# --- lazily populated subcommands --------------------------------------------------------------
+
+
+class LazyParser(argparse.ArgumentParser):
+    """A parser whose options are added on first use, so ``losslab --help`` imports nothing a
+    subcommand needs to describe its options (torch, for the config dataclasses)."""
+
+    _populate: Callable[[argparse.ArgumentParser], None] | None = None
+
+    def ensure(self) -> LazyParser:
+        """Add the options now (once); return the parser."""
+        populate, self._populate = self._populate, None
+        if populate is not None:
+            populate(self)
+        return self
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        self.ensure()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self.ensure()
+        return super().format_help()
+
+    def format_usage(self) -> str:
+        self.ensure()
+        return super().format_usage()
+
+
+def add_lazy_parser(
+    subparsers: argparse._SubParsersAction,
+    name: str,
+    populate: Callable[[argparse.ArgumentParser], None],
+    **kwargs: Any,
+) -> argparse.ArgumentParser:
+    """Add subcommand ``name`` whose options ``populate`` adds when the subcommand is used."""
+    parser = subparsers.add_parser(name, **kwargs)
+    if isinstance(parser, LazyParser):
+        parser._populate = populate
+    else:
+        populate(parser)
+    return parser
+
+
+def subcommand(parser: argparse.ArgumentParser, *names: str) -> argparse.ArgumentParser:
+    """The (populated) parser of subcommand ``names`` (``subcommand(p, "data", "inspect")``)."""
+    for name in names:
+        (action,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = action.choices[name]
+        if isinstance(parser, LazyParser):
+            parser.ensure()
+    return parser
+
+
+# --- config files -------------------------------------------------------------------------------
+
+
+def read_config_file(path: str) -> Mapping[str, Any]:
+    """The top-level mapping of a study or suite YAML file.
+
+    Raises:
+        OptionError: the file cannot be read or is malformed, or a key is unknown (named).
+    """
+    from losslab.config import ConfigError, read_yaml_mapping
+
+    try:
+        _, raw = read_yaml_mapping(Path(path))
+    except ConfigError as exc:
+        raise OptionError(exc.where, exc.problem) from None
+    unknown = sorted(set(map(str, raw)) - CONFIG_FILE_KEYS)
+    if unknown:
+        raise OptionError(
+            f"{path}: {unknown[0]}", f"unknown key; known: {sorted(CONFIG_FILE_KEYS)}"
+        )
+    return raw
+
+
+def config_section(raw: Mapping[str, Any], path: str, name: str, cls: type) -> dict[str, Any]:
+    """Section ``name`` of a config file, whose keys must be fields of dataclass ``cls``."""
+    section = raw.get(name) or {}
+    if not isinstance(section, Mapping):
+        raise OptionError(f"{path}: {name}", f"must be a mapping, got {section!r}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(map(str, section)) - known)
+    if unknown:
+        raise OptionError(f"{path}: {name}.{unknown[0]}", f"unknown key; known: {sorted(known)}")
+    return dict(section)
