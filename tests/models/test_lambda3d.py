@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from losslab.models import LambdaBlock3D, get_model
+
+from .overfit import assert_overfits_one_case
 
 # MONAI UNETR module -> Lambda3D module, for everything outside the transformer blocks.
 UNETR_TO_LAMBDA3D = {
@@ -98,33 +99,7 @@ def test_other_patch_embeddings_give_full_resolution_logits(embed_patch: int) ->
 
 
 def test_overfits_one_case() -> None:
-    """Fixed random input, three classes as two blobs on background: Dice > 0.9 in 100 steps."""
-    torch.manual_seed(0)
-    x = torch.randn(1, 1, 16, 16, 16)
-    z, y, w = torch.meshgrid(*[torch.arange(16.0)] * 3, indexing="ij")
-    label = torch.zeros(1, 16, 16, 16, dtype=torch.long)
-    label[0][(z - 5) ** 2 + (y - 5) ** 2 + (w - 6) ** 2 < 16] = 1
-    label[0][(z - 11) ** 2 + (y - 10) ** 2 + (w - 9) ** 2 < 12] = 2
-
-    model = get_model("lambda3d", num_classes=3, patch_size=(16, 16, 16))
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(100):
-        optimizer.zero_grad()
-        loss = F.cross_entropy(model(x), label)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-
-    model.eval()  # batch norm on running statistics, as at inference
-    with torch.no_grad():
-        pred = model(x).argmax(1)
-    dice = [
-        2 * ((pred == c) & (label == c)).sum() / ((pred == c).sum() + (label == c).sum())
-        for c in range(3)
-    ]
-    assert losses[-1] < 0.2 * losses[0]
-    assert min(dice) > 0.9, dice
+    assert_overfits_one_case("lambda3d", steps=100, lr=3e-3)
 
 
 def test_no_absolute_position_embedding_means_none_is_trained() -> None:
