@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from losslab.tables import print_table
 from losslab.training.hooks import Hook
 
 if TYPE_CHECKING:
@@ -27,7 +28,6 @@ __all__ = [
 ]
 
 STAR_BELOW = 0.8  # paper 000 stars classes under 0.8 Dice
-_UNBOUNDED = 1_000_000  # a width no table reaches, to measure a table's natural width
 
 _COLUMNS = (("dice", "Dice"), ("sensitivity", "SEN"), ("precision", "PRC"), ("hd95", "HD95 mm"))
 
@@ -46,29 +46,6 @@ def _bars(console: Console) -> Progress:
 
 def _fmt(value: float, digits: int = 3) -> str:
     return "-" if math.isnan(value) else f"{value:.{digits}f}"
-
-
-def print_table(console: Console, table: Table) -> None:
-    """Print ``table`` with every cell in full, never cut with "…".
-
-    On a terminal the table fits the screen: a cell too wide for its column folds onto more
-    lines (the tables of this module set ``overflow="fold"``). To a file or a pipe, whose width
-    is only a default (80), the console is widened for this print to the table's natural width,
-    so every row stays on one line and every number and class name can be read or grepped.
-    """
-    if console.is_terminal:
-        console.print(table)
-        return
-    natural = console.measure(table, options=console.options.update_width(_UNBOUNDED)).maximum
-    width = console.width
-    if natural <= width:
-        console.print(table)
-        return
-    console.width = natural
-    try:
-        console.print(table)
-    finally:
-        console.width = width
 
 
 def _name_column(table: Table, header: str) -> None:

@@ -151,6 +151,8 @@ def print_report(report: InspectionReport, console: Console) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from losslab.tables import print_table
+
     manifest = report.manifest
     if manifest is not None:
         modality = ", ".join(f"{k}: {v}" for k, v in sorted(manifest.modality.items()))
@@ -173,7 +175,7 @@ def print_report(report: InspectionReport, console: Console) -> None:
                 f"{row['frequency']:.4g}",
                 f"{row['mfb_weight']:.3g}",
             )
-        console.print(classes)
+        print_table(console, classes)
         cases = Table(title="Cases")
         for column in ("case", "shape", "spacing (mm)"):
             cases.add_column(column)
@@ -181,15 +183,18 @@ def print_report(report: InspectionReport, console: Console) -> None:
             shape = "x".join(map(str, case.shape)) if case.shape else "?"
             spacing = " x ".join(f"{s:.3g}" for s in case.spacing) if case.spacing else "?"
             cases.add_row(case.case_id, shape, spacing)
-        console.print(cases)
+        print_table(console, cases)
     if report.warnings:
         console.print(f"[yellow bold]{len(report.warnings)} warning(s):[/yellow bold]")
         for warning in report.warnings:
-            console.print(f"  [yellow]-[/yellow] {escape(str(warning))}", highlight=False)
+            console.print(
+                f"  [yellow]-[/yellow] {escape(str(warning))}", highlight=False, soft_wrap=True
+            )
     if report.problems:
         console.print(f"[red bold]{len(report.problems)} problem(s):[/red bold]")
         for problem in report.problems:
-            console.print(f"  [red]-[/red] {escape(str(problem))}", highlight=False)
+            # one line each, however long the path: a line to read or grep whole
+            console.print(f"  [red]-[/red] {escape(str(problem))}", highlight=False, soft_wrap=True)
     else:
         console.print("[green]no problems found[/green]")
 

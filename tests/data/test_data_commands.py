@@ -56,3 +56,11 @@ def test_inspect_of_a_folder_without_dataset_json(tmp_path, capsys):
 def test_data_needs_a_subcommand():
     with pytest.raises(SystemExit):
         main(["data"])
+
+
+def test_inspect_tables_are_never_cut_in_a_pipe(phantom_folder, capsys):
+    """Written to a file or a pipe, every class name and share is printed in full."""
+    assert main(["data", "inspect", str(phantom_folder)]) == 0
+    out = capsys.readouterr().out
+    assert "…" not in out
+    assert "right_adrenal_gland" in out or "right_kidney" in out
