@@ -213,18 +213,22 @@ def bounds(node: Node) -> Interval:
     return _ALL
 
 
-def _binary(node: BinOp) -> Interval:
+def _arithmetic(node: BinOp) -> Interval:
+    """The exact interval of a ``+ - *`` node, before any saturation."""
     a, b = bounds(node.left), bounds(node.right)
     if node.op == "+":
-        out = (a[0] + b[0], a[1] + b[1])
-    elif node.op == "-":
-        out = (a[0] - b[1], a[1] - b[0])
-    elif node.op == "*":
-        out = mul_interval(a, b)
-    elif node.op == "/":
-        return div_interval(a, b)
-    else:
-        return pow_interval(a, b, integer_exponent(node.right))
+        return (a[0] + b[0], a[1] + b[1])
+    if node.op == "-":
+        return (a[0] - b[1], a[1] - b[0])
+    return mul_interval(a, b)
+
+
+def _binary(node: BinOp) -> Interval:
+    if node.op == "/":
+        return div_interval(bounds(node.left), bounds(node.right))
+    if node.op == "**":
+        return pow_interval(bounds(node.left), bounds(node.right), integer_exponent(node.right))
+    out = _arithmetic(node)
     return out if _magnitude(out) <= EXACT_MAX else _saturated(out)
 
 
@@ -272,11 +276,4 @@ def needs_saturation(node: Node) -> bool:
     """Whether the value of a ``+ - *`` node may leave ``±EXACT_MAX`` and so must be saturated."""
     if not isinstance(node, BinOp) or node.op not in "+-*":
         return False
-    a, b = bounds(node.left), bounds(node.right)
-    if node.op == "+":
-        out = (a[0] + b[0], a[1] + b[1])
-    elif node.op == "-":
-        out = (a[0] - b[1], a[1] - b[0])
-    else:
-        out = mul_interval(a, b)
-    return not _magnitude(out) <= EXACT_MAX
+    return not _magnitude(_arithmetic(node)) <= EXACT_MAX

@@ -175,9 +175,14 @@ def topk_mean(x: torch.Tensor, k: float) -> torch.Tensor:
 def _where(cond, a, b):
     ref = a if isinstance(a, torch.Tensor) else b
     if not isinstance(cond, torch.Tensor):  # a folded constant condition
+        chosen = a if cond else b
         if not isinstance(ref, torch.Tensor):
-            return a if cond else b
-        cond = torch.tensor(bool(cond), device=ref.device)
+            return chosen
+        # the branches differ in kind: the chosen one broadcast to both (no host copy)
+        shape = torch.broadcast_shapes(*(x.shape for x in (a, b) if isinstance(x, torch.Tensor)))
+        if isinstance(chosen, torch.Tensor):
+            return chosen.expand(shape)
+        return torch.full(shape, float(chosen), dtype=ref.dtype, device=ref.device)
     return torch.where(cond, tensor_like(a, ref), tensor_like(b, ref))
 
 

@@ -175,7 +175,6 @@ class Trainer:
             seed=config.seed,
         )
         self._augment_generator = torch.Generator(device=device).manual_seed(config.seed + 1)
-        self._spacings = list(dataset.spacings)
         self._val_patches = (
             choose_validation_patches(
                 [dataset.labels[i] for i in dataset.splits.get("val", [])],
@@ -307,7 +306,7 @@ class Trainer:
             overlap=self.config.sw_overlap,
             amp_dtype=state.amp_dtype,
             metrics=metrics,
-            spacing=[self._spacings[i] for i in indices],
+            spacing=[state.dataset.spacings[i] for i in indices],
         )
 
     def _test(self, state: TrainState) -> dict[str, list[float]]:
