@@ -4,17 +4,20 @@ one MLflow parent run, and compared per class in the layout of Table 1 of paper 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
 from rich.table import Table
 
+from losslab.classwise import nanmean
 from losslab.config import SuiteConfig
 from losslab.data import SegmentationDataset, build_dataset
-from losslab.report import STAR_BELOW, ProgressHook, class_table, nanmean
-from losslab.tracking import MLflowHook, Tracker
-from losslab.training import Result, Trainer
+from losslab.report import STAR_BELOW, ProgressHook, class_table
+from losslab.search.evaluator import Evaluator
+from losslab.search.fidelity import Fidelity
+from losslab.search.objective import Objective
+from losslab.tracking import Tracker
+from losslab.training import Result
 
 __all__ = ["SuiteResult", "failures", "run_suite", "table_1"]
 
@@ -39,32 +42,35 @@ class SuiteResult:
 
 
 def run_suite(config: SuiteConfig, *, progress: bool = True) -> SuiteResult:
-    """Train every candidate for every seed; a failing candidate is recorded and the suite goes on."""
+    """Train every candidate for every seed; a failing candidate is recorded and the suite goes on.
+
+    Each run goes through the study's :class:`Evaluator` (one nested MLflow run per candidate
+    and seed, tagged with its evaluation key), at the suite's own train config.
+    """
     dataset = build_dataset(config.data)
     tracker = Tracker(config.tracking_uri, experiment=config.experiment)
     parent = tracker.start_run("baselines", tags={"backend": "baselines", "kind": "suite"})
     tracker.log_params(
         parent, {"data.fingerprint": dataset.fingerprint, "seeds": list(config.seeds)}
     )
+    evaluator = Evaluator(
+        dataset,
+        config.train,
+        Fidelity(),
+        Objective(),
+        tracker=tracker,
+        parent_run_id=parent,
+        tags={"backend": "baselines"},
+    )
     results: dict[str, list[Result]] = {}
     try:
         for candidate in config.candidates:
             for seed in config.seeds:
-                train_config = dataclasses.replace(config.train, seed=seed)
-                hooks = [
-                    MLflowHook(
-                        tracker,
-                        candidate,
-                        train_config,
-                        data_fingerprint=dataset.fingerprint,
-                        parent_run_id=parent,
-                        tags={"backend": "baselines"},
-                    )
-                ]
+                hooks = []
                 if progress:
-                    hooks.insert(0, ProgressHook(description=f"{candidate.name} (seed {seed})"))
-                result = Trainer(train_config, hooks).fit(candidate, dataset)
-                results.setdefault(candidate.name, []).append(result)
+                    hooks.append(ProgressHook(description=f"{candidate.name} (seed {seed})"))
+                evaluation = evaluator.evaluate(candidate, seed=seed, hooks=hooks)
+                results.setdefault(candidate.name, []).append(evaluation.result)
     finally:
         tracker.end_run(parent, "FINISHED" if len(results) == len(config.candidates) else "KILLED")
     return SuiteResult(config, dataset, results, parent, tracker)
@@ -76,8 +82,7 @@ def table_1(suite: SuiteResult) -> Table:
     A class whose Dice beats the reference candidate is marked with ``+`` (green), and a class
     under 0.8 Dice is starred, as in Table 1 of paper 000.
     """
-    counts = suite.dataset.class_voxel_counts.double()
-    shares = (counts[1:] / counts[1:].sum()).tolist()
+    shares = suite.dataset.foreground_shares()
     columns = {c.name: suite.class_dice(c.name) for c in suite.config.candidates}
     return class_table(
         f"Test Dice per class (reference: {suite.config.reference}; * < {STAR_BELOW})",

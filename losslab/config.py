@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ import yaml
 from losslab.candidate import Candidate, ScheduleSpec
 from losslab.data import DataConfig
 from losslab.losses import ABSENT_CLASSES, LossSyntaxError, resolve_loss
-from losslab.schedules import get_class_schedule, get_term_schedule, needs_frequencies
+from losslab.schedules import get_class_schedule, get_term_schedule
 from losslab.training import TrainConfig
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "SuiteConfig",
     "check_at_most",
     "check_data_limits",
+    "check_schedule",
     "check_train_limits",
     "load_suite",
     "parse_candidate",
@@ -173,17 +175,68 @@ def _check_schedules(
     class_schedule: ScheduleSpec, term_schedule: ScheduleSpec, num_terms: int, where: str
 ) -> None:
     """Build both schedules once, so that a bad name or parameter is caught before training."""
-    params = dict(class_schedule.params)
+    check_schedule(
+        "class", class_schedule.name, dict(class_schedule.params), where=f"{where}.class_schedule"
+    )
+    check_schedule(
+        "term",
+        term_schedule.name,
+        dict(term_schedule.params),
+        num_terms=num_terms,
+        where=f"{where}.term_schedule",
+    )
+
+
+def check_schedule(
+    kind: str,
+    name: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    num_terms: int = 1,
+    num_classes: int | None = None,
+    where: str,
+) -> None:
+    """Build a schedule once, so that a bad name or parameter is caught before training.
+
+    Args:
+        kind: ``"class"`` (a class schedule) or ``"term"`` (a term schedule).
+        name: the registry name (aliases allowed), e.g. ``"cbs"`` or ``"softadapt"``.
+        params: the schedule's parameters (none by default).
+        num_terms: the number of loss terms a term schedule is built for (some need exactly 2).
+        num_classes: the number of classes a class schedule is built for; by default the length
+            of its ``frequencies`` or ``weights`` parameter, else 3. Frequency schedules need no
+            ``frequencies``: the trainer takes them from the training split.
+        where: the key path of the schedule, for the error (``file: candidates[0].class_schedule``).
+
+    Raises:
+        ConfigError: an unknown name, an unknown parameter or a bad value. ``where`` is
+            ``where.param`` when the message names one of ``params``, else ``where``.
+        ValueError: ``kind`` is neither ``"class"`` nor ``"term"`` (a programming error).
+    """
+    if kind not in ("class", "term"):
+        raise ValueError(f"kind must be 'class' or 'term', got {kind!r}")
+    params = dict(params or {})
     try:
-        if needs_frequencies(class_schedule.name) and not {"frequencies", "weights"} & set(params):
-            params["frequencies"] = [1.0, 1.0, 1.0]  # the trainer supplies the data's
-        get_class_schedule(class_schedule.name, num_classes=3, **params)
+        if kind == "term":
+            get_term_schedule(name, num_terms=num_terms, **params)
+            return
+        if num_classes is None:
+            given = params.get("frequencies", params.get("weights"))
+            num_classes = len(given) if isinstance(given, list | tuple) and given else 3
+        get_class_schedule(name, num_classes=num_classes, **params)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}.class_schedule", str(exc)) from None
-    try:
-        get_term_schedule(term_schedule.name, num_terms=num_terms, **dict(term_schedule.params))
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}.term_schedule", str(exc)) from None
+        message = str(exc)
+        raise ConfigError(_named_key(where, params, message), message) from None
+
+
+def _named_key(where: str, params: Mapping[str, Any], message: str) -> str:
+    """``where.param`` for the parameter the message names first, else ``where``."""
+    found = [
+        (match.start(), name)
+        for name in params
+        if (match := re.search(rf"\b{re.escape(str(name))}\b", message))
+    ]
+    return f"{where}.{min(found)[1]}" if found else where
 
 
 def _term(raw: Any, where: str) -> tuple:

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from losslab.classwise import foreground_mean, nanmean
 from losslab.tables import print_table
 from losslab.training.hooks import Hook
 
@@ -117,8 +118,8 @@ class ProgressHook(Hook):
     def on_epoch_end(self, state: TrainState, record: EpochRecord) -> None:
         if self._progress is None:
             return
-        fg = [v for v in record.val_dice[1:] if not math.isnan(v)]
-        dice = f"val Dice {sum(fg) / len(fg):.3f}" if fg else ""
+        fg = foreground_mean(record.val_dice)
+        dice = "" if math.isnan(fg) else f"val Dice {fg:.3f}"
         self._progress.update(
             self._task,
             completed=state.epoch * state.config.steps_per_epoch,
@@ -150,8 +151,8 @@ def class_table(
     for name in columns:
         _number_column(table, name)
     ref = list(columns[reference]) if reference in columns else [math.nan] * len(class_names)
-    means = {n: nanmean(list(v)[1:]) for n, v in columns.items()}
-    table.add_row("[bold]mean[/]", "", *[_cell(means[n], nanmean(ref[1:])) for n in columns])
+    means = {n: foreground_mean(v) for n, v in columns.items()}
+    table.add_row("[bold]mean[/]", "", *[_cell(means[n], foreground_mean(ref)) for n in columns])
     table.add_section()
     for c, class_name in enumerate(class_names):
         if c == 0:
@@ -162,12 +163,6 @@ def class_table(
             *[_cell(values[c], ref[c]) for values in columns.values()],
         )
     return table
-
-
-def nanmean(values: list[float]) -> float:
-    """Mean of the values that are not NaN (NaN if none)."""
-    present = [v for v in values if not math.isnan(v)]
-    return sum(present) / len(present) if present else math.nan
 
 
 def _cell(value: float, reference: float) -> str:
@@ -197,7 +192,7 @@ class _RunProgress(Hook):
 
     def on_epoch_end(self, state: TrainState, record: EpochRecord) -> None:
         if self.task is not None:
-            fg = nanmean(record.val_dice[1:])
+            fg = foreground_mean(record.val_dice)
             info = f"epoch {record.epoch}" + ("" if math.isnan(fg) else f" val Dice {fg:.3f}")
             self.owner._progress.update(
                 self.task, completed=state.epoch * state.config.steps_per_epoch, info=info

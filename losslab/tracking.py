@@ -90,6 +90,11 @@ def _build_sqlite_store(path: str) -> None:
         _release_engines(path)
 
 
+def _quoted(value: str) -> str:
+    """A value in an MLflow filter string (single quotes; a quote inside is doubled)."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 def _metric_key(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "_-./ " else "_" for ch in name)
 
@@ -235,6 +240,22 @@ class Tracker:
             token = page.token
             if not token:
                 return found
+
+    def runs_tagged(
+        self,
+        tags: Mapping[str, str],
+        *,
+        parent_run_id: str | None = None,
+        status: str | None = None,
+    ) -> list[RunRecord]:
+        """Runs carrying every tag in ``tags`` (children of ``parent_run_id`` only, and in
+        ``status`` only, when given), oldest first. The MLflow filter is built here."""
+        clauses = [f"tags.`{key}` = {_quoted(value)}" for key, value in tags.items()]
+        if parent_run_id is not None:
+            clauses.append(f"tags.mlflow.parentRunId = {_quoted(parent_run_id)}")
+        if status is not None:
+            clauses.append(f"attributes.status = {_quoted(status)}")
+        return self.find_runs(" and ".join(clauses))
 
     def ui_command(self) -> str:
         return f"mlflow ui --backend-store-uri {self.tracking_uri}"

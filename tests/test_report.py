@@ -124,3 +124,22 @@ def test_absent_classes_are_neither_ranked_nor_counted() -> None:
     # Four foreground classes, one absent (NaN): three ranked, so none is marked with k = 3.
     assert _marked([0.99, 0.9, math.nan, 0.8, 0.1]) == []
     assert sorted(_marked([0.99, 0.9, math.nan, 0.8, 0.1], worst=2)) == ["class_3", "class_4"]
+
+
+def test_the_mean_row_is_over_scored_foreground_classes_and_marks_the_reference() -> None:
+    # Background (1.0 / 0.0) and NaN never count: means 0.5 for "ref" and 0.6 for "new".
+    columns = {"ref": [1.0, 0.4, math.nan, 0.6], "new": [0.0, 0.5, 0.7, math.nan]}
+    names = ["background", "a", "b", "c"]
+    out = io.StringIO()
+    print_table(
+        Console(file=out, width=120), class_table("t", names, [0.2, 0.3, 0.5], columns, "ref")
+    )
+    mean_line = _line_of(out.getvalue(), "mean")
+    assert " 0.500* " in mean_line and " +0.600* " in mean_line
+
+
+def test_a_table_with_no_scored_foreground_class_shows_a_dash_for_the_mean() -> None:
+    columns = {"only": [0.9, math.nan]}
+    out = io.StringIO()
+    print_table(Console(file=out, width=80), class_table("t", ["background", "a"], [1.0], columns))
+    assert _line_of(out.getvalue(), "mean").split("│")[3].strip() == "-"

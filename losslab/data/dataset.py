@@ -91,6 +91,15 @@ class SegmentationDataset:
         """bool ``[cases, C]``: whether each class occurs in each case."""
         return self.case_class_counts > 0
 
+    def foreground_shares(self) -> list[float]:
+        """Each foreground class's share of the foreground voxels over all cases.
+
+        One value per class 1..C-1 (background left out), summing to 1; NaN for every class
+        when the cases hold no foreground voxel.
+        """
+        counts = self.class_voxel_counts[1:].double()
+        return (counts / counts.sum()).tolist()
+
     def class_frequencies(self) -> torch.Tensor:
         """float64 ``[C]``: voxels of c / voxels of the cases where c is present."""
         return stats.class_frequencies(self.case_class_counts)

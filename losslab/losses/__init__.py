@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from losslab.losses.compiler import Terminals, signed_distance
-from losslab.losses.library import get_loss, list_losses, resolve_loss
+from losslab.losses.library import (
+    UnusedParameterError,
+    get_loss,
+    list_losses,
+    resolve_loss,
+    route_parameters,
+)
 from losslab.losses.ops import FUNCTIONS, PARAMETERS, TERMINALS, Kind
 from losslab.losses.parser import LossSyntaxError
 from losslab.losses.spec import (
@@ -29,6 +35,7 @@ __all__ = [
     "LossSpec",
     "LossSyntaxError",
     "Terminals",
+    "UnusedParameterError",
     "compile_terms",
     "get_loss",
     "has_gradient_path",
@@ -37,5 +44,6 @@ __all__ = [
     "parse_loss",
     "present_classes",
     "reduce",
+    "route_parameters",
     "signed_distance",
 ]

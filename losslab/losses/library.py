@@ -17,12 +17,21 @@ Every hand-designed loss is a point of the search space: ``get_loss("focal")`` i
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from losslab.losses.ops import PARAMETERS, TERMINALS
 from losslab.losses.spec import CompoundLoss, LossSpec, parse_loss
 
-__all__ = ["LIBRARY", "LibraryLoss", "get_loss", "list_losses", "resolve_loss"]
+__all__ = [
+    "LIBRARY",
+    "LibraryLoss",
+    "UnusedParameterError",
+    "get_loss",
+    "list_losses",
+    "resolve_loss",
+    "route_parameters",
+]
 
 # Sudre's GDL weight 1 / (sum_n y)^2; a class absent from the batch takes the largest weight of
 # the present ones, exactly as MONAI's GeneralizedDiceLoss replaces its infinite weight.
@@ -42,23 +51,52 @@ class LibraryLoss:
     def build(self, **params: float) -> LossSpec | CompoundLoss:
         if self.text is not None:
             return parse_loss(self.text, **params)
-        return _build_compound(self, params)
+        parts = [LIBRARY[part].build() for part, _ in self.parts]
+        terms = route_parameters(parts, params, self.name)
+        return CompoundLoss(self.name, terms, tuple(w for _, w in self.parts))
 
 
-def _build_compound(entry: LibraryLoss, params: dict[str, float]) -> CompoundLoss:
-    terms = []
-    unused = set(params)
-    for part, _ in entry.parts:
-        spec = LIBRARY[part].build()
-        mine = {k: v for k, v in params.items() if k in spec.parameters}
-        unused -= set(mine)
-        terms.append(spec.with_params(**mine) if mine else spec)
-    if unused:
-        raise ValueError(
-            f"loss '{entry.name}' has no parameter(s) {', '.join(sorted(unused))}; "
-            f"its terms use: {', '.join(sorted({k for t in terms for k in t.parameters}))}"
+class UnusedParameterError(ValueError):
+    """Parameters given to a multi-term loss that none of its terms uses.
+
+    Attributes:
+        owner: the loss they were given to.
+        unused: the parameters no term uses, sorted.
+        used: every parameter the terms do use, sorted.
+    """
+
+    def __init__(self, owner: str, unused: Iterable[str], used: Iterable[str]):
+        self.owner, self.unused, self.used = owner, tuple(sorted(unused)), tuple(sorted(used))
+        super().__init__(
+            f"loss '{owner}' has no parameter(s) {', '.join(self.unused)}; its terms use: "
+            + (", ".join(self.used) or "none")
         )
-    return CompoundLoss(entry.name, tuple(terms), tuple(w for _, w in entry.parts))
+
+
+def route_parameters(
+    terms: Iterable[LossSpec], params: Mapping[str, float], owner: str
+) -> tuple[LossSpec, ...]:
+    """The terms of a multi-term loss, each bound to the named parameters it uses.
+
+    A parameter goes to every term whose expression uses it (``gamma`` to the focal term of
+    ``dice_focal``, ``eps`` to every term that has one); a term keeps its own values for the
+    others. ``owner`` names the loss in the error.
+
+    Raises:
+        UnusedParameterError: (a ``ValueError``) for parameters that no term uses, naming them
+            and the parameters the terms do use.
+        ValueError: a value out of its parameter's range (from :meth:`LossSpec.with_params`).
+    """
+    terms = tuple(terms)
+    used = {name for term in terms for name in term.parameters}
+    unused = set(params) - used
+    if unused:
+        raise UnusedParameterError(owner, unused, used)
+    routed = []
+    for term in terms:
+        mine = {k: v for k, v in params.items() if k in term.parameters}
+        routed.append(term.with_params(**mine) if mine else term)
+    return tuple(routed)
 
 
 _ENTRIES = [

@@ -268,6 +268,42 @@ class CompiledLoss:
         values = self.evaluate(Terminals(logits=logits, labels=labels, weights=weights))
         return values[0] if self.single else values
 
+    @staticmethod
+    def reduce_terms(
+        values: Sequence[torch.Tensor],
+        class_weights: torch.Tensor | None = None,
+        *,
+        labels: torch.Tensor | None = None,
+        absent_classes: str = "keep",
+        present: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``[K]`` float32: each term's value reduced, ``R_k = mean_c(w_c * L_kc)`` for a
+        per-class term, a class-coupled term's scalar as it is (see :func:`reduce`).
+
+        This is the one place where term values are reduced: :meth:`total` weighs the result by
+        ``alpha_k``, and the trainer hands it (detached) to the adaptive term schedules before
+        weighing it. ``values`` are what calling a compiled loss of several terms returns.
+        ``absent_classes="ignore"`` takes ``mean_c`` over the classes present in ``labels``
+        only (:func:`present_classes`); ``present`` (``[C]`` bool) gives that mask directly.
+        Nothing is read back to the host. A static method, so that it serves any callable that
+        returns term values (the trainer's loss may be swapped for one).
+
+        Raises:
+            ValueError: ``absent_classes`` is not one of :data:`ABSENT_CLASSES`, or ``"ignore"``
+                without ``labels`` or ``present``.
+        """
+        if absent_classes not in ABSENT_CLASSES:
+            raise ValueError(
+                f"absent_classes must be one of {', '.join(ABSENT_CLASSES)}, got {absent_classes!r}"
+            )
+        if present is None and absent_classes == "ignore":
+            if labels is None:
+                raise ValueError("absent_classes='ignore' needs the labels (or the mask present)")
+            per_class = [v for v in values if v.dim() > 0]
+            if per_class:
+                present = present_classes(labels, per_class[0].shape[0])
+        return torch.stack([reduce(v, class_weights, present) for v in values])
+
     def total(
         self,
         logits: torch.Tensor,
@@ -279,13 +315,22 @@ class CompiledLoss:
     ) -> torch.Tensor:
         """``sum_k alpha_k * mean_c(w_c * L_kc)``, the objective of DESIGN.md.
 
-        ``absent_classes="ignore"`` takes ``mean_c`` over the classes present in ``labels``
-        only (see :func:`reduce`).
+        The terms are reduced by :meth:`reduce_terms`; ``alpha_k = 1`` when ``term_weights``
+        is not given. ``absent_classes="ignore"`` takes ``mean_c`` over the classes present in
+        ``labels`` only (see :func:`reduce`).
         """
         values = self.evaluate(Terminals(logits=logits, labels=labels, weights=class_weights))
-        present = present_classes(labels, logits.shape[1]) if absent_classes == "ignore" else None
-        alphas = [1.0] * len(values) if term_weights is None else term_weights
-        return sum(a * reduce(v, class_weights, present) for a, v in zip(alphas, values))
+        reduced = self.reduce_terms(
+            values, class_weights, labels=labels, absent_classes=absent_classes
+        )
+        if term_weights is None:
+            return reduced.sum()
+        alphas = torch.as_tensor(term_weights, dtype=reduced.dtype).to(reduced.device)
+        if alphas.shape != reduced.shape:
+            raise ValueError(
+                f"term_weights must have {reduced.numel()} entries, got {alphas.numel()}"
+            )
+        return (alphas * reduced).sum()
 
 
 def _device_type(terminals: Terminals) -> str:

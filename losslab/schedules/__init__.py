@@ -1,4 +1,5 @@
-"""Class-weight schedules (static, TCF, PCF, CBS) and loss-term weight schedules."""
+"""Class-weight schedules (static, TCF, PCF, CBS), the epoch context they see, and loss-term
+weight schedules."""
 
 from __future__ import annotations
 
@@ -14,12 +15,12 @@ from losslab.schedules.class_schedules import (
     MedianFrequencyWeights,
     UniformWeights,
 )
+from losslab.schedules.context import EpochContext
 from losslab.schedules.registry import (
     get_class_schedule,
     get_term_schedule,
     list_class_schedules,
     list_term_schedules,
-    needs_frequencies,
 )
 from losslab.schedules.term_schedules import (
     LinearRamp,
@@ -33,6 +34,7 @@ __all__ = [
     "ClassBoostStrategy",
     "ClassSchedule",
     "CoVWeighting",
+    "EpochContext",
     "InverseFrequencyWeights",
     "LinearRamp",
     "MedianFrequencyWeights",
@@ -48,5 +50,4 @@ __all__ = [
     "get_term_schedule",
     "list_class_schedules",
     "list_term_schedules",
-    "needs_frequencies",
 ]

@@ -1,6 +1,7 @@
 """Score-driven class schedules of the Runtime Freezing paper (paper 000): TCF, PCF and CBS.
 
-Scores ``S_c(j)`` are the per-class validation Dice at the end of epoch ``j = 1, 2, ...``; weights
+Scores ``S_c(j)`` are the per-class validation Dice at the end of epoch ``j = 1, 2, ...`` (the
+``scores`` of the :class:`~losslab.schedules.context.EpochContext` given to ``update``); weights
 start at 1. The paper's ``S_c(0) = 1`` only initialises and never enters a plateau window. A ``NaN``
 score (class not scored that epoch) carries no information: it never freezes, triggers or boosts.
 Background (class 0) is left at weight 1 unless ``include_background=True``.
@@ -12,6 +13,7 @@ import math
 from typing import Any
 
 from losslab.schedules.class_schedules import ClassSchedule, _nan_to_none, _none_to_nan
+from losslab.schedules.context import EpochContext
 
 
 def _check_weight(name: str, value: float) -> None:
@@ -40,7 +42,8 @@ class ThresholdClassFreezing(_ScoreDrivenSchedule):
 
     Example:
         >>> tcf = ThresholdClassFreezing(3)
-        >>> tcf.update(1, [0.99, 0.95, 0.5]).tolist()
+        >>> start = EpochContext.start([0.8, 0.15, 0.05], total_epochs=10)
+        >>> tcf.update(start.next([0.99, 0.95, 0.5])).tolist()
         [1.0, 0.10000000149011612, 1.0]
     """
 
@@ -61,7 +64,8 @@ class ThresholdClassFreezing(_ScoreDrivenSchedule):
             raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
         self.threshold = threshold
 
-    def _update(self, epoch: int, scores: list[float]) -> None:
+    def _update(self, context: EpochContext) -> None:
+        scores = context.scores
         for c in self._scheduled_classes():
             if not math.isnan(scores[c]):
                 self._weights[c] = self.frozen_weight if scores[c] > self.threshold else 1.0
@@ -111,7 +115,8 @@ class PlateauClassFreezing(_ScoreDrivenSchedule):
         """Which classes are frozen, one flag per class."""
         return list(self._frozen)
 
-    def _update(self, epoch: int, scores: list[float]) -> None:
+    def _update(self, context: EpochContext) -> None:
+        epoch, scores = context.epoch, list(context.scores)
         if self._last_trigger is None:
             self._last_trigger = epoch
         self._history.append((epoch, scores))

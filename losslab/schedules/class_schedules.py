@@ -1,9 +1,19 @@
 """Class-weight schedules: the abstract interface and the static (frequency-based) schedules.
 
 A class schedule owns one weight per class, ``w`` of shape ``[C]`` (float32), that multiplies the
-per-class loss vector. The trainer calls :meth:`ClassSchedule.update` at the end of every epoch
-``j = 1, 2, ...`` with the per-class validation Dice ``S_c(j)``; ``NaN`` marks a class that was not
-scored that epoch and carries no information.
+per-class loss vector. The trainer calls :meth:`ClassSchedule.begin` once before the first
+training step with the epoch-0 :class:`~losslab.schedules.context.EpochContext` (class
+frequencies of the training split, total epochs), then :meth:`ClassSchedule.update` at the end of
+every epoch ``j = 1, 2, ...`` with the context of that epoch, whose ``scores`` are the per-class
+validation Dice ``S_c(j)``; ``NaN`` marks a class that was not scored that epoch and carries no
+information.
+
+Example:
+    >>> schedule = UniformWeights(3)
+    >>> ctx = EpochContext.start([0.8, 0.15, 0.05], total_epochs=10)
+    >>> schedule.begin(ctx)
+    >>> schedule.update(ctx.next([0.99, 0.7, 0.2])).tolist()
+    [1.0, 1.0, 1.0]
 """
 
 from __future__ import annotations
@@ -17,6 +27,8 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
+
+from losslab.schedules.context import EpochContext
 
 Scores = Sequence[float] | Tensor
 
@@ -53,7 +65,9 @@ class ClassSchedule(ABC):
 
     Subclasses take ``num_classes`` and keyword parameters, store each parameter under its own name
     (scikit-learn style, so :meth:`get_params` can read them from the signature) and implement
-    :meth:`_update`. Weights start at 1.
+    :meth:`_update`, which gets the whole :class:`EpochContext` (scores, best scores, epochs
+    since the best, class frequencies, progress); they may override :meth:`begin` to set up from
+    the start context. Weights start at 1.
 
     Args:
         num_classes: Number of classes ``C``, background (class 0) included.
@@ -73,22 +87,38 @@ class ClassSchedule(ABC):
         """Current weights, float32 tensor of shape ``[C]`` (a copy)."""
         return self._weights.clone()
 
-    def update(self, epoch: int, scores: Scores) -> Tensor:
-        """Take the per-class validation Dice of epoch ``epoch`` and return the new weights ``[C]``.
+    def begin(self, context: EpochContext) -> None:
+        """Called once before the first training step with the epoch-0 context.
+
+        The default only checks the number of classes; the frequency-based schedules take their class frequencies
+        from ``context`` here unless they were given ``frequencies`` or ``weights``.
 
         Raises:
-            ValueError: ``scores`` has the wrong length, or ``epoch`` does not increase.
+            ValueError: ``context`` has the wrong number of classes.
         """
-        values = _float_list(scores, self.num_classes, "scores")
+        _float_list(context.frequencies, self.num_classes, "context.frequencies")
+
+    def update(self, context: EpochContext) -> Tensor:
+        """Take the context of the epoch that just ended and return the new weights ``[C]``.
+
+        ``context.scores`` are that epoch's per-class validation Dice (``NaN`` = not scored).
+
+        Raises:
+            ValueError: ``context.scores`` has the wrong length, or ``context.epoch`` does not
+                increase.
+        """
+        _float_list(context.scores, self.num_classes, "scores")
+        epoch = context.epoch
         if self._last_epoch is not None and epoch <= self._last_epoch:
             raise ValueError(f"epoch must increase: got {epoch} after {self._last_epoch}")
         self._last_epoch = int(epoch)
-        self._update(int(epoch), values)
+        self._update(context)
         return self.weights
 
     @abstractmethod
-    def _update(self, epoch: int, scores: list[float]) -> None:
-        """Change ``self._weights`` in place from the scores of ``epoch`` (NaN = not scored)."""
+    def _update(self, context: EpochContext) -> None:
+        """Change ``self._weights`` in place from the context of the epoch that just ended
+        (``context.scores``: NaN = not scored)."""
 
     @classmethod
     def param_names(cls) -> list[str]:
@@ -125,12 +155,17 @@ class UniformWeights(ClassSchedule):
     def __init__(self, num_classes: int) -> None:
         super().__init__(num_classes)
 
-    def _update(self, epoch: int, scores: list[float]) -> None:
+    def _update(self, context: EpochContext) -> None:
         pass
 
 
 class _FrequencyWeights(ClassSchedule):
-    """Static weights computed once from class frequencies, or given directly as ``weights``."""
+    """Static weights from class frequencies: given as ``frequencies``, given directly as
+    ``weights``, or (neither given) taken from the training split in :meth:`begin`.
+
+    Before :meth:`begin` the weights of a schedule given neither are 1; given ones always win
+    over the context's frequencies.
+    """
 
     def __init__(
         self,
@@ -140,24 +175,36 @@ class _FrequencyWeights(ClassSchedule):
         weights: Sequence[float] | None = None,
     ) -> None:
         super().__init__(num_classes)
-        if (frequencies is None) == (weights is None):
-            raise ValueError(f"{self.name}: give exactly one of 'frequencies' or 'weights'")
+        if frequencies is not None and weights is not None:
+            raise ValueError(f"{self.name}: give at most one of 'frequencies' or 'weights'")
         self.frequencies = frequencies
-        if weights is not None:
-            values = _float_list(weights, self.num_classes, "weights")
-        else:
-            freq = _float_list(frequencies, self.num_classes, "frequencies")  # type: ignore[arg-type]
-            bad = [f for f in freq if not math.isfinite(f) or f < 0]
-            if bad:
-                raise ValueError(f"{self.name}: frequencies must be finite and >= 0, got {bad}")
-            if not any(f > 0 for f in freq):
-                raise ValueError(f"{self.name}: at least one frequency must be > 0")
-            values = self._from_frequencies(freq)
-        if any(not math.isfinite(v) or v < 0 for v in values):
-            raise ValueError(f"{self.name}: weights must be finite and >= 0, got {values}")
         # ``weights`` is also the name of the read-only property, hence the private attribute.
         self._given_weights = weights
+        if weights is not None:
+            self._set(_float_list(weights, self.num_classes, "weights"))
+        elif frequencies is not None:
+            self._set(self._weights_of(frequencies, "frequencies"))
+
+    def _weights_of(self, frequencies: Scores, what: str) -> list[float]:
+        freq = _float_list(frequencies, self.num_classes, what)
+        bad = [f for f in freq if not math.isfinite(f) or f < 0]
+        if bad:
+            raise ValueError(f"{self.name}: {what} must be finite and >= 0, got {bad}")
+        if not any(f > 0 for f in freq):
+            raise ValueError(f"{self.name}: at least one of {what} must be > 0")
+        return self._from_frequencies(freq)
+
+    def _set(self, values: list[float]) -> None:
+        if any(not math.isfinite(v) or v < 0 for v in values):
+            raise ValueError(f"{self.name}: weights must be finite and >= 0, got {values}")
         self._weights = torch.tensor(values, dtype=torch.float32)
+
+    def begin(self, context: EpochContext) -> None:
+        """Take the weights from ``context.balancing_frequencies`` (Hegde's frequencies of the
+        training split) unless ``frequencies`` or ``weights`` were given."""
+        super().begin(context)
+        if self.frequencies is None and self._given_weights is None:
+            self._set(self._weights_of(context.balancing_frequencies, "context frequencies"))
 
     def _from_frequencies(self, freq: list[float]) -> list[float]:
         raise NotImplementedError
@@ -165,7 +212,7 @@ class _FrequencyWeights(ClassSchedule):
     def get_params(self) -> dict[str, Any]:
         return {"frequencies": _plain(self.frequencies), "weights": _plain(self._given_weights)}
 
-    def _update(self, epoch: int, scores: list[float]) -> None:
+    def _update(self, context: EpochContext) -> None:
         pass
 
 

@@ -15,7 +15,6 @@ from losslab.schedules.class_schedules import (
     InverseFrequencyWeights,
     MedianFrequencyWeights,
     UniformWeights,
-    _FrequencyWeights,
 )
 from losslab.schedules.term_schedules import (
     LinearRamp,
@@ -82,13 +81,6 @@ def get_class_schedule(name: str, *, num_classes: int, **params: Any) -> ClassSc
     cls = _resolve("class", name, _CLASS_SCHEDULES, _CLASS_ALIASES)
     _check_params("class", name, cls, params)
     return cls(num_classes, **params)
-
-
-def needs_frequencies(name: str) -> bool:
-    """Whether class schedule ``name`` is built from the data's class frequencies (the trainer
-    supplies them from the training split unless ``frequencies`` or ``weights`` are given)."""
-    cls = _resolve("class", name, _CLASS_SCHEDULES, _CLASS_ALIASES)
-    return issubclass(cls, _FrequencyWeights)
 
 
 def list_term_schedules() -> list[str]:

@@ -1,7 +1,7 @@
 """Search for training objectives: candidates, fidelities, objectives, the evaluator, studies and
-the backends that propose candidates (Optuna first).
+the backends that propose candidates, by name (``registry.py``).
 
-Only this package talks to Optuna (and, later, DEAP).
+Only this package talks to Optuna (the study store and the Optuna backend) and, later, DEAP.
 
 The names below are imported on first use (``losslab._lazy``).
 """
@@ -13,8 +13,16 @@ from losslab._lazy import lazy_exports
 _EXPORTS = {
     "Candidate": "losslab.candidate",
     "ScheduleSpec": "losslab.candidate",
+    "BackendContext": "losslab.search.backend",
     "SearchBackend": "losslab.search.backend",
-    "TrialRecord": "losslab.search.backend",
+    "Proposal": "losslab.search.ledger",
+    "Slot": "losslab.search.ledger",
+    "StudyMismatch": "losslab.search.ledger",
+    "StudyStore": "losslab.search.ledger",
+    "TrialRecord": "losslab.search.ledger",
+    "backend_names": "losslab.search.registry",
+    "get_backend": "losslab.search.registry",
+    "register_backend": "losslab.search.registry",
     "Choice": "losslab.search.distributions",
     "Constant": "losslab.search.distributions",
     "FloatRange": "losslab.search.distributions",
@@ -28,11 +36,11 @@ _EXPORTS = {
     "Fidelity": "losslab.search.fidelity",
     "Objective": "losslab.search.objective",
     "OptunaBackend": "losslab.search.optuna_backend",
-    "StudyMismatch": "losslab.search.optuna_backend",
     "LossOption": "losslab.search.space",
     "ScheduleOption": "losslab.search.space",
     "SearchSpace": "losslab.search.space",
     "SpaceError": "losslab.search.space",
+    "Study": "losslab.search.study",
     "StudyOutcome": "losslab.search.study",
     "run_study": "losslab.search.study",
     "Budget": "losslab.search.study_config",
@@ -42,6 +50,7 @@ _EXPORTS = {
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
+    "BackendContext",
     "Budget",
     "CachedEvaluation",
     "Candidate",
@@ -57,16 +66,23 @@ __all__ = [
     "MemoryCache",
     "Objective",
     "OptunaBackend",
+    "Proposal",
     "ScheduleOption",
     "ScheduleSpec",
     "SearchBackend",
     "SearchSpace",
+    "Slot",
     "SpaceError",
+    "Study",
     "StudyConfig",
     "StudyMismatch",
     "StudyOutcome",
+    "StudyStore",
     "TrialRecord",
+    "backend_names",
+    "get_backend",
     "load_study",
     "parse_distribution",
+    "register_backend",
     "run_study",
 ]

@@ -1,86 +1,103 @@
-"""``SearchBackend``: what every search backend implements, and the records it keeps.
+"""``SearchBackend``: a search strategy as ask and tell, and nothing else.
 
-A backend proposes candidates and evaluates them through the study's :class:`Evaluator`; the study
-(``study.py``) owns the loop, the budget, MLflow's parent run and the final table. A backend keeps
-its own durable state (Optuna's storage; a population for genetic search), so that a study that
-was stopped can be resumed without losing or repeating a finished evaluation.
+The study (``study.py``) owns the loop, the budget, the evaluator, MLflow and the study store;
+a backend only proposes candidates and learns from their outcomes::
+
+    slots = store.reserve(backend.batch_size())     # entries reserved in the ledger
+    proposals = backend.ask(slots)                  # one candidate per slot (a GP generation)
+    ... each proposal is evaluated (cached, claimed, recorded) ...
+    backend.tell(slot, proposal, record, result)    # the outcome, as the ledger recorded it
+
+A backend keeps whatever it must remember across workers and resumes in ``context.state``
+(JSON values in the study store), or derives it from ``context.records()`` (the ledger), so a
+resumed study continues where it stopped. A slot with ``retry`` re-runs an interrupted
+evaluation: the loop evaluates ``slot.retry`` whatever the backend proposes for it.
+
+A backend registers itself by name (``registry.py``) and validates its own section of the
+study file (``optuna:``, ``gp:``...) and the space it can search. The contract test
+(``tests/search/test_backend_contract.py``) runs every registered backend through budget,
+rerun, kill and resume, failing candidates and two workers.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from losslab.candidate import Candidate
-from losslab.search.evaluator import Evaluation, EvaluationCache
-from losslab.training import Hook
+from losslab.search.ledger import BackendState, Proposal, Slot, TrialRecord
+from losslab.search.objective import Objective
+from losslab.search.space import SearchSpace
+from losslab.training import Result
 
-__all__ = ["EvaluateFn", "SearchBackend", "TrialRecord"]
-
-
-class EvaluateFn:
-    """How a backend evaluates (the study wraps the evaluator with progress and tags)."""
-
-    def __call__(
-        self,
-        candidate: Candidate,
-        *,
-        overrides: Mapping[str, Any],
-        hooks: Sequence[Hook],
-        tags: Mapping[str, str],
-        origin: str,
-        on_run: Callable[[str], None] | None = None,
-    ) -> Evaluation: ...
+__all__ = ["BackendContext", "SearchBackend"]
 
 
 @dataclass
-class TrialRecord:
-    """One finished trial, as a backend reports it."""
+class BackendContext:
+    """What a backend is given when a study opens.
 
-    number: int
-    candidate: Candidate | None  # None when the draw itself was invalid
-    status: str  # ok, failed, pruned
-    value: float  # the objective on validation (NaN unless ok or pruned)
-    eval_key: str = ""
-    run_id: str | None = None
-    reason: str = ""
-    cached_from: str = ""
-    overrides: dict[str, Any] = field(default_factory=dict)
-    params: dict[str, Any] = field(default_factory=dict)
+    Attributes:
+        space: what it may propose.
+        objective: what the study maximises (per epoch and at the end).
+        settings: its own validated section of the study file (:meth:`SearchBackend.check_settings`).
+        seed: this worker's seed (the study's for the first worker, derived for the others).
+        epochs: epochs of one evaluation (the pruning resource).
+        state: its durable state in the study store.
+        records: the ledger's finished entries (every worker's), on demand.
+        native: the study store's own engine, for a backend built on it (the Optuna study,
+            whose sampler and pruner the Optuna backend sets); other backends ignore it.
+    """
+
+    space: SearchSpace
+    objective: Objective
+    settings: Any
+    seed: int
+    epochs: int
+    state: BackendState
+    records: Callable[[], list[TrialRecord]]
+    native: Any = None
 
 
 class SearchBackend(ABC):
-    """A search strategy over the study's space."""
+    """A search strategy over the study's space (see the module docstring)."""
 
     name: ClassVar[str]
-    reclaimed: list[int]  # trials of dead workers that :meth:`open` failed and re-queued
-    reclaimed_runs: list[str]  # their MLflow runs
 
     @classmethod
-    def check_settings(cls, settings: Mapping[str, Any], *, epochs: int = 1) -> None:
-        """Validate the backend's own section of the study file for evaluations of ``epochs``
-        epochs (``ValueError`` whose message starts with the key path)."""
+    def check_settings(cls, raw: Mapping[str, Any], *, epochs: int) -> Any:
+        """Validate the backend's section of the study file for evaluations of ``epochs``
+        epochs; return the settings the backend is built with. Errors are ``ValueError`` whose
+        message starts with the key path (``optuna.pruner.min_resource: ...``)."""
+        if raw:
+            raise ValueError(
+                f"{cls.name}.{sorted(raw)[0]}: unknown key; {cls.name} has no settings"
+            )
+        return {}
+
+    @classmethod
+    def check_space(cls, space: SearchSpace) -> None:
+        """Refuse a space this backend cannot search (``SpaceError`` naming the key)."""
         return None
 
-    @abstractmethod
-    def open(self, *, resume: bool) -> EvaluationCache:
-        """Create or load the durable state; reclaim work of dead workers; return the cache of
-        evaluations that all workers of the study share."""
+    def __init__(self, context: BackendContext):
+        self.context = context
+
+    def batch_size(self) -> int:
+        """How many slots :meth:`ask` fills at once (a generation for genetic search)."""
+        return 1
 
     @abstractmethod
-    def used(self) -> int:
-        """Trials that count against the budget: finished ones and those running elsewhere."""
+    def ask(self, slots: Sequence[Slot]) -> list[Proposal]:
+        """One proposal per slot, in order."""
 
-    @abstractmethod
-    def step(self, evaluate: EvaluateFn) -> TrialRecord:
-        """Propose one candidate, evaluate it, record the outcome."""
-
-    @abstractmethod
-    def records(self) -> list[TrialRecord]:
-        """Every finished trial of the study (all workers), in order."""
+    def tell(
+        self, slot: Slot, proposal: Proposal, record: TrialRecord, result: Result | None
+    ) -> None:
+        """The outcome of one proposal (``result`` ``None`` for an invalid draw)."""
+        return None
 
     def close(self) -> None:
-        """Release what :meth:`open` holds."""
+        """Release what the backend holds."""
         return None

@@ -26,7 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--trials", type=int, help="override budget.trials (whole study)")
     parser.add_argument("--minutes", type=float, help="override budget.minutes (this invocation)")
-    parser.add_argument("--storage", help="Optuna storage URL (overrides the config)")
+    parser.add_argument(
+        "--storage",
+        help="study storage: an Optuna storage URL or journal:PATH (overrides the config)",
+    )
     parser.add_argument("--tracking-uri", help="MLflow URI (overrides the config)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
@@ -101,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if outcome.reclaimed:
         console.print(f"Re-queued trials of stopped workers: {outcome.reclaimed}")
-    console.print(f"Optuna storage: {outcome.storage_url}", soft_wrap=True)
+    console.print(f"Study storage: {outcome.storage_url}", soft_wrap=True)
     console.print(
         f"MLflow parent run {outcome.parent_run_id}; open it with: {outcome.tracker.ui_command()}",
         soft_wrap=True,

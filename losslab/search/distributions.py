@@ -6,12 +6,14 @@
     {choice: [uniform, tcf, cbs]}            # one of a list
     0.9                                      # a constant: not searched
 
-They are plain data; backends turn them into their own (``suggest`` for an Optuna trial).
+They are plain data; backends draw from them through an Optuna trial (``suggest``) or a plain
+random generator (``sample``).
 """
 
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +33,10 @@ class Distribution:
         """Draw from an Optuna trial under ``name``."""
         raise NotImplementedError
 
+    def sample(self, rng: random.Random) -> Any:
+        """Draw with a plain random generator (backends that do not draw through Optuna)."""
+        raise NotImplementedError
+
     @property
     def searched(self) -> bool:
         return True
@@ -44,6 +50,9 @@ class Constant(Distribution):
         return [self.value]
 
     def suggest(self, trial: Any, name: str) -> Any:
+        return self.value
+
+    def sample(self, rng: random.Random) -> Any:
         return self.value
 
     @property
@@ -64,6 +73,14 @@ class FloatRange(Distribution):
     def suggest(self, trial: Any, name: str) -> float:
         return trial.suggest_float(name, self.low, self.high, log=self.log, step=self.step)
 
+    def sample(self, rng: random.Random) -> float:
+        if self.log:
+            return math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+        value = rng.uniform(self.low, self.high)
+        if self.step is not None:
+            value = self.low + round((value - self.low) / self.step) * self.step
+        return min(max(value, self.low), self.high)
+
 
 @dataclass(frozen=True)
 class IntRange(Distribution):
@@ -78,6 +95,13 @@ class IntRange(Distribution):
     def suggest(self, trial: Any, name: str) -> int:
         return trial.suggest_int(name, self.low, self.high, log=self.log, step=self.step)
 
+    def sample(self, rng: random.Random) -> int:
+        if self.log:
+            return min(
+                self.high, round(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
+            )
+        return rng.randrange(self.low, self.high + 1, self.step)
+
 
 @dataclass(frozen=True)
 class Choice(Distribution):
@@ -88,6 +112,9 @@ class Choice(Distribution):
 
     def suggest(self, trial: Any, name: str) -> Any:
         return trial.suggest_categorical(name, list(self.options))
+
+    def sample(self, rng: random.Random) -> Any:
+        return rng.choice(self.options)
 
 
 def _number(value: Any, what: str) -> float:

@@ -3,8 +3,8 @@
 Every backend evaluates through it. An evaluation is identified by its key: a hash of the
 candidate's canonical JSON, the full train config after the fidelity, the seed and the backend's
 overrides (``lr``...), and the data fingerprint. A cache maps keys to results, so the same
-candidate is never trained twice in a study: :class:`MemoryCache` within a process, the Optuna
-backend's cache in the study's storage across processes and workers.
+candidate is never trained twice in a study: :class:`MemoryCache` within a process, the study
+store's cache (``ledger.py``) across processes, workers and resumes.
 
 Each evaluation that trains is one MLflow run nested under the study's parent run, tagged with
 its role (``trial``, ``baseline``), key and worker; a cached evaluation trains nothing and
@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import socket
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +25,7 @@ from losslab.data import SegmentationDataset
 from losslab.data.cache import sha256_json
 from losslab.search.fidelity import Fidelity
 from losslab.search.objective import Objective
+from losslab.search.workers import worker_id
 from losslab.tracking import MLflowHook, Tracker
 from losslab.training import Hook, Result, TrainConfig, Trainer
 
@@ -36,13 +35,7 @@ __all__ = [
     "EvaluationCache",
     "Evaluator",
     "MemoryCache",
-    "worker_id",
 ]
-
-
-def worker_id() -> str:
-    """``host:pid`` of this process (recorded on every run and trial it starts)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass(frozen=True)
@@ -100,6 +93,7 @@ class Evaluation:
     run_id: str | None = None
     cached: bool = False
     origin: str = ""
+    curve: dict[int, float] = field(default_factory=dict)  # epoch -> objective on validation
 
 
 class Evaluator:
@@ -114,6 +108,8 @@ class Evaluator:
         tracker, parent_run_id: where runs go (``None``: no MLflow).
         cache: results by key (default: in memory).
         tags: added to every run (``backend``, ``study``).
+        trainer: builds the trainer of one evaluation from its config and hooks (default
+            :class:`Trainer`; tests give a fake one).
     """
 
     def __init__(
@@ -128,7 +124,9 @@ class Evaluator:
         parent_run_id: str | None = None,
         cache: EvaluationCache | None = None,
         tags: Mapping[str, str] | None = None,
+        trainer: Callable[[TrainConfig, list[Hook]], Any] = Trainer,
     ):
+        self.make_trainer = trainer
         self.dataset = fidelity.apply_data(dataset)
         self.train = fidelity.apply(train)
         self.fidelity = fidelity
@@ -194,19 +192,33 @@ class Evaluator:
                 hit.run_id,
                 cached=True,
                 origin=hit.origin,
+                curve=self._curve(hit.result),
             )
         config = self.config_for(seed, overrides)
         all_hooks = list(hooks)
         mlflow_hook = self._mlflow_hook(candidate, config, key, overrides, tags, on_run)
         if mlflow_hook is not None:
             all_hooks.append(mlflow_hook)
-        result = Trainer(config, all_hooks).fit(candidate, self.dataset)
+        result = self.make_trainer(config, all_hooks).fit(candidate, self.dataset)
         self.trained += 1
         run_id = mlflow_hook.run_id if mlflow_hook is not None else None
         if result.status in ("ok", "failed", "pruned"):
             self.cache.put(key, CachedEvaluation(result, run_id, origin))
         value = self.objective.of_result(result)
-        return Evaluation(key, candidate, result, value, overrides, run_id, origin=origin)
+        return Evaluation(
+            key,
+            candidate,
+            result,
+            value,
+            overrides,
+            run_id,
+            origin=origin,
+            curve=self._curve(result),
+        )
+
+    def _curve(self, result: Result) -> dict[int, float]:
+        values = {r.epoch: self.objective.of_epoch(r) for r in result.history}
+        return {epoch: v for epoch, v in values.items() if not math.isnan(v)}
 
     def _mlflow_hook(
         self,

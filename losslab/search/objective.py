@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from losslab.classwise import foreground_values
 from losslab.training import EpochRecord, Result
 from losslab.typed import from_mapping
 
@@ -74,7 +75,7 @@ class Objective:
 
     def __call__(self, class_dice: Sequence[float]) -> float:
         """The objective of per-class Dice (index 0 = background, ignored); NaN if none scored."""
-        scores = sorted(float(v) for v in list(class_dice)[1:] if not math.isnan(float(v)))
+        scores = sorted(foreground_values(class_dice))
         if not scores:
             return math.nan
         if self.kind == "mix":

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from losslab.candidate import Candidate, ScheduleSpec
-from losslab.losses import LossSpec, resolve_loss
+from losslab.losses import LossSpec, UnusedParameterError, resolve_loss, route_parameters
 from losslab.search.distributions import Choice, Distribution, parse_distribution
 
 __all__ = ["LossOption", "ScheduleOption", "SearchSpace", "SpaceError"]
@@ -67,18 +67,10 @@ class LossOption:
             own = getattr(built, "weights", None) if len(self.terms) == 1 else None
             defaults.extend(own or (1.0,) * len(built.terms))
         values = {name: draw(f"{prefix}.{name}", dist) for name, dist in self.params.items()}
-        unused = set(values)
-        bound = []
-        for spec in specs:
-            mine = {k: float(v) for k, v in values.items() if k in spec.parameters}
-            unused -= set(mine)
-            bound.append(spec.with_params(**mine) if mine else spec)
-        if unused:
-            used = sorted({k for s in specs for k in s.parameters})
-            raise SpaceError(
-                f"{prefix}.{sorted(unused)[0]}",
-                f"loss '{self.label}' has no such parameter; its terms use: {', '.join(used)}",
-            )
+        try:
+            bound = route_parameters(specs, values, self.label)
+        except UnusedParameterError as exc:
+            raise SpaceError(f"{prefix}.{exc.unused[0]}", str(exc)) from None
         weights = tuple(defaults)
         if self.term_weights:
             if len(self.term_weights) != len(bound):
@@ -89,7 +81,7 @@ class LossOption:
             weights = tuple(
                 float(draw(f"{prefix}.alpha{k}", dist)) for k, dist in enumerate(self.term_weights)
             )
-        return tuple(bound), weights
+        return bound, weights
 
 
 @dataclass(frozen=True)

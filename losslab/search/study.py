@@ -1,46 +1,54 @@
-"""Running a study: the loop, the budget, MLflow's parent run, baselines, resume.
+"""Running a study: open, baselines, run, close.
 
-``run_study(config)`` opens (or resumes) the backend's durable state, finds or creates the
-study's MLflow parent run (tag ``losslab.study``), evaluates the baselines named in the config at
-the study's fidelity and seed, then lets the backend propose and evaluate candidates until the
-budget is spent: ``trials`` finished in the whole study (across resumes and workers), ``minutes``
-of this invocation (an evaluation still running when they end is stopped, recorded as
-interrupted and re-queued: see ``deadline.py``). Every evaluation goes through one
-:class:`Evaluator` whose cache lives in the backend's storage, so rerunning the same command
-continues the study without repeating a finished evaluation. The best trial's run is tagged
-``losslab.best``. The study is checked against its data before any store is created.
+A :class:`Study` opens its data (checked before any store exists), its MLflow parent run (tag
+``losslab.study``, reused on resume), its study store (``ledger.py``: the ledger, the shared
+evaluation cache, the backend's state) and its backend (``registry.py``, by name). It evaluates
+the baselines at the study's fidelity and seed, then asks the backend for candidates and tells
+it their outcomes until the budget is spent: ``trials`` counted in the whole study (across
+resumes and workers; an entry is reserved in the store before it trains, so workers never
+overshoot), ``minutes`` of this invocation (an evaluation still running when they end is
+stopped, recorded as interrupted and queued again: see ``deadline.py``). Every evaluation goes
+through one :class:`Evaluator`, so rerunning the same command continues the study without
+repeating a finished evaluation. Closing tags the best run ``losslab.best``.
+
+This module names no backend and imports neither Optuna nor MLflow.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rich.markup import escape
-
-from losslab import __version__
-from losslab.candidate import Candidate
 from losslab.data import SegmentationDataset, build_dataset
 from losslab.report import StudyProgress
-from losslab.search.backend import SearchBackend, TrialRecord
+from losslab.search.backend import BackendContext, SearchBackend
 from losslab.search.deadline import DeadlineHook, TimeUp
 from losslab.search.evaluator import Evaluation, Evaluator
-from losslab.search.optuna_backend import OptunaBackend
-from losslab.search.storage import default_storage_url, is_stale
+from losslab.search.ledger import (
+    Proposal,
+    Slot,
+    StudyStore,
+    TrialRecord,
+    default_storage_url,
+    open_store,
+)
+from losslab.search.registry import get_backend
 from losslab.search.study_checks import check_loaded_data, check_study
 from losslab.search.study_config import StudyConfig
+from losslab.search.study_console import describe, stop_line
+from losslab.search.study_runs import close_stale_runs, parent_run, tag_best
 from losslab.tracking import Tracker
-from losslab.training import Hook, Result
+from losslab.training import Hook, Result, Trainer
 
-__all__ = ["StudyOutcome", "make_backend", "run_study"]
+__all__ = ["Study", "StudyOutcome", "run_study"]
 
 
 @dataclass
 class StudyOutcome:
-    """What a study holds after this invocation (all workers' trials, not only this one's)."""
+    """What a study holds after this invocation (all workers' entries, not only this one's)."""
 
     config: StudyConfig
     dataset: SegmentationDataset
@@ -57,7 +65,7 @@ class StudyOutcome:
     reclaimed: list[int] = field(default_factory=list)
 
     def best(self, k: int | None = None) -> list[TrialRecord]:
-        """Completed trials by objective, best first, one per distinct evaluation."""
+        """Completed entries by objective, best first, one per distinct evaluation."""
         seen, ranked = set(), []
         ok = [r for r in self.records if r.status == "ok" and not math.isnan(r.value)]
         for record in sorted(ok, key=lambda r: (-r.value, r.number)):
@@ -74,96 +82,246 @@ class StudyOutcome:
         return counts
 
 
-def make_backend(config: StudyConfig, storage_url: str) -> SearchBackend:
-    if config.backend != "optuna":
-        raise ValueError(f"backend {config.backend!r} is not available")
-    return OptunaBackend(
-        study_name=config.name,
-        storage_url=storage_url,
-        space=config.space,
-        objective=config.objective,
-        settings=config.optuna,
-        seed=config.seed,
-        epochs=config.fidelity.apply(config.train).epochs,
-        fingerprint=config.fingerprint,
-        source=config.source,
+class Study:
+    """One invocation of a study (see the module docstring); :func:`run_study` drives it.
+
+    Args:
+        config: the validated study.
+        progress, console: bars and lines (``console`` default: standard error).
+        extra_hooks: called once per evaluation for more trainer hooks (tests stop runs so).
+        trainer: builds the trainer of one evaluation (tests give a fake one).
+    """
+
+    def __init__(
+        self,
+        config: StudyConfig,
+        *,
+        progress: bool = True,
+        console: Any = None,
+        extra_hooks: Callable[[], Sequence[Hook]] | None = None,
+        trainer: Callable[..., Any] = Trainer,
+    ):
+        self.config, self.extra_hooks, self.trainer = config, extra_hooks, trainer
+        self.display = StudyProgress(
+            total=config.budget.trials, console=console, enabled=progress, title=config.name
+        )
+        self.started = time.perf_counter()
+        minutes = config.budget.minutes
+        self.deadline = None if minutes is None else self.started + 60 * minutes
+        self.store: StudyStore | None = None
+        self.backend: SearchBackend | None = None
+
+    # -- open --------------------------------------------------------------------------------
+
+    def open(self, *, resume: bool = False) -> Study:
+        """Data, MLflow parent run, store and backend; dead workers' entries reclaimed."""
+        config = self.config
+        check_study(config)  # the data first: a study that cannot run creates no store
+        dataset = build_dataset(config.data)
+        check_loaded_data(config, dataset)
+        tracker = Tracker(config.tracking_uri, experiment=config.experiment)
+        storage_url = config.storage or default_storage_url(tracker.tracking_uri)
+        store = open_store(
+            storage_url,
+            study_name=config.name,
+            fingerprint=config.fingerprint,
+            source=config.source,
+        )
+        seed = store.open(resume=resume, seed=config.seed)
+        self.store = store
+        backend_type = get_backend(config.backend)
+        epochs = config.fidelity.apply(config.train).epochs
+        self.backend = backend_type(
+            BackendContext(
+                space=config.space,
+                objective=config.objective,
+                settings=backend_type.check_settings(config.settings, epochs=epochs),
+                seed=seed,
+                epochs=epochs,
+                state=store.state(config.backend),
+                records=store.records,
+                native=store.native,
+            )
+        )
+        parent = parent_run(
+            tracker,
+            config.name,
+            tags={"backend": config.backend},
+            params=config.run_params(storage_url),
+            source=config.source,
+        )
+        close_stale_runs(tracker, parent, [r.run_id for r in store.reclaimed if r.run_id])
+        self.evaluator = Evaluator(
+            dataset,
+            config.train,
+            config.fidelity,
+            config.objective,
+            seed=config.seed,
+            tracker=tracker,
+            parent_run_id=parent,
+            cache=store.cache,
+            tags={"backend": config.backend, "losslab.study": config.name},
+            trainer=self.trainer,
+        )
+        self.outcome = StudyOutcome(config, dataset, [], [], {}, parent, tracker, storage_url)
+        self.outcome.reclaimed = [r.number for r in store.reclaimed]
+        self.display.advance_to(store.used())
+        return self
+
+    # -- evaluations -------------------------------------------------------------------------
+
+    def _evaluate(self, proposal: Proposal, origin: str, tags: dict, hooks=(), on_run=None):
+        candidate = proposal.candidate
+        run_hooks = [self.display.run_hook(f"{origin}: {candidate.name}"), *hooks]
+        if self.extra_hooks is not None:
+            run_hooks.extend(self.extra_hooks())
+        if self.deadline is not None:
+            run_hooks.append(DeadlineHook(self.deadline, self.config.budget.minutes))
+        return self.evaluator.evaluate(
+            candidate,
+            overrides=proposal.overrides,
+            hooks=run_hooks,
+            tags=tags,
+            origin=origin,
+            on_run=on_run,
+        )
+
+    def time_left(self) -> bool:
+        return self.deadline is None or time.perf_counter() < self.deadline
+
+    def _report(self, text: str, status: str, trial: bool) -> None:
+        """A finished evaluation's line; a failure's reason is printed even without progress."""
+        (self.display.trial_done if trial else self.display.line)(text)
+        if status == "failed" and not self.display.enabled:
+            self.display.console.print(text, highlight=False)
+
+    def run_baselines(self) -> None:
+        """The config's baselines at the study's fidelity and seed (cached after the first)."""
+        for candidate in self.config.baselines:
+            if not self.time_left():
+                return
+            evaluation = self._evaluate(
+                Proposal(candidate), f"baseline {candidate.name}", {"losslab.role": "baseline"}
+            )
+            self.outcome.baselines.append(evaluation)
+            result = evaluation.result
+            line = describe(
+                "baseline",
+                candidate.name,
+                result.status,
+                evaluation.value,
+                result.reason,
+                evaluation.cached,
+            )
+            self._report(line, result.status, trial=False)
+
+    def _budget_left(self) -> int | None:
+        trials = self.config.budget.trials
+        return None if trials is None else trials - self.store.used()
+
+    def run(self) -> None:
+        """Ask, evaluate, tell, until the budget is spent."""
+        while self.time_left():
+            left = self._budget_left()
+            if left is not None and left <= 0:
+                return
+            count = (
+                self.backend.batch_size() if left is None else min(self.backend.batch_size(), left)
+            )
+            slots = self.store.reserve(count)
+            if self.config.budget.trials is not None:  # another worker may have reserved too
+                slots = self.store.within_budget(slots, self.config.budget.trials)
+                if not slots:
+                    return
+            proposals = self.backend.ask(slots)
+            if len(proposals) != len(slots):
+                raise RuntimeError(
+                    f"backend {self.config.backend!r} answered {len(slots)} slots with "
+                    f"{len(proposals)} proposals"
+                )
+            self._run_batch(slots, [_replayed(s, p) for s, p in zip(slots, proposals)])
+
+    def _run_batch(self, slots: list[Slot], proposals: list[Proposal]) -> None:
+        for index, (slot, proposal) in enumerate(zip(slots, proposals)):
+            if not self.time_left():
+                self._interrupt(slots[index:], proposals[index:], "the time budget ended")
+                return
+            self.store.start(slot, proposal)
+            if proposal.candidate is None:
+                record = self.store.finish(slot, None, proposal.invalid)
+                self.backend.tell(slot, proposal, record, None)
+                self._report_record(record)
+                continue
+            hooks = [self.store.epoch_hook(slot, self.config.objective), *proposal.hooks]
+            try:
+                evaluation = self._evaluate(
+                    proposal,
+                    f"trial {slot.number}",
+                    {"losslab.role": "trial", "losslab.trial": str(slot.number)},
+                    hooks,
+                    on_run=lambda run_id, slot=slot: self.store.link_run(slot, run_id),
+                )
+            except KeyboardInterrupt as stop:  # Ctrl-C, a signal, or the time budget (TimeUp)
+                why = (
+                    str(stop) if isinstance(stop, TimeUp) else "interrupted by the user or a signal"
+                )
+                self._interrupt(slots[index:], proposals[index:], why)
+                raise
+            record = self.store.finish(slot, evaluation)
+            self.backend.tell(slot, proposal, record, evaluation.result)
+            self._report_record(record)
+
+    def _interrupt(self, slots: Sequence[Slot], proposals: Sequence[Proposal], why: str) -> None:
+        for slot, proposal in zip(slots, proposals):
+            self.store.interrupt(slot, why, proposal)
+
+    def _report_record(self, record: TrialRecord) -> None:
+        name = record.candidate.name if record.candidate else "(invalid draw)"
+        line = describe(
+            f"trial {record.number}",
+            name,
+            record.status,
+            record.value,
+            record.reason,
+            bool(record.cached_from),
+        )
+        self._report(line, record.status, trial=True)
+
+    # -- close -------------------------------------------------------------------------------
+
+    def close(self, status: str = "FINISHED") -> StudyOutcome:
+        """Collect every worker's records, tag the best run, end the parent run."""
+        outcome, store = self.outcome, self.store
+        outcome.records = store.records()
+        outcome.trained = self.evaluator.trained
+        for evaluation in outcome.baselines:
+            outcome.results[evaluation.key] = evaluation.result
+        cache = store.cache
+        for record in outcome.records:
+            if record.eval_key and record.eval_key not in outcome.results:
+                hit = cache.get(record.eval_key)
+                if hit is not None:
+                    outcome.results[record.eval_key] = hit.result
+        best = outcome.best(1)
+        tracker, parent = outcome.tracker, outcome.parent_run_id
+        tag_best(tracker, parent, best[0] if best else None, step=len(outcome.records))
+        counts = outcome.counts()
+        tracker.log_metrics(parent, {f"trials_{k}": v for k, v in counts.items()}, step=0)
+        tracker.end_run(parent, status)
+        self.backend.close()
+        store.close()
+        outcome.wall_time = time.perf_counter() - self.started
+        return outcome
+
+
+def _replayed(slot: Slot, proposal: Proposal) -> Proposal:
+    """An interrupted evaluation runs again as it was (the backend's hooks still apply)."""
+    if slot.retry is None:
+        return proposal
+    retry = slot.retry
+    return Proposal(
+        retry.candidate, retry.overrides, retry.params or proposal.params, proposal.hooks
     )
-
-
-def _find_parents(tracker: Tracker, name: str) -> list:
-    runs = tracker.find_runs(f"tags.`losslab.study` = '{name}' and tags.`losslab.role` = 'study'")
-    return sorted(runs, key=lambda r: (r.start_time, r.run_id))
-
-
-def _parent_run(tracker: Tracker, config: StudyConfig, storage_url: str) -> str:
-    """The study's parent run: the existing one, else a new one. Workers that start together
-    may each create one; all then keep the oldest and delete their own."""
-    found = _find_parents(tracker, config.name)
-    if found:
-        tracker.reopen_run(found[0].run_id)
-        return found[0].run_id
-    run_id = tracker.start_run(
-        config.name,
-        tags={"losslab.study": config.name, "losslab.role": "study", "backend": config.backend},
-    )
-    oldest = _find_parents(tracker, config.name)[0].run_id
-    if oldest != run_id:
-        tracker.delete_run(run_id)
-        tracker.reopen_run(oldest)
-        return oldest
-    tracker.log_params(
-        run_id,
-        {
-            "study": config.name,
-            "backend": config.backend,
-            "storage": storage_url,
-            "objective": config.objective.describe(),
-            "fidelity": config.fidelity.describe(),
-            "seed": config.seed,
-            "budget.trials": config.budget.trials,
-            "budget.minutes": config.budget.minutes,
-            "fingerprint": config.fingerprint,
-            "losslab.version": __version__,
-        },
-    )
-    tracker.log_text(run_id, config.source, "study.yaml")
-    return run_id
-
-
-def _close_stale_runs(tracker: Tracker, parent: str, reclaimed_run_ids: Sequence[str]) -> None:
-    """Mark runs of dead workers (or of reclaimed trials) KILLED, status ``interrupted``."""
-    running = tracker.find_runs(
-        f"tags.mlflow.parentRunId = '{parent}' and attributes.status = 'RUNNING'"
-    )
-    for run in running:
-        if run.run_id in reclaimed_run_ids or is_stale(run.tags.get("losslab.worker", ""), None):
-            tracker.set_tags(run.run_id, {"status": "interrupted"})
-            tracker.end_run(run.run_id, "KILLED")
-
-
-def _tag_best(tracker: Tracker, parent: str, outcome: StudyOutcome) -> None:
-    best = outcome.best(1)
-    if not best or not best[0].run_id:
-        return
-    record = best[0]
-    previous = tracker.find_runs(
-        f"tags.mlflow.parentRunId = '{parent}' and tags.`losslab.best` = 'true'"
-    )
-    for run in previous:
-        if run.run_id != record.run_id:
-            tracker.delete_tag(run.run_id, "losslab.best")
-    tracker.set_tags(record.run_id, {"losslab.best": "true"})
-    tracker.set_tags(
-        parent,
-        {
-            "losslab.best_run_id": record.run_id,
-            "losslab.best_trial": str(record.number),
-            "losslab.best_candidate": record.candidate.name if record.candidate else "",
-        },
-    )
-    tracker.log_metrics(parent, {"best_objective": record.value}, step=len(outcome.records))
-    if record.candidate is not None:
-        tracker.log_text(parent, record.candidate.to_json(), "best_candidate.json")
 
 
 def run_study(
@@ -173,151 +331,30 @@ def run_study(
     progress: bool = True,
     console: Any = None,
     extra_hooks: Callable[[], Sequence[Hook]] | None = None,
+    trainer: Callable[..., Any] = Trainer,
 ) -> StudyOutcome:
     """Run (or resume) a study until its budget is spent; see the module docstring.
 
     Raises:
         ValueError: a study that does not fit its data (``ConfigError``, raised before any store
             is created), the storage cannot be opened, ``resume`` without a study to resume, or
-            a study of the same name with another configuration.
+            a study of the same name with another configuration (``StudyMismatch``).
         KeyboardInterrupt: after recording the interrupted evaluation (the study can resume).
     """
-    start = time.perf_counter()
-    deadline = None if config.budget.minutes is None else start + 60 * config.budget.minutes
-    # The data first: a study that cannot run fails before it creates its stores.
-    check_study(config)
-    dataset = build_dataset(config.data)
-    check_loaded_data(config, dataset)
-    tracker = Tracker(config.tracking_uri, experiment=config.experiment)
-    storage_url = config.storage or default_storage_url(tracker.tracking_uri)
-    backend = make_backend(config, storage_url)
-    cache = backend.open(resume=resume)
-    parent = _parent_run(tracker, config, storage_url)
-    _close_stale_runs(tracker, parent, backend.reclaimed_runs)
-    evaluator = Evaluator(
-        dataset,
-        config.train,
-        config.fidelity,
-        config.objective,
-        seed=config.seed,
-        tracker=tracker,
-        parent_run_id=parent,
-        cache=cache,
-        tags={"backend": config.backend, "losslab.study": config.name},
-    )
-    outcome = StudyOutcome(config, dataset, [], [], {}, parent, tracker, storage_url)
-    outcome.reclaimed = list(backend.reclaimed)
-    display = StudyProgress(
-        total=config.budget.trials, console=console, enabled=progress, title=config.name
-    )
-    display.advance_to(backend.used())
-
-    def evaluate(
-        candidate: Candidate,
-        *,
-        overrides: Mapping[str, Any],
-        hooks: Sequence[Hook],
-        tags: Mapping[str, str],
-        origin: str,
-        on_run: Callable[[str], None] | None = None,
-    ) -> Evaluation:
-        run_hooks = [display.run_hook(f"{origin}: {candidate.name}"), *hooks]
-        if extra_hooks is not None:
-            run_hooks.extend(extra_hooks())
-        if deadline is not None:
-            run_hooks.append(DeadlineHook(deadline, config.budget.minutes))
-        return evaluator.evaluate(
-            candidate, overrides=overrides, hooks=run_hooks, tags=tags, origin=origin, on_run=on_run
-        )
-
-    def time_left() -> bool:
-        return deadline is None or time.perf_counter() < deadline
-
-    def report(text: str, status: str, trial: bool) -> None:
-        """A finished evaluation's line; a failure's reason is printed even without progress."""
-        (display.trial_done if trial else display.line)(text)
-        if status == "failed" and not display.enabled:
-            display.console.print(text, highlight=False)
-
+    study = Study(
+        config, progress=progress, console=console, extra_hooks=extra_hooks, trainer=trainer
+    ).open(resume=resume)
     status = "FINISHED"
     try:
-        with display:
-            for candidate in config.baselines:
-                if not time_left():
-                    break
-                evaluation = evaluate(
-                    candidate,
-                    overrides={},
-                    hooks=(),
-                    tags={"losslab.role": "baseline"},
-                    origin=f"baseline {candidate.name}",
-                )
-                outcome.baselines.append(evaluation)
-                result = evaluation.result
-                report(
-                    _describe(
-                        "baseline",
-                        candidate.name,
-                        result.status,
-                        evaluation.value,
-                        result.reason,
-                        evaluation.cached,
-                    ),
-                    result.status,
-                    trial=False,
-                )
-            while time_left() and (
-                config.budget.trials is None or backend.used() < config.budget.trials
-            ):
-                record = backend.step(evaluate)
-                name = record.candidate.name if record.candidate else "(invalid draw)"
-                report(
-                    _describe(
-                        f"trial {record.number}",
-                        name,
-                        record.status,
-                        record.value,
-                        record.reason,
-                        bool(record.cached_from),
-                    ),
-                    record.status,
-                    trial=True,
-                )
+        with study.display:
+            study.run_baselines()
+            study.run()
     except TimeUp as stop:  # the running evaluation is recorded as interrupted and re-queued
-        outcome.out_of_time = True
-        display.console.print(
-            f"[yellow]{escape(str(stop))}[/]: the running evaluation was stopped and will run "
-            "again when the study continues",
-            highlight=False,
-        )
+        study.outcome.out_of_time = True
+        study.display.console.print(stop_line(stop), highlight=False)
     except KeyboardInterrupt:
-        status, outcome.interrupted = "KILLED", True
+        status, study.outcome.interrupted = "KILLED", True
         raise
     finally:
-        outcome.records = backend.records()
-        outcome.trained = evaluator.trained
-        for evaluation in outcome.baselines:
-            outcome.results[evaluation.key] = evaluation.result
-        for record in outcome.records:
-            if record.eval_key and record.eval_key not in outcome.results:
-                hit = cache.get(record.eval_key)
-                if hit is not None:
-                    outcome.results[record.eval_key] = hit.result
-        _tag_best(tracker, parent, outcome)
-        counts = outcome.counts()
-        tracker.log_metrics(parent, {f"trials_{k}": v for k, v in counts.items()}, step=0)
-        tracker.end_run(parent, status)
-        backend.close()
-        outcome.wall_time = time.perf_counter() - start
-    return outcome
-
-
-def _describe(label: str, name: str, status: str, value: float, reason: str, cached: bool) -> str:
-    """One line per finished evaluation, printed above the progress bars."""
-    if status == "ok":
-        text = f"objective {value:.4f}"
-    elif status == "pruned":
-        text = f"[yellow]{escape(reason)}[/]"
-    else:
-        text = f"[red]failed[/] ({escape(reason)})"
-    return f"{label} [bold]{escape(name)}[/]: {text}" + (" [dim](cached)[/]" if cached else "")
+        study.close(status)
+    return study.outcome

@@ -25,7 +25,8 @@ from losslab.data import (
     check_dataset_folder,
 )
 from losslab.models import ModelSpec, list_sizes
-from losslab.search.optuna_backend import OptunaBackend
+from losslab.search.registry import get_backend
+from losslab.search.space import SpaceError
 from losslab.tracking import check_tracking_uri
 
 if TYPE_CHECKING:
@@ -133,6 +134,24 @@ def _check_data(config: StudyConfig, facts: DataFacts, where: str) -> None:
                 )
 
 
+def _check_backend(config: StudyConfig, where: str) -> None:
+    """The backend exists, accepts its settings section and can search the space."""
+    try:
+        backend = get_backend(config.backend)
+    except ValueError as exc:
+        raise ConfigError(where + "backend", str(exc)) from None
+    try:
+        backend.check_space(config.space)
+    except SpaceError as exc:
+        raise ConfigError(where + exc.key, exc.problem) from None
+    epochs = config.fidelity.apply(config.train).epochs
+    try:
+        backend.check_settings(config.settings, epochs=epochs)
+    except ValueError as exc:
+        key, _, problem = str(exc).partition(": ")
+        raise ConfigError(where + key, problem) from None
+
+
 def _where(config: StudyConfig) -> str:
     return f"{config.path}: " if config.path else ""
 
@@ -143,12 +162,7 @@ def check_study(config: StudyConfig) -> DataFacts:
     where = _where(config)
     check_train_limits(config.train, where + "train")
     check_data_limits(config.data, where + "data")
-    effective = config.fidelity.apply(config.train)
-    try:
-        OptunaBackend.check_settings(config.optuna, epochs=effective.epochs)
-    except ValueError as exc:
-        key, _, problem = str(exc).partition(": ")
-        raise ConfigError(where + key, problem) from None
+    _check_backend(config, where)
     if config.tracking_uri is not None:
         try:
             check_tracking_uri(config.tracking_uri)

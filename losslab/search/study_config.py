@@ -2,8 +2,8 @@
 
 ::
 
-    study: quickstart                 # Optuna study name and MLflow parent run name
-    backend: optuna
+    study: quickstart                 # the study's name in its store and MLflow's parent run
+    backend: optuna                   # any registered backend (registry.py)
     data: {source: phantom, cases: 10, shape: [32, 32, 32]}
     train: {model: unet3d, lr: 0.003, hd95: false}
     fidelity: {epochs: 4, steps_per_epoch: 15}
@@ -12,7 +12,7 @@
     seed: 0
     storage: null                      # any Optuna storage URL; default: a journal file
     experiment: losslab-quickstart
-    optuna: {sampler: {name: tpe}, pruner: {name: hyperband, min_resource: 1}}
+    optuna: {sampler: {name: tpe}, pruner: {name: hyperband, min_resource: 1}}  # the backend's
     baselines: [{loss: dice}, {name: dice+cbs, loss: dice, class_schedule: cbs}]
     space: {loss: ..., class_schedule: ..., term_schedule: ..., train: ...}   # see space.py
 """
@@ -34,14 +34,15 @@ from losslab.config import (
     LIMITS,
     ConfigError,
     check_at_most,
+    check_schedule,
     parse_candidate,
     read_yaml_mapping,
 )
 from losslab.data import DataConfig
-from losslab.schedules import get_class_schedule, get_term_schedule
 from losslab.search.distributions import Distribution, parse_distribution
 from losslab.search.fidelity import Fidelity
 from losslab.search.objective import Objective
+from losslab.search.registry import DEFAULT_BACKEND, backend_names
 from losslab.search.space import (
     SearchSpace,
     SpaceError,
@@ -52,9 +53,8 @@ from losslab.search.study_checks import check_study
 from losslab.training import TrainConfig
 from losslab.typed import from_mapping
 
-__all__ = ["BACKENDS", "Budget", "StudyConfig", "load_study"]
+__all__ = ["Budget", "StudyConfig", "load_study"]
 
-BACKENDS = ("optuna",)
 _KEYS = {
     "study",
     "backend",
@@ -67,7 +67,6 @@ _KEYS = {
     "storage",
     "experiment",
     "tracking_uri",
-    "optuna",
     "baselines",
     "space",
     "top",
@@ -107,7 +106,7 @@ class StudyConfig:
     name: str
     space: SearchSpace
     budget: Budget
-    backend: str = "optuna"
+    backend: str = DEFAULT_BACKEND
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     fidelity: Fidelity = field(default_factory=Fidelity)
@@ -116,7 +115,7 @@ class StudyConfig:
     storage: str | None = None
     experiment: str = "losslab-search"
     tracking_uri: str | None = None
-    optuna: Mapping[str, Any] = field(default_factory=dict)
+    settings: Any = field(default_factory=dict)  # the backend's own section, validated by it
     baselines: tuple[Candidate, ...] = ()
     top: int = 3
     path: str = ""
@@ -138,6 +137,20 @@ class StudyConfig:
         }
         text = json.dumps(kept, sort_keys=True, default=repr)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def run_params(self, storage_url: str) -> dict[str, Any]:
+        """What the study's MLflow parent run records as parameters."""
+        return {
+            "study": self.name,
+            "backend": self.backend,
+            "storage": storage_url,
+            "objective": self.objective.describe(),
+            "fidelity": self.fidelity.describe(),
+            "seed": self.seed,
+            "budget.trials": self.budget.trials,
+            "budget.minutes": self.budget.minutes,
+            "fingerprint": self.fingerprint,
+        }
 
 
 def _typed(raw: Any, build: Any, where: str) -> Any:
@@ -175,23 +188,15 @@ def _check_loss_option(option: Any, where: str) -> None:
         raise SpaceError(f"{where}.{bad or key}", text) from None
 
 
-def _check_schedule_option(option: Any, where: str, kind: str) -> None:
-    def build(**params: Any) -> None:
-        if kind == "class":
-            get_class_schedule(option.name, num_classes=3, **params)
-        else:
-            get_term_schedule(option.name, num_terms=2, **params)
-
-    try:
-        build()
-    except ValueError as exc:
-        raise SpaceError(where, str(exc)) from None
-    for name, dist in option.params.items():
-        for value in dist.values():
-            try:
-                build(**{name: value})
-            except (TypeError, ValueError) as exc:
-                raise SpaceError(f"{where}.{name}", str(exc)) from None
+def _check_schedule_option(option: Any, where: str, kind: str, num_terms: int = 2) -> None:
+    """Build the schedule with its defaults and at both ends of every parameter's range (the
+    same check as a suite's or a candidate's schedules: ``config.check_schedule``)."""
+    draws = [{}] + [{n: v} for n, dist in option.params.items() for v in dist.values()]
+    for params in draws:
+        try:
+            check_schedule(kind, option.name, params, num_terms=num_terms, where=where)
+        except ConfigError as exc:
+            raise SpaceError(exc.where, exc.problem) from None
 
 
 def _check_train(params: Mapping[str, Distribution], where: str) -> None:
@@ -248,15 +253,12 @@ def parse_space(raw: Any) -> SearchSpace:
         for loss in space.losses:
             count = len(loss.build(lambda n, d: d.values()[0], "x")[0])
             try:
-                params = {k: d.values()[0] for k, d in option.params.items()}
-                get_term_schedule(option.name, num_terms=count, **params)
-            except ValueError as exc:
+                _check_schedule_option(option, "term_schedule", "term", num_terms=count)
+            except SpaceError as exc:
                 raise SpaceError(
                     f"space.term_schedule.{option.label}",
-                    f"does not fit loss '{loss.label}' ({count} term(s)): {exc}",
+                    f"does not fit loss '{loss.label}' ({count} term(s)): {exc.problem}",
                 ) from None
-    if space.dimensions() == 0:
-        raise SpaceError("space", "nothing to search: every option is fixed")
     return space
 
 
@@ -271,12 +273,20 @@ def load_study(path: str | Path) -> StudyConfig:
     path = Path(path)
     source, raw = read_yaml_mapping(path)
     where = f"{path}: "
-    unknown = sorted(set(raw) - _KEYS)
+    backends = backend_names()
+    unknown = sorted(set(raw) - _KEYS - set(backends))
     if unknown:
-        raise ConfigError(where + unknown[0], f"unknown key; known: {sorted(_KEYS)}")
-    backend = raw.get("backend", "optuna")
-    if backend not in BACKENDS:
-        raise ConfigError(where + "backend", f"{backend!r} is not one of {', '.join(BACKENDS)}")
+        raise ConfigError(
+            where + unknown[0], f"unknown key; known: {sorted(_KEYS | set(backends))}"
+        )
+    backend = raw.get("backend", DEFAULT_BACKEND)
+    if backend not in backends:
+        raise ConfigError(where + "backend", f"{backend!r} is not one of {', '.join(backends)}")
+    for other in sorted(set(raw) & set(backends) - {backend}):
+        raise ConfigError(
+            where + other,
+            f"settings of the backend {other!r}, but the study's backend is {backend!r}",
+        )
     try:
         space = parse_space(raw.get("space"))
     except SpaceError as exc:
@@ -306,9 +316,11 @@ def load_study(path: str | Path) -> StudyConfig:
     for key in ("study", "experiment", "storage", "tracking_uri"):
         if raw.get(key) is not None and not isinstance(raw[key], str):
             raise ConfigError(where + key, f"must be a string, got {raw[key]!r}")
-    optuna_raw = raw.get("optuna") or {}
-    if not isinstance(optuna_raw, Mapping):
-        raise ConfigError(where + "optuna", "a mapping with 'sampler' and/or 'pruner'")
+    settings = raw.get(backend) or {}
+    if not isinstance(settings, Mapping):
+        raise ConfigError(
+            where + backend, f"the {backend} settings are a mapping, got {settings!r}"
+        )
     config = StudyConfig(
         name=raw.get("study") or path.stem,
         space=space,
@@ -322,7 +334,7 @@ def load_study(path: str | Path) -> StudyConfig:
         storage=raw.get("storage"),
         experiment=raw.get("experiment") or "losslab-search",
         tracking_uri=raw.get("tracking_uri"),
-        optuna=dict(optuna_raw),
+        settings=dict(settings),
         baselines=baselines,
         top=top,
         path=str(path),

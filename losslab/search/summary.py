@@ -131,7 +131,6 @@ def class_dice_table(outcome: StudyOutcome) -> Table | None:
         label = row["name"] if row["role"] == "baseline" else f"{row['name']} (#{row['role'][6:]})"
         columns[label] = row["class_dice"]
     reference = next((label for label, r in zip(columns, rows) if r["role"] == "baseline"), None)
-    counts = outcome.dataset.class_voxel_counts.double()
-    shares = (counts[1:] / counts[1:].sum()).tolist()
+    shares = outcome.dataset.foreground_shares()
     title = f"Test Dice per class (reference: {reference or '-'}; * < {STAR_BELOW})"
     return class_table(title, outcome.dataset.class_names, shares, columns, reference)

@@ -7,6 +7,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from losslab.classwise import foreground_mean as _foreground_mean
+
 __all__ = ["EpochRecord", "Result"]
 
 
@@ -52,9 +54,8 @@ class Result:
         return self.status == "ok"
 
     def foreground_mean(self, metric: str = "dice") -> float:
-        """Mean of a test metric over foreground classes present in the test split."""
-        values = [v for v in self.test_metrics.get(metric, [])[1:] if not math.isnan(v)]
-        return sum(values) / len(values) if values else math.nan
+        """Mean of a test metric over foreground classes present in the test split (NaN if none)."""
+        return _foreground_mean(self.test_metrics.get(metric, []))
 
     def last_val_dice(self) -> list[float]:
         for record in reversed(self.history):

@@ -21,15 +21,15 @@ from dataclasses import dataclass, field
 import torch
 
 from losslab.candidate import Candidate
-from losslab.data import PatchSampler, SegmentationDataset, augment
-from losslab.losses import CompiledLoss, compile_terms, present_classes, reduce
+from losslab.data import PatchSampler, SegmentationDataset, augment, stats
+from losslab.losses import CompiledLoss, compile_terms
 from losslab.models import get_model
 from losslab.schedules import (
     ClassSchedule,
+    EpochContext,
     TermSchedule,
     get_class_schedule,
     get_term_schedule,
-    needs_frequencies,
 )
 from losslab.training.config import TrainConfig, resolve_device
 from losslab.training.determinism import TorchFlags, configure_determinism
@@ -38,7 +38,7 @@ from losslab.training.inference import evaluate_split
 from losslab.training.result import EpochRecord, Result
 from losslab.training.validation import choose_validation_patches, evaluate_patches
 
-__all__ = ["TrainState", "Trainer", "train"]
+__all__ = ["TrainState", "Trainer", "start_context", "train"]
 
 
 class _Failure(Exception):
@@ -63,6 +63,7 @@ class TrainState:
     class_weights: torch.Tensor  # [C], float32, on device: the class schedule's current weights
     term_weights: torch.Tensor  # [K], float32, on device: static alphas x term schedule
     amp_dtype: torch.dtype | None
+    context: EpochContext  # what the class schedule saw last (epoch 0: the start context)
     epoch: int = 0
     step: int = 0
     history: list[EpochRecord] = field(default_factory=list)
@@ -88,18 +89,41 @@ def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
 def _schedules(
     candidate: Candidate, dataset: SegmentationDataset
 ) -> tuple[ClassSchedule, TermSchedule]:
-    """The candidate's schedules; frequency-based class weights read the training split."""
-    params = candidate.class_schedule.to_dict()["params"]
-    name = candidate.class_schedule.name
-    if needs_frequencies(name) and "frequencies" not in params and "weights" not in params:
-        params["frequencies"] = dataset.subset("train").class_frequencies().tolist()
-    class_schedule = get_class_schedule(name, num_classes=dataset.num_classes, **params)
+    """The candidate's schedules, as built from their names and parameters."""
+    class_schedule = get_class_schedule(
+        candidate.class_schedule.name,
+        num_classes=dataset.num_classes,
+        **candidate.class_schedule.to_dict()["params"],
+    )
     term_schedule = get_term_schedule(
         candidate.term_schedule.name,
         num_terms=len(candidate.terms),
         **candidate.term_schedule.to_dict()["params"],
     )
     return class_schedule, term_schedule
+
+
+def start_context(dataset: SegmentationDataset, total_epochs: int) -> EpochContext:
+    """The epoch-0 context of a run on ``dataset``: the class frequencies of its training split.
+
+    ``frequencies`` are the voxel shares of the classes in the training cases;
+    ``balancing_frequencies`` are Hegde's (voxels of a class over the voxels of the training
+    cases where it is present), which the frequency-based class schedules use. Both come from
+    ``dataset.case_class_counts``, which the dataset computes once and keeps, so a study that
+    trains many candidates on one dataset counts its voxels once.
+
+    Raises:
+        ValueError: the training split has no voxels.
+    """
+    counts = dataset.case_class_counts[dataset.splits.get("train", [])]
+    voxels = counts.sum(dim=0).to(torch.float64)
+    if float(voxels.sum()) <= 0:
+        raise ValueError("the training split has no voxels: no class frequencies to start from")
+    return EpochContext.start(
+        (voxels / voxels.sum()).tolist(),
+        total_epochs,
+        balancing_frequencies=stats.class_frequencies(counts).tolist(),
+    )
 
 
 class Trainer:
@@ -122,7 +146,8 @@ class Trainer:
             for _ in range(self.config.epochs):
                 record = self._train_epoch(state)
                 state.history.append(record)
-                weights = state.class_schedule.update(state.epoch, record.val_dice)
+                state.context = state.context.next(record.val_dice)
+                weights = state.class_schedule.update(state.context)
                 state.class_weights = weights.to(state.device, torch.float32)
                 for hook in self.hooks:
                     hook.on_epoch_end(state, record)
@@ -152,6 +177,8 @@ class Trainer:
     def _setup(self, candidate: Candidate, dataset: SegmentationDataset) -> TrainState:
         config = self.config
         class_schedule, term_schedule = _schedules(candidate, dataset)
+        context = start_context(dataset, config.epochs)
+        class_schedule.begin(context)
         device = resolve_device(config.device)
         configure_determinism(config.deterministic, device)
         torch.manual_seed(config.seed)
@@ -199,6 +226,7 @@ class Trainer:
             class_weights=class_schedule.weights.to(device),
             term_weights=torch.tensor(candidate.term_weights, device=device),
             amp_dtype=_amp_dtype(config, device),
+            context=context,
         )
 
     def _train_epoch(self, state: TrainState) -> EpochRecord:
@@ -224,12 +252,12 @@ class Trainer:
             ):
                 logits = state.model(images)
             values = state.loss(logits, labels, state.class_weights)
-            present = (
-                present_classes(labels, logits.shape[1])
-                if state.candidate.absent_classes == "ignore"
-                else None
+            reduced = CompiledLoss.reduce_terms(
+                values,
+                state.class_weights,
+                labels=labels,
+                absent_classes=state.candidate.absent_classes,
             )
-            reduced = torch.stack([reduce(v, state.class_weights, present) for v in values])
             # Adaptive schedules (SoftAdapt, CoV) read this step's term values, detached.
             schedule = state.term_schedule.step(state.step, total_steps, reduced.detach())
             state.term_weights = static_alphas * schedule.to(device)

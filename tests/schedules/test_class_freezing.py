@@ -9,13 +9,10 @@ import torch
 
 from losslab.schedules import ClassBoostStrategy, PlateauClassFreezing, ThresholdClassFreezing
 
+from .helpers import at, run
+
 NAN = math.nan
 F = 0.1  # frozen weight
-
-
-def run(schedule, rows):
-    """Feed rows of scores for epochs 1, 2, ...; return the weights after each epoch as lists."""
-    return [schedule.update(j, row).tolist() for j, row in enumerate(rows, start=1)]
 
 
 def close(actual, expected):
@@ -33,10 +30,11 @@ def test_tcf_freezes_above_threshold_and_unfreezes_when_falling_back():
 
 def test_tcf_background_only_when_asked():
     close(
-        ThresholdClassFreezing(2, include_background=True).update(1, [0.99, 0.2]).tolist(), [F, 1]
+        ThresholdClassFreezing(2, include_background=True).update(at(1, [0.99, 0.2])).tolist(),
+        [F, 1],
     )
     tcf = ThresholdClassFreezing(2, threshold=0.5, frozen_weight=0.3)
-    close(tcf.update(1, torch.tensor([0.99, 0.6])).tolist(), [1.0, 0.3])
+    close(tcf.update(at(1, torch.tensor([0.99, 0.6]).tolist())).tolist(), [1.0, 0.3])
 
 
 # Best class 1: 0.5, 0.6, 0.70, 0.69, 0.68, 0.68 (the DESIGN example); background scores best of all.
@@ -93,13 +91,13 @@ def test_pcf_nan_scores_carry_no_information():
 
 def test_pcf_rejects_decreasing_epochs_and_bad_values():
     pcf = PlateauClassFreezing(2)
-    pcf.update(3, [0.5, 0.5])
+    pcf.update(at(3, [0.5, 0.5]))
     with pytest.raises(ValueError, match="epoch"):
-        pcf.update(3, [0.5, 0.5])
+        pcf.update(at(3, [0.5, 0.5]))
     with pytest.raises(ValueError, match="delta"):
         PlateauClassFreezing(2, delta=0)
     with pytest.raises(ValueError, match="scores"):
-        pcf.update(4, [0.5])
+        pcf.update(at(4, [0.5]))
 
 
 def test_cbs_boosts_unfrozen_classes_with_cap_on_trigger_only():

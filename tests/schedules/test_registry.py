@@ -14,6 +14,8 @@ from losslab.schedules import (
     list_term_schedules,
 )
 
+from .helpers import contexts
+
 C = 4
 CLASS_PARAMS = {
     "inverse_frequency": {"frequencies": [0.9, 0.05, 0.04, 0.01]},
@@ -30,24 +32,32 @@ def class_scores(n: int) -> list[list[float]]:
     return rows
 
 
-def build_class(name: str):
-    return get_class_schedule(name, num_classes=C, **CLASS_PARAMS.get(name, {}))
+def build_class(name: str, params: dict):
+    return get_class_schedule(name, num_classes=C, **params)
 
 
-@pytest.mark.parametrize("name", list_class_schedules())
-def test_class_schedule_contract(name):
+CONTRACT_CASES = [(name, CLASS_PARAMS.get(name, {})) for name in list_class_schedules()]
+# the frequency schedules also without frequencies: they take the context's in begin()
+CONTRACT_CASES += [("inverse_frequency", {}), ("median_frequency", {})]
+
+
+@pytest.mark.parametrize(("name", "params"), CONTRACT_CASES)
+def test_class_schedule_contract(name, params):
     rows = class_scores(10)
-    a = build_class(name)
-    first = [a.update(j, r) for j, r in enumerate(rows[:6], start=1)]
+    start, *ctxs = contexts(rows)
+    a = build_class(name, params)
+    a.begin(start)
+    first = [a.update(ctx) for ctx in ctxs[:6]]
     state = json.loads(json.dumps(a.state_dict(), allow_nan=False))
     b = get_class_schedule(name, num_classes=C, **a.get_params())
     assert b.get_params() == a.get_params()
     b.load_state_dict(state)
     assert torch.equal(b.weights, a.weights)
-    rest_a = [a.update(j, r) for j, r in enumerate(rows[6:], start=7)]
-    rest_b = [b.update(j, r) for j, r in enumerate(rows[6:], start=7)]
-    fresh = build_class(name)
-    again = [fresh.update(j, r) for j, r in enumerate(rows, start=1)]
+    rest_a = [a.update(ctx) for ctx in ctxs[6:]]
+    rest_b = [b.update(ctx) for ctx in ctxs[6:]]
+    fresh = build_class(name, params)
+    fresh.begin(start)
+    again = [fresh.update(ctx) for ctx in ctxs]
     for w, v in zip(first + rest_a, again):
         assert w.shape == (C,) and w.dtype == torch.float32
         assert torch.isfinite(w).all()

@@ -13,7 +13,8 @@ from optuna.trial import TrialState
 from losslab.candidate import Candidate
 from losslab.search import Budget, load_study, run_study
 from losslab.search.deadline import DeadlineHook, TimeUp
-from losslab.search.storage import INTERRUPTED, open_storage
+from losslab.search.storage import open_storage
+from losslab.search.store import INTERRUPTED
 from losslab.tracking import Tracker
 from losslab.training import Hook, TrainConfig, Trainer
 

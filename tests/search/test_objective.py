@@ -165,3 +165,9 @@ def test_of_test_reads_the_test_dice_of_an_ok_run():
     assert Objective().of_test(run) == pytest.approx(0.3)
     run.status = "pruned"
     assert math.isnan(Objective().of_test(run))
+
+
+def test_mean_objective_and_the_report_share_the_foreground_mean():
+    run = result("ok", [0.9, 0.5, 0.6, 0.7])
+    run.test_metrics = {"dice": [0.95, 0.2, NAN, 0.4]}
+    assert Objective().of_test(run) == run.foreground_mean("dice")

@@ -13,7 +13,8 @@ import pytest
 from optuna.trial import TrialState
 
 from losslab.search import load_study, run_study
-from losslab.search.storage import INTERRUPTED, open_storage
+from losslab.search.storage import open_storage
+from losslab.search.store import INTERRUPTED
 from losslab.tracking import Tracker
 
 from .studies import write_study

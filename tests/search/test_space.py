@@ -182,6 +182,16 @@ def test_a_parameter_no_term_uses_is_named():
     assert info.value.key == "loss.dice.gamma"
 
 
+def test_several_unused_parameters_key_the_first_and_list_what_the_terms_use():
+    option = LossOption(
+        "dice_focal", ("dice", "focal"), {"zeta": Constant(1.0), "beta": Constant(2.0)}
+    )
+    with pytest.raises(SpaceError) as info:
+        option.build(fixed({}), "loss.dice_focal")
+    assert info.value.key == "loss.dice_focal.beta"
+    assert "beta, zeta" in info.value.problem and "its terms use: eps, gamma" in info.value.problem
+
+
 def test_wrong_number_of_term_weights_is_named():
     option = LossOption("dice", ("dice",), term_weights=(Constant(1.0), Constant(2.0)))
     with pytest.raises(SpaceError) as info:

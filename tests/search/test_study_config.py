@@ -14,6 +14,8 @@ from losslab.search.fidelity import Fidelity
 from losslab.search.objective import Objective
 from losslab.search.study_config import Budget, load_study
 
+from .studies import write_study
+
 MINIMAL: dict[str, Any] = {
     "study": "unit",
     "budget": {"trials": 5},
@@ -279,3 +281,14 @@ def test_a_space_loss_without_gradient_path_is_refused(tmp_path, loss):
     space = {"loss": {loss: {}, "dice": {}}, "class_schedule": {"uniform": {}}}
     exc = error(write(tmp_path, space=space))
     assert "space.loss" in exc.where and "no gradient path" in exc.problem
+
+
+def test_a_space_takes_every_schedule_a_suite_takes(tmp_path):
+    """One schedule check for suites and spaces: frequency schedules need no frequencies."""
+    space = {
+        "loss": {"dice": {}, "ce": {}},
+        "class_schedule": ["uniform", "median_frequency", "inverse_frequency"],
+    }
+    config = load_study(write_study(tmp_path, space=space))
+    names = [o.name for o in config.space.class_schedules]
+    assert names == ["inverse_frequency", "median_frequency", "uniform"]

@@ -8,8 +8,10 @@ import math
 import pytest
 import torch
 
+import losslab.losses.spec as spec_module
 import losslab.training.trainer as trainer_module
 from losslab.candidate import Candidate
+from losslab.losses import CompiledLoss
 from losslab.models import get_model
 from losslab.training import Hook, StopTraining, Trainer, train
 from losslab.training.inference import evaluate_split
@@ -55,15 +57,12 @@ def test_same_seed_gives_the_same_scores(phantom, tiny_config):
 
 
 def test_nan_loss_fails_at_its_step(phantom, tiny_config, monkeypatch):
-    real = trainer_module.compile_terms
+    class NaNFromStep3(CompiledLoss):
+        calls = 0
 
-    class NaNFromStep3:
-        def __init__(self, terms):
-            self.inner, self.calls = real(terms), 0
-
-        def __call__(self, logits, labels, weights=None):
+        def evaluate(self, terminals):
             self.calls += 1
-            values = self.inner(logits, labels, weights)
+            values = super().evaluate(terminals)
             return [v * math.nan for v in values] if self.calls >= 3 else values
 
     monkeypatch.setattr(trainer_module, "compile_terms", NaNFromStep3)
@@ -147,13 +146,13 @@ def test_absent_classes_option_reaches_the_class_mean(
     phantom, tiny_config, monkeypatch, absent_classes
 ):
     seen = []
-    original = trainer_module.reduce
+    original = spec_module.reduce
 
     def spy(value, weights=None, present=None):
         seen.append(None if present is None else present.clone())
         return original(value, weights, present)
 
-    monkeypatch.setattr(trainer_module, "reduce", spy)
+    monkeypatch.setattr(spec_module, "reduce", spy)
     config = dataclasses.replace(tiny_config, epochs=1, steps_per_epoch=2)
     candidate = Candidate.from_loss("dice", absent_classes=absent_classes)
     assert train(candidate, phantom, config).ok
@@ -179,3 +178,20 @@ def test_test_metrics_use_each_case_its_own_spacing(phantom, tiny_config, monkey
     assert train(Candidate.from_loss("dice"), data, config).ok
     assert seen[-1] == [(1.0 + i, 1.5, 2.0) for i in data.splits["test"]]
     assert seen[0] == [(1.0 + i, 1.5, 2.0) for i in data.splits["val"]]
+
+
+def test_the_step_reduces_its_terms_with_the_compiled_loss_reduction(
+    phantom, tiny_config, monkeypatch
+):
+    calls = []
+    original = CompiledLoss.reduce_terms
+
+    def spy(values, *args, **kwargs):
+        calls.append(kwargs.get("absent_classes"))
+        return original(values, *args, **kwargs)
+
+    monkeypatch.setattr(CompiledLoss, "reduce_terms", staticmethod(spy))
+    config = dataclasses.replace(tiny_config, epochs=1, steps_per_epoch=3)
+    candidate = Candidate.from_loss("dice_ce", absent_classes="ignore")
+    assert train(candidate, phantom, config).ok
+    assert calls == ["ignore"] * 3

@@ -1,0 +1,347 @@
+"""The study store on an Optuna storage: ledger entries are Optuna trials.
+
+One Optuna study per losslab study, in any Optuna storage (``storage.py``): a journal file that
+processes on one machine share, SQLite, or PostgreSQL for many machines. Each ledger entry is a
+trial: reserved with ``ask()`` (RUNNING, so every worker counts it against the budget), its
+candidate and worker in the trial's user attributes, its per-epoch objective as intermediate
+values, its outcome told as COMPLETE, PRUNED or FAIL (``losslab.failure`` says why). The
+evaluation cache and its claims are study attributes (``losslab.eval.<key>``,
+``losslab.claim.<key>``), and so is each backend's state (``losslab.state.<backend>.<key>``).
+
+A backend that draws through Optuna (TPE) sets its sampler and pruner on :attr:`study` (given to
+it as ``context.native``) and draws in the slot's trial (``slot.native``); any other backend
+never touches Optuna.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from losslab.candidate import Candidate
+from losslab.search.evaluator import CachedEvaluation, Evaluation, EvaluationCache
+from losslab.search.ledger import (
+    BackendState,
+    Proposal,
+    Reclaimed,
+    Slot,
+    StudyMismatch,
+    StudyStore,
+    TrialRecord,
+)
+from losslab.search.objective import Objective
+from losslab.search.storage import open_storage
+from losslab.search.workers import STALE_AFTER, is_stale, worker_id
+from losslab.training import EpochRecord, Hook, Result
+
+__all__ = ["FAILURE", "HEARTBEAT", "INTERRUPTED", "WORKER", "OptunaStudyStore"]
+
+INTERRUPTED = "losslab.interrupted"  # why an entry was cut short (not a real failure)
+WORKER = "losslab.worker"
+HEARTBEAT = "losslab.heartbeat"
+FAILURE = "losslab.failure"
+CANDIDATE, OVERRIDES, PARAMS = "losslab.candidate", "losslab.overrides", "losslab.params"
+RETRY_OF, RUN_ID = "losslab.retry_of", "losslab.mlflow_run_id"
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+class _Cache(EvaluationCache):
+    """Evaluations in the study's attributes: shared by every worker and every resume."""
+
+    def __init__(self, study: optuna.Study, stale_after: float, poll: float = 0.5):
+        self.study, self.stale_after, self.poll = study, stale_after, poll
+
+    def get(self, key: str) -> CachedEvaluation | None:
+        entry = self.study.user_attrs.get(f"losslab.eval.{key}")
+        if entry is None:
+            return None
+        return CachedEvaluation(Result.from_dict(entry["result"]), entry["run_id"], entry["origin"])
+
+    def put(self, key: str, entry: CachedEvaluation) -> None:
+        self.study.set_user_attr(
+            f"losslab.eval.{key}",
+            {"result": entry.result.to_dict(), "run_id": entry.run_id, "origin": entry.origin},
+        )
+
+    def claim(self, key: str) -> bool:
+        """Write ``losslab.claim.<key>`` = this worker and read it back: of workers claiming at
+        once, the last writer trains and the others wait for its result."""
+        name, me = f"losslab.claim.{key}", worker_id()
+        holder = self.study.user_attrs.get(name)
+        if holder and holder != me and not is_stale(holder, None, self.stale_after):
+            return False
+        self.study.set_user_attr(name, me)
+        return self.study.user_attrs.get(name) == me
+
+    def wait(self, key: str) -> CachedEvaluation | None:
+        name = f"losslab.claim.{key}"
+        deadline = time.monotonic() + self.stale_after
+        while time.monotonic() < deadline:
+            hit = self.get(key)
+            if hit is not None:
+                return hit
+            holder = self.study.user_attrs.get(name, "")
+            if holder == worker_id() or is_stale(holder, None, self.stale_after):
+                return None  # the other worker died (or gave the key back): train it here
+            time.sleep(self.poll)
+        return None
+
+
+class _State(BackendState):
+    def __init__(self, study: optuna.Study, namespace: str):
+        self.study, self.prefix = study, f"losslab.state.{namespace}."
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.study.user_attrs.get(self.prefix + key, default)
+
+    def put(self, key: str, value: Any) -> None:
+        self.study.set_user_attr(self.prefix + key, value)
+
+
+class _EntryHook(Hook):
+    """Refreshes the entry's heartbeat and records the objective of every epoch."""
+
+    def __init__(self, trial: optuna.Trial, objective: Objective):
+        self.trial, self.objective = trial, objective
+
+    def on_epoch_end(self, state: Any, record: EpochRecord) -> None:
+        self.trial.set_user_attr(HEARTBEAT, time.time())
+        value = self.objective.of_epoch(record)
+        if not math.isnan(value):
+            self.trial.report(value, record.epoch)
+
+
+class OptunaStudyStore(StudyStore):
+    """The :class:`StudyStore` of ``ledger.py`` on an Optuna storage (module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        study_name: str,
+        fingerprint: str,
+        source: str = "",
+        stale_after: float = STALE_AFTER,
+    ):
+        self.url, self.study_name = url, study_name
+        self.fingerprint, self.source, self.stale_after = fingerprint, source, stale_after
+        self.study: optuna.Study | None = None
+        self.reclaimed: list[Reclaimed] = []
+
+    # -- opening ---------------------------------------------------------------------------
+
+    def open(self, *, resume: bool, seed: int) -> int:
+        storage = open_storage(self.url)
+        exists = self.study_name in {s.study_name for s in optuna.get_all_study_summaries(storage)}
+        if resume and not exists:
+            raise ValueError(f"no study '{self.study_name}' to resume in {self.url}")
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(
+            study_name=self.study_name, storage=storage, direction="maximize", load_if_exists=True
+        )
+        known = study.user_attrs.get("losslab.fingerprint")
+        if known is None:
+            study.set_user_attr("losslab.fingerprint", self.fingerprint)
+            study.set_user_attr("losslab.config", self.source)
+        elif known != self.fingerprint:
+            raise StudyMismatch(
+                f"the storage {self.url} already holds a study '{self.study_name}' with a "
+                "different configuration (space, data, training, fidelity, objective, backend "
+                "or seed); give this one another 'study' name"
+            )
+        self.reclaimed = self._reclaim(study, storage)
+        worker_seed = self._worker_seed(study, seed)
+        study.sampler = optuna.samplers.RandomSampler(seed=worker_seed)
+        self.study = study
+        return worker_seed
+
+    def _worker_seed(self, study: optuna.Study, seed: int) -> int:
+        """Each worker registers itself (``losslab.worker.<host:pid>`` = time): the earliest,
+        on a study with no entries yet, takes ``seed`` (so one worker reproduces a study
+        exactly); a later one, or a resumed study, derives a seed of its own."""
+        me = worker_id()
+        study.set_user_attr(f"losslab.worker.{me}", time.time())
+        registered = sorted(
+            (when, name[len("losslab.worker.") :])
+            for name, when in study.user_attrs.items()
+            if name.startswith("losslab.worker.")
+        )
+        if not study.trials and registered[0][1] == me:
+            return seed
+        salt = int(hashlib.sha256(me.encode()).hexdigest()[:8], 16)
+        return (seed + 7919 * len(study.trials) + salt) % 2**32
+
+    def _reclaim(self, study: optuna.Study, storage: Any) -> list[Reclaimed]:
+        """Fail the RUNNING entries of dead workers as interrupted and queue them again."""
+        reclaimed = []
+        study_id = storage.get_study_id_from_name(study.study_name)
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            attrs = trial.user_attrs
+            if not is_stale(attrs.get(WORKER, ""), attrs.get(HEARTBEAT), self.stale_after):
+                continue
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+            try:
+                storage.set_trial_user_attr(
+                    trial_id, INTERRUPTED, f"worker {attrs.get(WORKER)} stopped"
+                )
+                if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
+                    continue
+            except RuntimeError:  # another worker reclaimed it first (UpdateFinishedTrialError)
+                continue
+            self._requeue(study, trial.number, trial.params, attrs)
+            reclaimed.append(Reclaimed(trial.number, attrs.get(RUN_ID)))
+        return reclaimed
+
+    @staticmethod
+    def _requeue(
+        study: optuna.Study, number: int, params: dict[str, Any], attrs: dict[str, Any]
+    ) -> None:
+        """Queue an interrupted entry's draw again (nothing a backend proposed is lost)."""
+        if CANDIDATE not in attrs and not params:
+            return  # reserved but never proposed: nothing to run again
+        kept = {k: attrs[k] for k in (CANDIDATE, OVERRIDES, PARAMS) if k in attrs}
+        again = {RETRY_OF: number, **kept}
+        study.enqueue_trial(params, user_attrs=again)
+
+    # -- what backends and the loop use ------------------------------------------------------
+
+    @property
+    def cache(self) -> EvaluationCache:
+        return _Cache(self.study, self.stale_after)
+
+    def state(self, namespace: str) -> BackendState:
+        return _State(self.study, namespace)
+
+    def reserve(self, count: int) -> list[Slot]:
+        slots = []
+        for _ in range(count):
+            trial = self.study.ask()
+            trial.set_user_attr(WORKER, worker_id())
+            trial.set_user_attr(HEARTBEAT, time.time())
+            attrs = trial.user_attrs
+            retry = None
+            if CANDIDATE in attrs:  # an interrupted evaluation, queued to run again
+                retry = Proposal(
+                    Candidate.from_dict(attrs[CANDIDATE]),
+                    dict(attrs.get(OVERRIDES, {})),
+                    dict(attrs.get(PARAMS, {})),
+                )
+            slots.append(Slot(trial.number, retry, trial))
+        return slots
+
+    def within_budget(self, slots: list[Slot], limit: int) -> list[Slot]:
+        """Keep the slots among the first ``limit`` entries that count (finished or running);
+        a slot beyond them (workers reserving at once) is given back, not counted."""
+        trials = self.study.get_trials(deepcopy=False)
+        held = [t.number for t in trials if self._counted(t) or t.state == TrialState.RUNNING]
+        kept = []
+        for slot in slots:
+            if sum(n <= slot.number for n in held) <= limit:
+                kept.append(slot)
+            else:
+                self.interrupt(slot, "over the budget: other workers reserved the last entries")
+        return kept
+
+    @property
+    def native(self) -> optuna.Study:
+        return self.study
+
+    def start(self, slot: Slot, proposal: Proposal) -> None:
+        trial = slot.native
+        if proposal.candidate is not None:
+            trial.set_user_attr(CANDIDATE, proposal.candidate.to_dict())
+        trial.set_user_attr(OVERRIDES, dict(proposal.overrides))
+        if proposal.params and not trial.params:  # a backend that does not draw in Optuna
+            trial.set_user_attr(PARAMS, dict(proposal.params))
+
+    def link_run(self, slot: Slot, run_id: str) -> None:
+        """Link the MLflow run to the entry as soon as it exists (found again after a crash)."""
+        slot.native.set_user_attr(RUN_ID, run_id)
+
+    def epoch_hook(self, slot: Slot, objective: Objective) -> Hook:
+        return _EntryHook(slot.native, objective)
+
+    def finish(self, slot: Slot, evaluation: Evaluation | None, reason: str = "") -> TrialRecord:
+        trial, study = slot.native, self.study
+        if evaluation is None:
+            return self._fail(trial, reason)
+        result = evaluation.result
+        trial.set_user_attr("losslab.eval_key", evaluation.key)
+        trial.set_user_attr(RUN_ID, evaluation.run_id)
+        if evaluation.cached:
+            trial.set_user_attr("losslab.cached_from", evaluation.origin)
+            reported = study.get_trials(deepcopy=False)[trial.number].intermediate_values
+            for epoch, value in evaluation.curve.items():  # the same curve as the original
+                if epoch not in reported:
+                    trial.report(value, epoch)
+        if result.status == "pruned":
+            trial.set_user_attr(FAILURE, result.reason)
+            study.tell(trial, state=TrialState.PRUNED)
+        elif result.status == "ok" and not math.isnan(evaluation.value):
+            study.tell(trial, evaluation.value)
+        else:
+            return self._fail(trial, result.reason or "no validation score")
+        return self._record(study.get_trials(deepcopy=False)[trial.number])
+
+    def _fail(self, trial: optuna.Trial, reason: str) -> TrialRecord:
+        trial.set_user_attr(FAILURE, reason)
+        self.study.tell(trial, state=TrialState.FAIL)
+        return self._record(self.study.get_trials(deepcopy=False)[trial.number])
+
+    def interrupt(self, slot: Slot, why: str, proposal: Proposal | None = None) -> None:
+        trial = slot.native
+        try:
+            trial.set_user_attr(INTERRUPTED, why)
+            self.study.tell(trial, state=TrialState.FAIL)
+        except (RuntimeError, ValueError):  # already finished (reclaimed by another worker)
+            return
+        attrs = dict(trial.user_attrs)
+        if proposal is not None and proposal.candidate is not None:
+            attrs.setdefault(CANDIDATE, proposal.candidate.to_dict())
+            attrs.setdefault(OVERRIDES, dict(proposal.overrides))
+        self._requeue(self.study, trial.number, dict(trial.params), attrs)
+
+    # -- reading the ledger ------------------------------------------------------------------
+
+    @staticmethod
+    def _counted(trial: FrozenTrial) -> bool:
+        return trial.state in _FINISHED and INTERRUPTED not in trial.user_attrs
+
+    def used(self) -> int:
+        trials = self.study.get_trials(deepcopy=False)
+        return sum(self._counted(t) or t.state == TrialState.RUNNING for t in trials)
+
+    def records(self) -> list[TrialRecord]:
+        return [self._record(t) for t in self.study.get_trials(deepcopy=False) if self._counted(t)]
+
+    def interrupted(self) -> list[int]:
+        return [
+            t.number for t in self.study.get_trials(deepcopy=False) if INTERRUPTED in t.user_attrs
+        ]
+
+    @staticmethod
+    def _record(trial: FrozenTrial) -> TrialRecord:
+        attrs = trial.user_attrs
+        status = {TrialState.COMPLETE: "ok", TrialState.PRUNED: "pruned"}.get(trial.state, "failed")
+        value = trial.value if trial.state == TrialState.COMPLETE else math.nan
+        if trial.state == TrialState.PRUNED and trial.intermediate_values:
+            value = trial.intermediate_values[max(trial.intermediate_values)]
+        candidate = Candidate.from_dict(attrs[CANDIDATE]) if CANDIDATE in attrs else None
+        return TrialRecord(
+            number=trial.number,
+            candidate=candidate,
+            status=status,
+            value=value if value is not None else math.nan,
+            eval_key=attrs.get("losslab.eval_key", ""),
+            run_id=attrs.get(RUN_ID),
+            reason=attrs.get(FAILURE, ""),
+            cached_from=attrs.get("losslab.cached_from", ""),
+            overrides=dict(attrs.get(OVERRIDES, {})),
+            params=dict(trial.params) or dict(attrs.get(PARAMS, {})),
+            worker=attrs.get(WORKER, ""),
+        )
