@@ -64,6 +64,9 @@ class SearchBackend(ABC):
     """A search strategy over the study's space (see the module docstring)."""
 
     name: ClassVar[str]
+    # Keys of ``space:`` that this backend searches itself (expression trees, rules), kept as
+    # written in ``SearchSpace.structure`` and checked by :meth:`check_space`.
+    space_keys: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     def check_settings(cls, raw: Mapping[str, Any], *, epochs: int) -> Any:

@@ -102,17 +102,23 @@ class ScheduleOption:
 class SearchSpace:
     """Losses x class schedules x term schedules x train settings (see the module docstring)."""
 
-    losses: tuple[LossOption, ...]
+    losses: tuple[LossOption, ...] = ()
     class_schedules: tuple[ScheduleOption, ...] = (ScheduleOption("uniform", "uniform"),)
     term_schedules: tuple[ScheduleOption, ...] = (ScheduleOption("static", "static"),)
     train: Mapping[str, Distribution] = field(default_factory=dict)
+    # Structural parts that a backend searches itself (expression trees...), by key, as written;
+    # the backend that declares the key validates it (``SearchBackend.space_keys``).
+    structure: Mapping[str, Any] = field(default_factory=dict)
 
     def build(self, draw: Draw) -> tuple[Candidate, dict[str, Any]]:
         """A candidate and its train overrides, each parameter taken from ``draw(name, dist)``.
 
         Raises:
-            SpaceError: when a drawn combination is not a valid candidate (named).
+            SpaceError: when a drawn combination is not a valid candidate (named), or the space
+                has no ``loss`` options (a structural space: its backend builds candidates).
         """
+        if not self.losses:
+            raise SpaceError("space.loss", "this space has no loss options to draw from")
         loss = self._pick(draw, "loss", self.losses)
         terms, weights = loss.build(draw, f"loss.{loss.label}")
         class_opt = self._pick(draw, "class_schedule", self.class_schedules)

@@ -42,7 +42,7 @@ from losslab.data import DataConfig
 from losslab.search.distributions import Distribution, parse_distribution
 from losslab.search.fidelity import Fidelity
 from losslab.search.objective import Objective
-from losslab.search.registry import DEFAULT_BACKEND, backend_names
+from losslab.search.registry import DEFAULT_BACKEND, backend_names, get_backend
 from losslab.search.space import (
     SearchSpace,
     SpaceError,
@@ -126,9 +126,12 @@ class StudyConfig:
         """Hash of what defines the study's trials, after validation (so a default written out
         or left out is the same study): space, data, training, fidelity, objective, seed.
         Budget, storage, tracking, sampler, pruner and baselines may change between runs."""
+        space = dataclasses.asdict(self.space)
+        if not space["structure"]:  # the fingerprint of a numeric space is what it always was
+            del space["structure"]
         kept = {
             "backend": self.backend,
-            "space": dataclasses.asdict(self.space),
+            "space": space,
             "data": self.data.as_dict(),
             "train": self.train.identity(),
             "fidelity": self.fidelity.to_dict(),
@@ -217,16 +220,23 @@ def _check_train(params: Mapping[str, Distribution], where: str) -> None:
                 raise SpaceError(f"{where}.{name}", str(exc)) from None
 
 
-def parse_space(raw: Any) -> SearchSpace:
-    """Validate a ``space`` mapping; every option is built at the ends of its ranges."""
+def parse_space(raw: Any, structural: frozenset[str] = frozenset()) -> SearchSpace:
+    """Validate a ``space`` mapping; every option is built at the ends of its ranges.
+
+    ``structural`` are the keys the study's backend searches itself (expression trees...): they
+    are kept as written in ``SearchSpace.structure`` for the backend to check. A space needs
+    ``loss`` options unless it has a structural part.
+    """
     if not isinstance(raw, Mapping) or not raw:
         raise SpaceError("space", "the search space is empty: give at least 'loss'")
-    unknown = sorted(set(raw) - _SPACE_KEYS)
+    known = _SPACE_KEYS | structural
+    unknown = sorted(set(raw) - known)
     if unknown:
-        raise SpaceError(f"space.{unknown[0]}", f"unknown key; known: {sorted(_SPACE_KEYS)}")
-    if "loss" not in raw:
+        raise SpaceError(f"space.{unknown[0]}", f"unknown key; known: {sorted(known)}")
+    structure = {str(k): v for k, v in raw.items() if k in structural}
+    if "loss" not in raw and not structure:
         raise SpaceError("space.loss", "missing: give the losses to search over")
-    losses = parse_loss_options(raw["loss"], "space.loss")
+    losses = parse_loss_options(raw["loss"], "space.loss") if "loss" in raw else ()
     for option in losses:
         _check_loss_option(option, f"space.loss.{option.label}")
     schedules = {}
@@ -248,7 +258,9 @@ def parse_space(raw: Any) -> SearchSpace:
         except ValueError as exc:
             raise SpaceError(f"space.train.{name}", str(exc)) from None
     _check_train(train, "space.train")
-    space = SearchSpace(losses, schedules["class_schedule"], schedules["term_schedule"], train)
+    space = SearchSpace(
+        losses, schedules["class_schedule"], schedules["term_schedule"], train, structure
+    )
     for option in space.term_schedules:  # a term schedule must fit every loss's term count
         for loss in space.losses:
             count = len(loss.build(lambda n, d: d.values()[0], "x")[0])
@@ -288,7 +300,7 @@ def load_study(path: str | Path) -> StudyConfig:
             f"settings of the backend {other!r}, but the study's backend is {backend!r}",
         )
     try:
-        space = parse_space(raw.get("space"))
+        space = parse_space(raw.get("space"), get_backend(backend).space_keys)
     except SpaceError as exc:
         raise ConfigError(where + exc.key, exc.problem) from None
     budget = _typed(

@@ -12,11 +12,19 @@ import pytest
 
 import losslab.search
 from losslab.config import ConfigError
-from losslab.search import SearchBackend, backend_names, get_backend, load_study, register_backend
+from losslab.search import (
+    SearchBackend,
+    backend_names,
+    get_backend,
+    load_study,
+    register_backend,
+    run_study,
+)
 
-from .fakes import RandomBatchBackend
+from .fakes import FakeTrainer, RandomBatchBackend
 from .studies import write_study
 
+FINGERPRINT = "a3cf9c8b11f5cb07"  # tests/search/studies.py BASE, before structural spaces
 SEARCH = Path(losslab.search.__file__).parent
 # The study loop and everything it needs that is not an engine.
 GENERIC = [
@@ -105,3 +113,25 @@ def test_whether_a_space_with_nothing_numeric_is_searchable_is_the_backend_s_cal
         load_study(write_study(tmp_path, space=fixed))
     config = load_study(write_study(tmp_path, backend="batch_random", space=fixed))
     assert config.backend == "batch_random" and config.space.dimensions() == 0
+
+
+def test_a_structural_space_is_the_backend_s_to_search(tmp_path):
+    """A space with no ``loss`` options but a part its backend declares (``expressions``)."""
+    space = {"expressions": ["dice", "vmean(-y * logp) * nc", "focal"]}
+    config = load_study(write_study(tmp_path, backend="batch_random", space=space))
+    assert config.space.losses == () and config.space.structure == space
+    with pytest.raises(ConfigError, match=r"space\.expressions\[1\]"):
+        load_study(
+            write_study(tmp_path, backend="batch_random", space={"expressions": ["dice", "p +"]})
+        )
+    with pytest.raises(ConfigError, match=r"space\.expressions: unknown key"):
+        load_study(write_study(tmp_path, space=space))  # optuna declares no structural part
+    outcome = run_study(config, progress=False, trainer=FakeTrainer)
+    assert {r.candidate.name for r in outcome.records} <= set(space["expressions"])
+    assert len(outcome.records) == 3
+
+
+def test_a_numeric_study_keeps_its_fingerprint(tmp_path):
+    """Studies started before structural spaces existed resume: the fingerprint of a numeric
+    space is unchanged (this value is the one such a study stored)."""
+    assert load_study(write_study(tmp_path)).fingerprint == FINGERPRINT
