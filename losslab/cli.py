@@ -27,6 +27,7 @@ from losslab.cli_support import (
 )
 
 if TYPE_CHECKING:
+    from losslab.candidate import ScheduleSpec
     from losslab.data.config import DataConfig
     from losslab.training.config import TrainConfig
 
@@ -79,6 +80,19 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
         help="leave classes absent from a batch out of the class mean of the loss (ignore)",
     )
     parser.add_argument(
+        "--class-schedule",
+        default="uniform",
+        help="class schedule: a name (tcf, pcf, cbs, median_frequency...) or a learned rule "
+        "expression such as 'where(s > 0.9, 0.1, 1)'",
+    )
+    parser.add_argument(
+        "--class-schedule-params",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="parameters of the class schedule (threshold=0.8, cap=3...)",
+    )
+    parser.add_argument(
         "--tracking-uri", help="MLflow URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)"
     )
     parser.add_argument("--experiment", default="losslab-train")
@@ -123,6 +137,31 @@ def _file_settings(args: argparse.Namespace) -> dict[str, Any]:
     if uri is not None and not isinstance(uri, str):
         raise OptionError(f"{path}: tracking_uri", f"must be a string, got {uri!r}")
     return {"train": train, "fidelity": fidelity, "tracking_uri": uri}
+
+
+def class_schedule_from_args(args: argparse.Namespace, num_classes: int) -> ScheduleSpec:
+    """``--class-schedule`` (a registered name, else a rule expression) and its parameters,
+    checked by building the schedule for ``num_classes`` classes."""
+    import yaml
+
+    from losslab.candidate import ScheduleSpec
+    from losslab.schedules import get_class_schedule, list_class_schedules
+
+    params = {}
+    for item in args.class_schedule_params:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--class-schedule-params: KEY=VALUE expected, got {item!r}")
+        params[key] = yaml.safe_load(value)
+    name = args.class_schedule.strip()
+    known = name.lower() in list_class_schedules() or name.isidentifier()
+    if not known:  # an expression: a learned rule
+        params, name = {"expression": name, **params}, "rule"
+    try:
+        get_class_schedule(name, num_classes=num_classes, **params)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"--class-schedule {args.class_schedule!r}: {exc}") from None
+    return ScheduleSpec.of(name, **params)
 
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -202,8 +241,12 @@ def _run_train(args: argparse.Namespace) -> int:
         except ValueError as exc:
             where = "--tracking-uri" if args.tracking_uri else f"{args.config}: tracking_uri"
             raise ValueError(f"{where}: {exc}") from None
-        candidate = Candidate.from_loss(args.loss, absent_classes=args.absent_classes)
         dataset = build_dataset(data_config)
+        candidate = Candidate.from_loss(
+            args.loss,
+            absent_classes=args.absent_classes,
+            class_schedule=class_schedule_from_args(args, dataset.num_classes),
+        )
         if settings["fidelity"] is not None:
             dataset = settings["fidelity"].apply_data(dataset)
     except (KeyError, ValueError, OSError) as exc:

@@ -23,10 +23,12 @@ from losslab.losses.spec import (
     present_classes,
     reduce,
 )
+from losslab.losses.vocabulary import LOSS_VOCABULARY, Vocabulary
 
 __all__ = [
     "ABSENT_CLASSES",
     "FUNCTIONS",
+    "LOSS_VOCABULARY",
     "PARAMETERS",
     "TERMINALS",
     "CompiledLoss",
@@ -36,6 +38,7 @@ __all__ = [
     "LossSyntaxError",
     "Terminals",
     "UnusedParameterError",
+    "Vocabulary",
     "compile_terms",
     "get_loss",
     "has_gradient_path",

@@ -16,6 +16,10 @@ The bounds hold on the inputs a training run produces, which is the contract of 
 - at most ``MAX_VOXELS`` voxels in a batch and ``MAX_CLASSES`` classes.
 
 Intervals are computed in float64 with Python floats; ``inf`` stands for "no bound".
+
+A tree of another vocabulary (the class-weight rules) is bounded with that vocabulary's
+``terminal_bounds`` and parameters: a terminal it gives no interval is unbounded, even where a
+loss parameter has the same name.
 """
 
 from __future__ import annotations
@@ -23,9 +27,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from losslab.losses.nodes import BinOp, Call, Compare, Neg, Node, Num, Var, children
 from losslab.losses.ops import _EXP_MAX, EPS, LIMIT, PARAMETERS
+
+if TYPE_CHECKING:
+    from losslab.losses.vocabulary import Vocabulary
 
 __all__ = [
     "EXACT_MAX",
@@ -191,31 +199,46 @@ _UNARY: dict[str, Callable[[Interval], Interval]] = {
 }
 
 
+def _variable(name: str, vocabulary: Vocabulary | None) -> Interval:
+    """A terminal's interval, or a parameter's domain; unbounded when neither is known."""
+    if vocabulary is None:  # the loss language
+        if name in TERMINAL_BOUNDS:
+            return TERMINAL_BOUNDS[name]
+        spec = PARAMETERS.get(name)
+    else:
+        if name in vocabulary.terminal_bounds:
+            return vocabulary.terminal_bounds[name]
+        if name in vocabulary.terminals:
+            return _ALL
+        spec = vocabulary.parameters.get(name)
+    return (spec.low, spec.high) if spec else _ALL
+
+
 @lru_cache(maxsize=65536)
-def bounds(node: Node) -> Interval:
-    """The interval of the values of ``node`` (unbound parameters range over their domain)."""
+def bounds(node: Node, vocabulary: Vocabulary | None = None) -> Interval:
+    """The interval of the values of ``node`` (unbound parameters range over their domain).
+
+    ``vocabulary`` names the terminals and parameters (``None``: the loss language).
+    """
     if isinstance(node, Num):
         return (node.value, node.value)
     if isinstance(node, Var):
-        if node.name in TERMINAL_BOUNDS:
-            return TERMINAL_BOUNDS[node.name]
-        spec = PARAMETERS.get(node.name)
-        return (spec.low, spec.high) if spec else _ALL
+        return _variable(node.name, vocabulary)
     if isinstance(node, Neg):
-        lo, hi = bounds(node.operand)
+        lo, hi = bounds(node.operand, vocabulary)
         return (-hi, -lo)
     if isinstance(node, Compare):
         return (0.0, 1.0)
     if isinstance(node, BinOp):
-        return _binary(node)
+        return _binary(node, vocabulary)
     if isinstance(node, Call):
-        return _call(node)
+        return _call(node, vocabulary)
     return _ALL
 
 
-def _arithmetic(node: BinOp) -> Interval:
+def _arithmetic(node: BinOp, vocabulary: Vocabulary | None) -> Interval:
     """The exact interval of a ``+ - *`` node, before any saturation."""
-    a, b = bounds(node.left), bounds(node.right)
+    a, b = bounds(node.left, vocabulary), bounds(node.right, vocabulary)
     if node.op == "+":
         return (a[0] + b[0], a[1] + b[1])
     if node.op == "-":
@@ -223,17 +246,18 @@ def _arithmetic(node: BinOp) -> Interval:
     return mul_interval(a, b)
 
 
-def _binary(node: BinOp) -> Interval:
+def _binary(node: BinOp, vocabulary: Vocabulary | None) -> Interval:
+    left, right = bounds(node.left, vocabulary), bounds(node.right, vocabulary)
     if node.op == "/":
-        return div_interval(bounds(node.left), bounds(node.right))
+        return div_interval(left, right)
     if node.op == "**":
-        return pow_interval(bounds(node.left), bounds(node.right), integer_exponent(node.right))
-    out = _arithmetic(node)
+        return pow_interval(left, right, integer_exponent(node.right))
+    out = _arithmetic(node, vocabulary)
     return out if _magnitude(out) <= EXACT_MAX else _saturated(out)
 
 
-def _call(node: Call) -> Interval:
-    args = [bounds(arg) for arg in node.args]
+def _call(node: Call, vocabulary: Vocabulary | None) -> Interval:
+    args = [bounds(arg, vocabulary) for arg in node.args]
     fn = node.fn
     if fn in _UNARY:
         return _UNARY[fn](args[0])
@@ -251,16 +275,16 @@ def _call(node: Call) -> Interval:
     if fn == "where":
         cond = node.args[0]
         if isinstance(cond, Compare):
-            decided = _decide(cond)
+            decided = _decide(cond, vocabulary)
             if decided is not None:
                 return args[1] if decided else args[2]
         return (min(args[1][0], args[2][0]), max(args[1][1], args[2][1]))
     return _ALL
 
 
-def _decide(cond: Compare) -> bool | None:
+def _decide(cond: Compare, vocabulary: Vocabulary | None) -> bool | None:
     """The value of a comparison that the bounds of its sides decide, else ``None``."""
-    (a_lo, a_hi), (b_lo, b_hi) = bounds(cond.left), bounds(cond.right)
+    (a_lo, a_hi), (b_lo, b_hi) = bounds(cond.left, vocabulary), bounds(cond.right, vocabulary)
     op = cond.op
     if op in ("<", "<="):
         (a_lo, a_hi), (b_lo, b_hi) = (b_lo, b_hi), (a_lo, a_hi)
@@ -272,8 +296,8 @@ def _decide(cond: Compare) -> bool | None:
     return None
 
 
-def needs_saturation(node: Node) -> bool:
+def needs_saturation(node: Node, vocabulary: Vocabulary | None = None) -> bool:
     """Whether the value of a ``+ - *`` node may leave ``±EXACT_MAX`` and so must be saturated."""
     if not isinstance(node, BinOp) or node.op not in "+-*":
         return False
-    return not _magnitude(_arithmetic(node)) <= EXACT_MAX
+    return not _magnitude(_arithmetic(node, vocabulary)) <= EXACT_MAX

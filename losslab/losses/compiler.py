@@ -4,11 +4,15 @@ A program is a straight-line list of instructions over the unique sub-trees of o
 expressions (common sub-expressions such as ``vsum(y)`` run once), with constant sub-trees folded
 at compile time. Terminals are computed lazily from the logits and labels, once per call, and
 shared by every term of a compound loss.
+
+``compile_program`` takes the vocabulary of its trees (the loss language by default); a program
+of another vocabulary (a class-weight rule) runs on any object with ``get(name)`` that returns
+the terminals' values, a plain mapping included.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,16 +20,9 @@ import torch
 
 from losslab.losses.bounds import bounds, exact_power_is_safe, integer_exponent, needs_saturation
 from losslab.losses.nodes import BinOp, Call, Compare, Neg, Node, Num, Var, children
-from losslab.losses.ops import (
-    BINARY,
-    COMPARISONS,
-    FUNCTIONS,
-    LIMIT,
-    TERMINALS,
-    safe_pow,
-    tensor_like,
-)
+from losslab.losses.ops import BINARY, COMPARISONS, LIMIT, safe_pow, tensor_like
 from losslab.losses.parser import kind_of
+from losslab.losses.vocabulary import LOSS_VOCABULARY, Vocabulary
 
 __all__ = ["Program", "Terminals", "compile_program", "signed_distance"]
 
@@ -92,6 +89,13 @@ class Terminals:
                 )
         self.num_classes = ref.shape[1]
 
+    @property
+    def device(self) -> torch.device:
+        """The device of the target ``y`` (where constant outputs of a program are put)."""
+        if self.onehot is not None:
+            return self.onehot.device
+        return (self.logits if self.logits is not None else self.probs).device
+
     def get(self, name: str) -> torch.Tensor | float:
         if name in self._cache:
             return self._cache[name]
@@ -150,8 +154,12 @@ class Program:
     outputs: tuple[int | float, ...]
     terminals: frozenset[str]
 
-    def run(self, terminals: Terminals) -> list[torch.Tensor]:
-        """Evaluate every output; constant outputs come back as 0-d tensors."""
+    def run(self, terminals: Terminals | Mapping[str, torch.Tensor | float]) -> list[torch.Tensor]:
+        """Evaluate every output; constant outputs come back as 0-d tensors.
+
+        ``terminals`` is anything with ``get(name)`` returning each terminal the program reads
+        (:attr:`terminals`); constant outputs go to its ``device`` (the CPU when it has none).
+        """
         values: list = []
         for kind, payload, slots in self.steps:
             args = [values[s] if isinstance(s, int) else s for s in slots]
@@ -163,8 +171,7 @@ class Program:
         for slot in self.outputs:
             value = values[slot] if isinstance(slot, int) else slot
             if not isinstance(value, torch.Tensor):
-                ref = terminals.get("y")
-                value = torch.tensor(float(value), device=ref.device)
+                value = torch.tensor(float(value), device=getattr(terminals, "device", None))
             results.append(value)
         return results
 
@@ -183,32 +190,39 @@ def _exact_power(exponent: int):
     return lambda a, b: a**exponent
 
 
-def _power(base: Node, exponent: Node):
+def _power(base: Node, exponent: Node, vocabulary: Vocabulary):
     """The exact power where the bounds prove it finite (``vsum(y) ** 2``), else the protected one."""
     n = integer_exponent(exponent)
-    return _exact_power(n) if exact_power_is_safe(bounds(base), n) else safe_pow
+    return _exact_power(n) if exact_power_is_safe(bounds(base, vocabulary), n) else safe_pow
 
 
-def _operation(node: Node):
+def _operation(node: Node, vocabulary: Vocabulary):
     if isinstance(node, Neg):
         return lambda x: -x
     if isinstance(node, BinOp):
         if node.op == "**":
-            return _power(node.left, node.right)
+            return _power(node.left, node.right, vocabulary)
         operation = BINARY[node.op]
-        return _saturating(operation) if needs_saturation(node) else operation
+        return _saturating(operation) if needs_saturation(node, vocabulary) else operation
     if isinstance(node, Compare):
         compare = COMPARISONS[node.op]
-        return lambda a, b: compare(torch.as_tensor(a), torch.as_tensor(b))
+        # A number is compared in the dtype of the tensor it meets (float64 rule features are
+        # compared exactly, as the hand-written schedules compare Python floats).
+        return lambda a, b: compare(tensor_like(a, b), tensor_like(b, a))
     if isinstance(node, Call):
         if node.fn == "pow":
-            return _power(*node.args)
-        return FUNCTIONS[node.fn].impl
+            return _power(*node.args, vocabulary)
+        return vocabulary.functions[node.fn].impl
     raise TypeError(node)
 
 
-def compile_program(trees: Sequence[Node]) -> Program:
-    """Compile trees whose parameters are already bound (see ``bind_parameters``)."""
+def compile_program(trees: Sequence[Node], *, vocabulary: Vocabulary = LOSS_VOCABULARY) -> Program:
+    """Compile well-typed trees of ``vocabulary`` whose parameters are already bound (see
+    ``bind_parameters``).
+
+    Raises:
+        ValueError: a parameter left unbound, or a name the vocabulary does not know.
+    """
     slots: dict[Node, int | float] = {}
     steps: list[tuple[str, object, tuple[int | float, ...]]] = []
     used_terminals: set[str] = set()
@@ -219,8 +233,10 @@ def compile_program(trees: Sequence[Node]) -> Program:
         if isinstance(node, Num):
             slot: int | float = node.value
         elif isinstance(node, Var):
-            if node.name not in TERMINALS:
-                raise ValueError(f"parameter '{node.name}' is not bound")
+            if node.name not in vocabulary.terminals:
+                if node.name in vocabulary.parameters:
+                    raise ValueError(f"parameter '{node.name}' is not bound")
+                raise ValueError(f"unknown name '{node.name}' in a {vocabulary.name} expression")
             used_terminals.add(node.name)
             steps.append(("terminal", node.name, ()))
             slot = len(steps) - 1
@@ -228,14 +244,15 @@ def compile_program(trees: Sequence[Node]) -> Program:
             isinstance(node, Call)
             and node.fn == "where"
             and _is_constant(cond := visit(node.args[0]))
-            and kind_of(node.args[1]) == kind_of(node.args[2])
+            and kind_of(node.args[1], vocabulary=vocabulary)
+            == kind_of(node.args[2], vocabulary=vocabulary)
         ):
             # A condition of numbers and parameters alone is decided once, here (when the
             # branches differ in kind, the run-time where broadcasts the chosen one).
             slot = visit(node.args[1] if cond else node.args[2])
         else:
             args = tuple(visit(child) for child in children(node))
-            operation = _operation(node)
+            operation = _operation(node, vocabulary)
             if all(isinstance(a, float) for a in args):
                 slot = _fold(operation, args)
             else:

@@ -6,6 +6,10 @@ ever evaluated. A loss text is one expression, optionally followed by parameter 
     vmean(-(1 - p) ** gamma * y * logp); gamma=2
 
 Every error is a :class:`LossSyntaxError` that quotes the text and points at the offending part.
+
+The names an expression may use come from a :class:`~losslab.losses.vocabulary.Vocabulary`
+(keyword ``vocabulary``, the loss language by default); the class-weight rules of
+:mod:`losslab.schedules.rules` are the same language over another vocabulary.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from losslab.losses.nodes import (
     iter_nodes,
     to_source,
 )
-from losslab.losses.ops import FUNCTIONS, LIMIT, PARAMETERS, TERMINALS, Kind, KindError, combine
+from losslab.losses.ops import LIMIT, Kind, KindError, combine
+from losslab.losses.vocabulary import LOSS_VOCABULARY, Vocabulary
 
 __all__ = ["DEFAULT_MAX_NODES", "LossSyntaxError", "check_tree", "kind_of", "parse_expression"]
 
@@ -41,31 +46,53 @@ _COMPARE = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
 
 
 class LossSyntaxError(ValueError):
-    """A loss expression that cannot be accepted, with the place at fault marked.
+    """A loss expression (or a rule) that cannot be accepted, with the place at fault marked.
 
     Attributes:
         expression: the text as given (or the printed tree for a tree built in code).
         reason: what is wrong.
         span: ``(line, start, end)`` columns of the offending part, or ``None``.
+        what: what the expression is (the vocabulary's name: ``"loss"``, ``"rule"``).
     """
 
-    def __init__(self, reason: str, expression: str, span: tuple[int, int, int] | None = None):
+    def __init__(
+        self,
+        reason: str,
+        expression: str,
+        span: tuple[int, int, int] | None = None,
+        what: str = "loss",
+    ):
         self.reason = reason
         self.expression = expression
         self.span = span
+        self.what = what
         super().__init__(self._render())
+
+    def __reduce__(self):  # picklable with all four arguments (workers send errors back)
+        return type(self), (self.reason, self.expression, self.span, self.what)
 
     def _render(self) -> str:
         lines = self.expression.splitlines() or [""]
         if self.span is None:
-            return f"{self.reason}\n  in loss expression: {self.expression}"
+            return f"{self.reason}\n  in {self.what} expression: {self.expression}"
         line, start, end = self.span
         text = lines[min(line, len(lines)) - 1]
         marker = " " * start + "^" * max(1, end - start)
         return f"{self.reason}\n  {text}\n  {marker}"
 
 
-def _kind_rule(node: Node, kinds: list[Kind]) -> Kind:
+def _names(names) -> str:
+    return ", ".join(names) or "(none)"
+
+
+def _unknown_name(name: str, vocabulary: Vocabulary) -> str:
+    message = f"unknown name '{name}'; terminals are {_names(vocabulary.terminals)}"
+    if vocabulary.parameters:
+        message += f", parameters are {_names(vocabulary.parameters)}"
+    return message
+
+
+def _kind_rule(node: Node, kinds: list[Kind], vocabulary: Vocabulary) -> Kind:
     """Kind of ``node`` from the kinds of its children (raises KindError)."""
     for position, child in enumerate(children(node)):
         if isinstance(child, Compare) and not (
@@ -75,7 +102,8 @@ def _kind_rule(node: Node, kinds: list[Kind]) -> Kind:
     if isinstance(node, Num):
         return Kind.SCALAR
     if isinstance(node, Var):
-        return TERMINALS[node.name][0] if node.name in TERMINALS else Kind.SCALAR
+        terminal = vocabulary.terminals.get(node.name)
+        return terminal[0] if terminal is not None else Kind.SCALAR
     if isinstance(node, Neg):
         return kinds[0]
     if isinstance(node, (BinOp, Compare)):
@@ -84,28 +112,31 @@ def _kind_rule(node: Node, kinds: list[Kind]) -> Kind:
         except KindError as exc:
             raise KindError(f"in '{node.op}': {exc}") from None
     if isinstance(node, Call):
-        fn = FUNCTIONS[node.fn]
+        fn = vocabulary.functions[node.fn]
         if node.fn == "where" and not isinstance(node.args[0], Compare):
-            raise KindError("the first argument of where must be a comparison such as 'p > 0.5'")
+            example = next(iter(vocabulary.terminals), "x")  # 'p' in a loss, 's' in a rule
+            raise KindError(
+                f"the first argument of where must be a comparison such as '{example} > 0.5'"
+            )
         return fn.result(*kinds)
-    raise TypeError(f"not a loss expression node: {node!r}")
+    raise TypeError(f"not a {vocabulary.name} expression node: {node!r}")
 
 
-def _require_constant(node: Node, fn: str, position: int) -> None:
+def _require_constant(node: Node, fn: str, position: int, vocabulary: Vocabulary) -> None:
     for sub in iter_nodes(node):
-        if isinstance(sub, Var) and sub.name in TERMINALS:
+        if isinstance(sub, Var) and sub.name in vocabulary.terminals:
             raise KindError(
                 f"argument {position + 1} of {fn} must be a number or a parameter, "
                 f"not the terminal '{sub.name}'"
             )
 
 
-def _check_call(fn_name: str, args: tuple[Node, ...]) -> None:
-    fn = FUNCTIONS[fn_name]
+def _check_call(fn_name: str, args: tuple[Node, ...], vocabulary: Vocabulary) -> None:
+    fn = vocabulary.functions[fn_name]
     if len(args) != fn.arity:
         raise KindError(f"{fn_name} takes {fn.arity} argument(s), got {len(args)}")
     for position in fn.constant_args:
-        _require_constant(args[position], fn_name, position)
+        _require_constant(args[position], fn_name, position, vocabulary)
     if fn_name == "topk_mean":
         k = constant_value(args[1])
         if k is not None and not 0 < k <= 1:
@@ -115,8 +146,9 @@ def _check_call(fn_name: str, args: tuple[Node, ...]) -> None:
 class _Converter:
     """Turns a whitelisted Python AST into a kind-checked tree, tracking the source spans."""
 
-    def __init__(self, text: str):
+    def __init__(self, text: str, vocabulary: Vocabulary):
         self.text = text
+        self.vocabulary = vocabulary
         self.count = 0
 
     def fail(self, reason: str, node: ast.AST) -> LossSyntaxError:
@@ -125,15 +157,15 @@ class _Converter:
         end = getattr(node, "end_col_offset", start + 1)
         if getattr(node, "end_lineno", line) != line:
             end = len(self.text.splitlines()[line - 1])
-        return LossSyntaxError(reason, self.text, (line, start, end))
+        return LossSyntaxError(reason, self.text, (line, start, end), self.vocabulary.name)
 
     def convert(self, node: ast.AST) -> tuple[Node, Kind]:
         self.count += 1
         tree, kids = self._build(node)
         try:
             if isinstance(tree, Call):
-                _check_call(tree.fn, tree.args)
-            return tree, _kind_rule(tree, kids)
+                _check_call(tree.fn, tree.args, self.vocabulary)
+            return tree, _kind_rule(tree, kids, self.vocabulary)
         except KindError as exc:
             raise self.fail(str(exc), node) from None
 
@@ -144,13 +176,10 @@ class _Converter:
             if not math.isfinite(node.value) or abs(node.value) > LIMIT:
                 raise self.fail(f"constants must lie within ±{LIMIT:g}", node)
             return Num(float(node.value)), []
+        vocabulary = self.vocabulary
         if isinstance(node, ast.Name):
-            if node.id not in TERMINALS and node.id not in PARAMETERS:
-                raise self.fail(
-                    f"unknown name '{node.id}'; terminals are {', '.join(TERMINALS)}, "
-                    f"parameters are {', '.join(PARAMETERS)}",
-                    node,
-                )
+            if node.id not in vocabulary.terminals and node.id not in vocabulary.parameters:
+                raise self.fail(_unknown_name(node.id, vocabulary), node)
             return Var(node.id), []
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
             operand, kind = self.convert(node.operand)
@@ -167,11 +196,14 @@ class _Converter:
             return Compare(_COMPARE[type(node.ops[0])], left, right), [lk, rk]
         if isinstance(node, ast.Call):
             if not isinstance(node.func, ast.Name):
-                reason = f"'{type(node.func).__name__}' is not part of the loss language"
+                reason = (
+                    f"'{type(node.func).__name__}' is not part of the {vocabulary.name} language"
+                )
                 raise self.fail(reason, node.func)
-            if node.func.id not in FUNCTIONS:
+            if node.func.id not in vocabulary.functions:
                 raise self.fail(
-                    f"unknown function '{node.func.id}'; functions are {', '.join(FUNCTIONS)}",
+                    f"unknown function '{node.func.id}'; functions are "
+                    f"{_names(vocabulary.functions)}",
                     node.func,
                 )
             if node.keywords:
@@ -179,34 +211,59 @@ class _Converter:
             converted = [self.convert(arg) for arg in node.args]
             args = tuple(c[0] for c in converted)
             return Call(node.func.id, args), [c[1] for c in converted]
-        raise self.fail(f"'{type(node).__name__}' is not part of the loss language", node)
+        raise self.fail(
+            f"'{type(node).__name__}' is not part of the {vocabulary.name} language", node
+        )
 
 
 def parse_expression(
-    text: str, *, max_nodes: int = DEFAULT_MAX_NODES
+    text: str, *, max_nodes: int = DEFAULT_MAX_NODES, vocabulary: Vocabulary = LOSS_VOCABULARY
 ) -> tuple[Node, Kind, dict[str, float]]:
-    """Parse loss text into ``(tree, kind, bound parameters)``.
+    """Parse text into ``(tree, kind, bound parameters)``.
+
+    ``vocabulary`` gives the names the text may use and the kinds its value may have (by
+    default the loss language: a class vector or a scalar).
 
     Raises:
         LossSyntaxError: for anything outside the language, unknown names or parameters, kind
-            errors, a voxel tensor as the result, or a tree of more than ``max_nodes`` nodes.
+            errors, a result of a kind the vocabulary refuses (a loss that is a voxel tensor),
+            or a tree of more than ``max_nodes`` nodes.
     """
+    what = vocabulary.name
     if not isinstance(text, str) or not text.strip():
-        raise LossSyntaxError("the loss expression is empty", str(text))
+        raise LossSyntaxError(f"the {what} expression is empty", str(text), what=what)
     if len(text) > MAX_TEXT_LENGTH:
         raise LossSyntaxError(
-            f"the loss text has {len(text)} characters, more than the limit of {MAX_TEXT_LENGTH}",
+            f"the {what} text has {len(text)} characters, more than the limit of {MAX_TEXT_LENGTH}",
             text[:80] + " ...",
+            what=what,
         )
     try:
-        return _parse(text, max_nodes)
+        return _parse(text, max_nodes, vocabulary)
     except (RecursionError, MemoryError):
         raise LossSyntaxError(
-            "the expression is nested too deeply to be a loss", text[:80] + " ..."
+            f"the expression is nested too deeply to be a {what}", text[:80] + " ...", what=what
         ) from None
 
 
-def _parse(text: str, max_nodes: int) -> tuple[Node, Kind, dict[str, float]]:
+def _result_error(kind: Kind, vocabulary: Vocabulary, short: bool = False) -> str:
+    """Why a whole expression of this kind is refused by the vocabulary."""
+    what = vocabulary.name
+    if kind is Kind.VOXEL and "vsum" in vocabulary.functions:
+        if short:
+            return f"the {what} is a voxel tensor; reduce it first"
+        return (
+            f"the {what} is a voxel tensor; reduce it with vsum, vmean or topk_mean to a class "
+            "vector (and optionally csum or cmean to a scalar)"
+        )
+    allowed = " or ".join(k.description for k in sorted(vocabulary.results))
+    return f"the {what} is {kind.description}; it must be {allowed}"
+
+
+def _parse(
+    text: str, max_nodes: int, vocabulary: Vocabulary
+) -> tuple[Node, Kind, dict[str, float]]:
+    what = vocabulary.name
     try:
         with warnings.catch_warnings():  # Python's own warnings on odd literals: not ours
             warnings.simplefilter("ignore")
@@ -217,13 +274,16 @@ def _parse(text: str, max_nodes: int) -> tuple[Node, Kind, dict[str, float]]:
             f"not a valid expression: {exc.msg}",
             text.strip(),
             (exc.lineno or 1, column, column + 1),
+            what,
         ) from None
     except ValueError as exc:  # e.g. a null byte
-        raise LossSyntaxError(f"not a valid expression: {exc}", text.strip()) from None
+        raise LossSyntaxError(f"not a valid expression: {exc}", text.strip(), what=what) from None
     text = text.strip()
-    converter = _Converter(text)
+    converter = _Converter(text, vocabulary)
     if not module.body:
-        raise LossSyntaxError("the loss text holds no expression (only a comment?)", text)
+        raise LossSyntaxError(
+            f"the {what} text holds no expression (only a comment?)", text, what=what
+        )
     if not isinstance(module.body[0], ast.Expr):
         raise converter.fail("the text must start with an expression", module.body[0])
     count = sum(1 for _ in ast.walk(module.body[0]))  # iterative: safe on deep trees
@@ -246,12 +306,8 @@ def _parse(text: str, max_nodes: int) -> tuple[Node, Kind, dict[str, float]]:
             f"the expression has {converter.count} nodes, more than the limit of {max_nodes}",
             expression,
         )
-    if kind is Kind.VOXEL:
-        raise converter.fail(
-            "the loss is a voxel tensor; reduce it with vsum, vmean or topk_mean to a class "
-            "vector (and optionally csum or cmean to a scalar)",
-            expression,
-        )
+    if kind not in vocabulary.results:
+        raise converter.fail(_result_error(kind, vocabulary), expression)
     return tree, kind, params
 
 
@@ -265,9 +321,10 @@ def _parse_binding(statement: ast.stmt, converter: _Converter) -> tuple[str, flo
             "after ';' only parameter bindings such as 'gamma=2' are allowed", statement
         )
     name = statement.targets[0].id
-    if name not in PARAMETERS:
+    parameters = converter.vocabulary.parameters
+    if name not in parameters:
         raise converter.fail(
-            f"unknown parameter '{name}'; parameters are {', '.join(PARAMETERS)}",
+            f"unknown parameter '{name}'; parameters are {_names(parameters)}",
             statement.targets[0],
         )
     value_node = statement.value
@@ -283,40 +340,63 @@ def _parse_binding(statement: ast.stmt, converter: _Converter) -> tuple[str, flo
     return name, sign * float(value_node.value)
 
 
-def check_tree(tree: Node, *, max_nodes: int = DEFAULT_MAX_NODES) -> Kind:
+def check_tree(
+    tree: Node, *, max_nodes: int = DEFAULT_MAX_NODES, vocabulary: Vocabulary = LOSS_VOCABULARY
+) -> Kind:
     """Kind-check a tree built in code (by a search backend); returns the kind of its value.
 
     Raises:
-        LossSyntaxError: quoting the printed sub-expression at fault.
+        LossSyntaxError: quoting the printed sub-expression at fault: an unknown name or
+            function, a kind error, a comparison outside the condition of ``where``, a result
+            of a kind the vocabulary refuses, more than ``max_nodes`` nodes.
     """
+    what = vocabulary.name
     count = sum(1 for _ in iter_nodes(tree))
     if count > max_nodes:
         raise LossSyntaxError(
             f"the expression has {count} nodes, more than the limit of {max_nodes}",
             to_source(tree),
+            what=what,
         )
-    kind = _check_kinds(tree, tree)
-    if kind is Kind.VOXEL:
-        raise LossSyntaxError("the loss is a voxel tensor; reduce it first", to_source(tree))
+    kind = _check_kinds(tree, tree, vocabulary)
+    if isinstance(tree, Compare):
+        raise LossSyntaxError(
+            "a comparison is only allowed as the condition of where", to_source(tree), what=what
+        )
+    if kind not in vocabulary.results:
+        raise LossSyntaxError(
+            _result_error(kind, vocabulary, short=True), to_source(tree), what=what
+        )
     return kind
 
 
-def kind_of(node: Node) -> Kind:
+def kind_of(node: Node, *, vocabulary: Vocabulary = LOSS_VOCABULARY) -> Kind:
     """The kind of a well-typed tree's value (voxel tensors included)."""
-    return _check_kinds(node, node)
+    return _check_kinds(node, node, vocabulary)
 
 
-def _check_kinds(node: Node, root: Node) -> Kind:
+def _check_kinds(node: Node, root: Node, vocabulary: Vocabulary) -> Kind:
+    what = vocabulary.name
     if isinstance(node, Num) and node.value > LIMIT:
-        raise LossSyntaxError(f"constants must lie within ±{LIMIT:g}", to_source(root))
-    if isinstance(node, Call) and node.fn not in FUNCTIONS:
-        raise LossSyntaxError(f"unknown function '{node.fn}'", to_source(root))
-    if isinstance(node, Var) and node.name not in TERMINALS and node.name not in PARAMETERS:
-        raise LossSyntaxError(f"unknown name '{node.name}'", to_source(root))
-    kinds = [_check_kinds(child, root) for child in children(node)]
+        raise LossSyntaxError(f"constants must lie within ±{LIMIT:g}", to_source(root), what=what)
+    if isinstance(node, Call) and node.fn not in vocabulary.functions:
+        raise LossSyntaxError(
+            f"unknown function '{node.fn}'; functions are {_names(vocabulary.functions)}",
+            to_source(root),
+            what=what,
+        )
+    if (
+        isinstance(node, Var)
+        and node.name not in vocabulary.terminals
+        and node.name not in vocabulary.parameters
+    ):
+        raise LossSyntaxError(_unknown_name(node.name, vocabulary), to_source(root), what=what)
+    kinds = [_check_kinds(child, root, vocabulary) for child in children(node)]
     try:
         if isinstance(node, Call):
-            _check_call(node.fn, node.args)
-        return _kind_rule(node, kinds)
+            _check_call(node.fn, node.args, vocabulary)
+        return _kind_rule(node, kinds, vocabulary)
     except KindError as exc:
-        raise LossSyntaxError(f"{exc} (at '{to_source(node)}')", to_source(root)) from None
+        raise LossSyntaxError(
+            f"{exc} (at '{to_source(node)}')", to_source(root), what=what
+        ) from None

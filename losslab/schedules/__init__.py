@@ -1,5 +1,5 @@
-"""Class-weight schedules (static, TCF, PCF, CBS), the epoch context they see, and loss-term
-weight schedules."""
+"""Class-weight schedules (static, TCF, PCF, CBS, learned rules), the epoch context they see,
+and loss-term weight schedules."""
 
 from __future__ import annotations
 
@@ -22,6 +22,17 @@ from losslab.schedules.registry import (
     list_class_schedules,
     list_term_schedules,
 )
+from losslab.schedules.rules import (
+    CBS_RULE,
+    PCF_RULE,
+    RULE_VOCABULARY,
+    SEED_RULES,
+    TCF_RULE,
+    Rule,
+    RuleSchedule,
+    parse_rule,
+    rule_features,
+)
 from losslab.schedules.term_schedules import (
     LinearRamp,
     Rebalance,
@@ -31,6 +42,11 @@ from losslab.schedules.term_schedules import (
 )
 
 __all__ = [
+    "CBS_RULE",
+    "PCF_RULE",
+    "RULE_VOCABULARY",
+    "SEED_RULES",
+    "TCF_RULE",
     "ClassBoostStrategy",
     "ClassSchedule",
     "CoVWeighting",
@@ -40,6 +56,8 @@ __all__ = [
     "MedianFrequencyWeights",
     "PlateauClassFreezing",
     "Rebalance",
+    "Rule",
+    "RuleSchedule",
     "SoftAdapt",
     "StaticTermWeights",
     "StepSwitch",
@@ -50,4 +68,6 @@ __all__ = [
     "get_term_schedule",
     "list_class_schedules",
     "list_term_schedules",
+    "parse_rule",
+    "rule_features",
 ]

@@ -16,6 +16,7 @@ from losslab.schedules.class_schedules import (
     MedianFrequencyWeights,
     UniformWeights,
 )
+from losslab.schedules.rules import RuleSchedule
 from losslab.schedules.term_schedules import (
     LinearRamp,
     Rebalance,
@@ -33,6 +34,7 @@ _CLASS_SCHEDULES: dict[str, type[ClassSchedule]] = {
         ThresholdClassFreezing,
         PlateauClassFreezing,
         ClassBoostStrategy,
+        RuleSchedule,
     )
 }
 _CLASS_ALIASES = {

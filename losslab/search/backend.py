@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from losslab.search.ledger import BackendState, Proposal, Slot, TrialRecord
@@ -48,6 +48,9 @@ class BackendContext:
         records: the ledger's finished entries (every worker's), on demand.
         native: the study store's own engine, for a backend built on it (the Optuna study,
             whose sampler and pruner the Optuna backend sets); other backends ignore it.
+        dataset: the study's dataset, for a backend that screens candidates on data (GP).
+        log: ``log(metrics, step, tags=None)`` records the backend's own figures (a GP
+            generation's) on the study's MLflow parent run.
     """
 
     space: SearchSpace
@@ -58,6 +61,8 @@ class BackendContext:
     state: BackendState
     records: Callable[[], list[TrialRecord]]
     native: Any = None
+    dataset: Any = None
+    log: Callable[..., None] = field(default=lambda metrics, step, tags=None: None)
 
 
 class SearchBackend(ABC):

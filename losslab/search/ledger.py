@@ -54,7 +54,8 @@ class Proposal:
     ``candidate`` is ``None`` (with ``invalid`` saying why) when the backend's draw is not a
     valid candidate: the entry is recorded as failed and counts against the budget.
     ``params`` describes the draw in the backend's own terms (shown in the ledger);
-    ``hooks`` are trainer hooks the backend wants on this evaluation (a pruner).
+    ``hooks`` are trainer hooks the backend wants on this evaluation (a pruner);
+    ``tags`` are added to the evaluation's MLflow run (a GP individual's generation).
     """
 
     candidate: Candidate | None
@@ -62,6 +63,7 @@ class Proposal:
     params: dict[str, Any] = field(default_factory=dict)
     hooks: Sequence[Hook] = ()
     invalid: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

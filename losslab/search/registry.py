@@ -18,7 +18,10 @@ __all__ = ["DEFAULT_BACKEND", "backend_names", "get_backend", "register_backend"
 
 DEFAULT_BACKEND = "optuna"  # a study file that names no backend
 
-_BUILTIN = {"optuna": "losslab.search.optuna_backend:OptunaBackend"}
+_BUILTIN = {
+    "optuna": "losslab.search.optuna_backend:OptunaBackend",
+    "gp": "losslab.search.gp.backend:GpBackend",
+}
 _REGISTERED: dict[str, type[SearchBackend]] = {}
 
 

@@ -141,6 +141,8 @@ class Study:
                 state=store.state(config.backend),
                 records=store.records,
                 native=store.native,
+                dataset=dataset,
+                log=self._log_backend,
             )
         )
         parent = parent_run(
@@ -167,6 +169,18 @@ class Study:
         self.outcome.reclaimed = [r.number for r in store.reclaimed]
         self.display.advance_to(store.used())
         return self
+
+    def _log_backend(
+        self, metrics: dict[str, float], step: int, tags: dict[str, str] | None = None
+    ) -> None:
+        """A backend's own figures (a GP generation's) on the study's parent run."""
+        outcome = getattr(self, "outcome", None)
+        if outcome is None:
+            return
+        if metrics:
+            outcome.tracker.log_metrics(outcome.parent_run_id, metrics, step=step)
+        if tags:
+            outcome.tracker.set_tags(outcome.parent_run_id, tags)
 
     # -- evaluations -------------------------------------------------------------------------
 
@@ -225,9 +239,10 @@ class Study:
             left = self._budget_left()
             if left is not None and left <= 0:
                 return
-            count = (
-                self.backend.batch_size() if left is None else min(self.backend.batch_size(), left)
-            )
+            batch = self.backend.batch_size()
+            if batch <= 0:  # the backend has nothing more to propose (its generations are done)
+                return
+            count = batch if left is None else min(batch, left)
             slots = self.store.reserve(count)
             if self.config.budget.trials is not None:  # another worker may have reserved too
                 slots = self.store.within_budget(slots, self.config.budget.trials)
@@ -242,11 +257,14 @@ class Study:
             self._run_batch(slots, [_replayed(s, p) for s, p in zip(slots, proposals)])
 
     def _run_batch(self, slots: list[Slot], proposals: list[Proposal]) -> None:
+        # Every proposal of the batch is recorded before the first trains, so a worker killed
+        # inside a batch (a GP generation) leaves all of them to be reclaimed and run again.
+        for slot, proposal in zip(slots, proposals):
+            self.store.start(slot, proposal)
         for index, (slot, proposal) in enumerate(zip(slots, proposals)):
             if not self.time_left():
                 self._interrupt(slots[index:], proposals[index:], "the time budget ended")
                 return
-            self.store.start(slot, proposal)
             if proposal.candidate is None:
                 record = self.store.finish(slot, None, proposal.invalid)
                 self.backend.tell(slot, proposal, record, None)
@@ -257,7 +275,11 @@ class Study:
                 evaluation = self._evaluate(
                     proposal,
                     f"trial {slot.number}",
-                    {"losslab.role": "trial", "losslab.trial": str(slot.number)},
+                    {
+                        **proposal.tags,
+                        "losslab.role": "trial",
+                        "losslab.trial": str(slot.number),
+                    },
                     hooks,
                     on_run=lambda run_id, slot=slot: self.store.link_run(slot, run_id),
                 )
@@ -307,8 +329,8 @@ class Study:
         tag_best(tracker, parent, best[0] if best else None, step=len(outcome.records))
         counts = outcome.counts()
         tracker.log_metrics(parent, {f"trials_{k}": v for k, v in counts.items()}, step=0)
+        self.backend.close()  # before the parent run ends: a backend may log its last figures
         tracker.end_run(parent, status)
-        self.backend.close()
         store.close()
         outcome.wall_time = time.perf_counter() - self.started
         return outcome
@@ -320,7 +342,11 @@ def _replayed(slot: Slot, proposal: Proposal) -> Proposal:
         return proposal
     retry = slot.retry
     return Proposal(
-        retry.candidate, retry.overrides, retry.params or proposal.params, proposal.hooks
+        retry.candidate,
+        retry.overrides,
+        retry.params or proposal.params,
+        proposal.hooks,
+        tags=retry.tags or proposal.tags,
     )
 
 

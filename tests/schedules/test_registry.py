@@ -22,6 +22,7 @@ CLASS_PARAMS = {
     "median_frequency": {"frequencies": [0.9, 0.05, 0.04, 0.01]},
     "pcf": {"epsilon": 0.001},
     "cbs": {"epsilon": 0.001},
+    "rule": {"expression": "clamp(w + delta, 0.1, 2)"},  # reads the previous scores and weights
 }
 
 

@@ -23,6 +23,14 @@ from .fakes import FakeTrainer, StopAfter
 from .studies import write_study
 
 BACKENDS = backend_names()
+# What a backend needs in its study file besides the common part (``studies.BASE``): the gp
+# backend evolves the loss from seeds, with small generations.
+STUDY_OF = {
+    "gp": {
+        "space": {"target": "loss", "seeds": ["dice", "ce", "focal", "tversky"]},
+        "gp": {"population": 4, "generations": 4, "screen_steps": 60},
+    }
+}
 
 
 @pytest.fixture(autouse=True)
@@ -31,8 +39,12 @@ def _fresh_fake():
     yield
 
 
+def _study(folder, backend: str, **changes):
+    return write_study(folder, backend=backend, **{**STUDY_OF.get(backend, {}), **changes})
+
+
 def _config(folder, backend: str, trials: int = 5, **changes):
-    return load_study(write_study(folder, backend=backend, budget={"trials": trials}, **changes))
+    return load_study(_study(folder, backend, budget={"trials": trials}, **changes))
 
 
 def _runs(config, role: str):
@@ -119,7 +131,7 @@ def _worker(path: str, queue) -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_two_workers_share_one_study(tmp_path, backend):
-    path = write_study(tmp_path, backend=backend, budget={"trials": 8})
+    path = _study(tmp_path, backend, budget={"trials": 8})
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     workers = [context.Process(target=_worker, args=(str(path), queue)) for _ in range(2)]

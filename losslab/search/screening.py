@@ -1,0 +1,405 @@
+"""Screen candidate losses on a probe batch before a network is trained with them.
+
+A genetic-programming search proposes many loss expressions, most of them useless; training each
+one costs minutes, screening it well under a second. :class:`LossScreen` applies the stages of
+:data:`STAGES` in order and stops at the first one that rejects the loss:
+
+1. ``invalid``: the text or tree does not parse or type-check.
+2. ``duplicate``: its canonical text (``str(spec)``, parameters bound) passed this screen before.
+3. ``terminals``: it does not use both a target terminal (``y`` or ``dist``, the distance maps
+   being derived from the target; ``fg`` is not the target) and a prediction terminal (``p``,
+   ``logp`` or ``z``) outside the conditions of ``where``, which carry no gradient.
+4. ``degenerate``: on the probe its value or its gradient with respect to the logits is not
+   finite, its value is the same at two different logits (a constant), or its gradient at the
+   starting logits is zero.
+5. ``no_improvement``: optimising the probe's raw logits with it (:func:`raw_logit_dice`) does
+   not raise the foreground Dice by at least ``min_gain``.
+6. ``gradient_duplicate``: its gradient on the probe has the same direction as that of a loss that
+   passed before, so training would follow the same path; the verdict names that loss
+   (``same_as``) so that its fitness can be reused.
+
+A loss rejected once is rejected again from a cache of its canonical text, without evaluating
+it (the screen is deterministic), and its verdict is the same as the first time.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import hashlib
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from losslab.losses import CompoundLoss, LossSpec, has_gradient_path, parse_loss
+from losslab.losses.nodes import Var, iter_nodes
+from losslab.search.probe import (
+    DEFAULT_LR,
+    DEFAULT_STEPS,
+    Probe,
+    loss_function,
+    optimise_logits,
+)
+
+__all__ = [
+    "MIN_GAIN",
+    "STAGES",
+    "LossScreen",
+    "Verdict",
+]
+
+STAGES = (
+    "invalid",
+    "duplicate",
+    "terminals",
+    "degenerate",
+    "no_improvement",
+    "gradient_duplicate",
+)
+
+# Foreground Dice (absolute) the raw-logit run must gain. Every single-term library loss gains
+# more than 0.5 on the synthetic and the phantom probes (boundary, whose distance maps are zero
+# on the boundary voxels, is the lowest); losses that reward false positives, minimise the
+# overlap or push the target logits down lose Dice. 0.1 leaves a wide band on both sides.
+MIN_GAIN = 0.1
+# Two values whose difference is below this fraction of the larger are the same value: ten times
+# the float32 rounding measured on losses that are constant in exact arithmetic (csum(vsum(p)),
+# whose gradient is pure rounding noise of norm up to 0.1 and so escapes the zero-gradient test),
+# far below any change a real loss shows between two different logits. Relative, so that a loss
+# scaled down (1e-6 * ce) is not constant; an offset swamping the loss (1 + 1e-7 * ce) is.
+CONSTANT_TOLERANCE = 1e-6
+# A gradient at the starting logits with a smaller L2 norm is zero. Adam cannot follow a gradient
+# much below its eps (1e-8 per element); every sound loss is orders of magnitude above this on
+# a probe, and one that starts flat (clamp(p, 0.9, 1)) cannot leave near-uniform predictions.
+ZERO_GRADIENT = 1e-9
+# Gradients are compared through a count sketch (a fixed random bucket and sign per element),
+# SKETCH_BUCKETS buckets per probe point: small enough to keep for every passed loss and to store
+# in JSON, large enough that different directions stay apart.
+SKETCH_BUCKETS = 128
+# The hash is taken of the sketch rounded to this many decimals (about 3 significant digits).
+HASH_DECIMALS = 4
+# Two sketches nearer than this (L2, both of unit norm) are the same direction. Rounding on a
+# hash boundary can split equal gradients, so the hash is looked up first and this nearest-
+# neighbour test second.
+MATCH_TOLERANCE = 1e-3
+# The second probe point: noisy logits biased towards the target, so that probabilities spread
+# over (0, 1) and losses that agree near the uniform start (focal and CE) come apart.
+_SPREAD_NOISE, _SPREAD_BIAS, _SPREAD_SEED = 2.0, 2.0, 1
+_TARGETS = frozenset({"y", "dist"})
+_PREDICTIONS = frozenset({"p", "logp", "z"})
+_STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the screen said of one loss.
+
+    Attributes:
+        stage: the stage of :data:`STAGES` that rejected the loss, ``None`` when it passed (it
+            is to be trained).
+        reason: human-readable detail.
+        spec: the parsed loss (``None`` when it is ``invalid``).
+        same_as: for ``duplicate`` and ``gradient_duplicate``, the canonical text of the loss
+            that passed before and whose fitness applies.
+        gradient_hash: sha256 of the rounded gradient sketch (set from stage 6 on).
+    """
+
+    stage: str | None
+    reason: str = ""
+    spec: LossSpec | None = None
+    same_as: str = ""
+    gradient_hash: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.stage is None
+
+
+class LossScreen:
+    """The stages of :data:`STAGES` on one probe, with the memory of what passed.
+
+    Args:
+        probe: the batch every loss is evaluated on.
+        steps: Adam steps of the raw-logit run (stage ``no_improvement``).
+        lr: Adam learning rate of that run.
+        min_gain: foreground Dice the run must gain (absolute).
+
+    Attributes:
+        counts: verdicts per stage, and ``"passed"``.
+    """
+
+    def __init__(
+        self,
+        probe: Probe,
+        *,
+        steps: int = DEFAULT_STEPS,
+        lr: float = DEFAULT_LR,
+        min_gain: float = MIN_GAIN,
+    ):
+        self.probe = probe
+        self.steps, self.lr, self.min_gain = int(steps), float(lr), float(min_gain)
+        self.counts: collections.Counter = collections.Counter()
+        self._passed: dict[str, str] = {}  # canonical text -> gradient hash
+        self._by_hash: dict[str, str] = {}  # gradient hash -> first canonical text
+        self._texts: list[str] = []  # passed texts, in the order of the sketch rows
+        self._sketches = np.zeros((0, 2 * SKETCH_BUCKETS), dtype=np.float32)
+        self._rejected: dict[str, Verdict] = {}
+        generator = torch.Generator().manual_seed(_SPREAD_SEED)
+        onehot = torch.zeros_like(probe.logits).scatter_(1, probe.labels.unsqueeze(1), 1.0)
+        noise = torch.randn(probe.logits.shape, generator=generator)
+        self._points = (probe.logits.float(), _SPREAD_NOISE * noise + _SPREAD_BIAS * onehot)
+        rng = np.random.default_rng(0)
+        size = probe.logits.numel()
+        buckets = rng.integers(0, SKETCH_BUCKETS, 2 * size)
+        buckets[size:] += SKETCH_BUCKETS
+        self._buckets = torch.from_numpy(buckets)
+        self._signs = torch.from_numpy(rng.choice([-1.0, 1.0], 2 * size))
+
+    def seen(self, canonical: str) -> bool:
+        """Whether a loss with this canonical text passed this screen."""
+        if canonical in self._passed:
+            return True
+        try:
+            return str(parse_loss(canonical)) in self._passed
+        except Exception:  # not a loss text: not seen
+            return False
+
+    def check(self, loss: str | LossSpec | object) -> Verdict:
+        """Screen a loss text, a :class:`LossSpec` or a bare tree (a node of the language).
+
+        Never raises: any error becomes a verdict. A loss that passes is recorded (its text and
+        gradient hash), so that a later duplicate of it is reported.
+        """
+        try:
+            verdict = self._check(loss)
+        except Exception as error:  # a check never raises
+            verdict = Verdict("degenerate", f"the check failed: {_describe(error)}")
+        self.counts[verdict.stage or "passed"] += 1
+        return verdict
+
+    def _check(self, loss) -> Verdict:
+        try:
+            spec = _as_spec(loss)
+            canonical = str(spec)
+        except Exception as error:  # LossSyntaxError, ValueError, and worse
+            return Verdict("invalid", _describe(error))
+        if canonical in self._passed:
+            return Verdict(
+                "duplicate",
+                "the same loss (same canonical text) passed before",
+                spec,
+                same_as=canonical,
+                gradient_hash=self._passed[canonical],
+            )
+        if canonical in self._rejected:
+            return self._rejected[canonical]
+        verdict, sketch = self._screen(spec)
+        if verdict.passed:
+            self._record(canonical, verdict.gradient_hash, sketch)
+        else:
+            self._rejected[canonical] = verdict
+        return verdict
+
+    def _screen(self, spec: LossSpec) -> tuple[Verdict, np.ndarray | None]:
+        """Stages 3 to 6; the sketch of the gradient goes with a verdict that passed."""
+        problem = _terminal_problem(spec)
+        if problem:
+            return Verdict("terminals", problem, spec), None
+        try:
+            function = loss_function(spec, self.probe.labels)
+            gradients, problem = self._gradients(function)
+            if problem:
+                return Verdict("degenerate", problem, spec), None
+            run = optimise_logits(function, self.probe, steps=self.steps, lr=self.lr)
+        except Exception as error:  # torch errors of a searched expression
+            return Verdict("degenerate", f"evaluation failed: {_describe(error)}", spec), None
+        if run.failure:
+            return Verdict("degenerate", f"raw-logit run failed: {run.failure}", spec), None
+        if not run.gain >= self.min_gain:
+            verdict = Verdict(
+                "no_improvement",
+                f"raw-logit Dice {run.start:.3f} -> {run.end:.3f} (gain {run.gain:+.3f}, "
+                f"needs {self.min_gain:+.3f})",
+                spec,
+            )
+            return verdict, None
+        sketch, digest = self._fingerprint(gradients)
+        earlier = self._match(sketch, digest)
+        if earlier:
+            verdict = Verdict(
+                "gradient_duplicate",
+                f"same gradient direction on the probe as '{earlier}'",
+                spec,
+                same_as=earlier,
+                gradient_hash=digest,
+            )
+            return verdict, None
+        reason = f"raw-logit Dice {run.start:.3f} -> {run.end:.3f} (gain {run.gain:+.3f})"
+        return Verdict(None, reason, spec, gradient_hash=digest), sketch
+
+    def _gradients(self, function) -> tuple[list[torch.Tensor], str]:
+        """The gradient at both probe points, or the reason the loss is degenerate."""
+        values, gradients = [], []
+        for point in self._points:
+            logits = point.detach().clone().requires_grad_(True)
+            value = function(logits)
+            number = float(value.detach())
+            if not math.isfinite(number):
+                return [], f"non-finite value {number} on the probe"
+            gradient = None
+            if value.requires_grad:
+                (gradient,) = torch.autograd.grad(value, logits, allow_unused=True)
+            gradient = torch.zeros_like(logits) if gradient is None else gradient.detach()
+            if not bool(torch.isfinite(gradient).all()):
+                return [], "non-finite gradient on the probe"
+            values.append(number)
+            gradients.append(gradient)
+        if abs(values[0] - values[1]) <= CONSTANT_TOLERANCE * max(map(abs, values)):
+            return [], f"constant: the same value {values[0]:.6g} at two different logits"
+        norm = float(gradients[0].norm())
+        if norm < ZERO_GRADIENT:
+            return [], f"zero gradient at the starting logits (norm {norm:.2e})"
+        return gradients, ""
+
+    def _fingerprint(self, gradients: list[torch.Tensor]) -> tuple[np.ndarray, str]:
+        """Count sketch of both gradients over their joint L2 norm, and the sha256 of it rounded.
+
+        One norm for both points: a loss times a positive constant (or plus a constant) has the
+        same fingerprint, which is exact equivalence for Adam up to its eps; a monotone but
+        non-linear transform (``log(dice)``) scales the two points differently and stays
+        distinct. A negative multiple points the other way and is distinct too.
+        """
+        flat = torch.cat([g.reshape(-1) for g in gradients]).double()
+        flat = flat / flat.norm()
+        sketch = torch.zeros(2 * SKETCH_BUCKETS, dtype=torch.float64)
+        sketch.index_add_(0, self._buckets, flat * self._signs)
+        sketch = sketch.numpy()
+        rounded = np.round(sketch, HASH_DECIMALS) + 0.0  # + 0.0 turns -0.0 into 0.0
+        digest = hashlib.sha256(rounded.astype("<f8").tobytes()).hexdigest()
+        return sketch.astype(np.float32), digest
+
+    def _match(self, sketch: np.ndarray, digest: str) -> str:
+        if digest in self._by_hash:
+            return self._by_hash[digest]
+        if not self._texts:
+            return ""
+        distances = np.linalg.norm(self._sketches - sketch, axis=1)
+        nearest = int(np.argmin(distances))
+        return self._texts[nearest] if distances[nearest] < MATCH_TOLERANCE else ""
+
+    def _record(self, canonical: str, digest: str, sketch: np.ndarray) -> None:
+        self._passed[canonical] = digest
+        self._by_hash.setdefault(digest, canonical)
+        self._texts.append(canonical)
+        self._sketches = np.vstack([self._sketches, sketch[None].astype(np.float32)])
+
+    def _identity(self) -> dict:
+        """What the saved verdicts depend on: the probe and the run settings."""
+        digest = hashlib.sha256()
+        for tensor in (self.probe.logits.float(), self.probe.labels.long()):
+            digest.update(str(tuple(tensor.shape)).encode())
+            digest.update(tensor.contiguous().numpy().tobytes())
+        return {
+            "probe": digest.hexdigest(),
+            "steps": self.steps,
+            "lr": self.lr,
+            "min_gain": self.min_gain,
+        }
+
+    def state_dict(self) -> dict:
+        """A JSON-able snapshot: passed texts with their hashes and sketches, cached
+        rejections and counts, with the probe and settings they hold for."""
+        sketches = dict(zip(self._texts, self._sketches))
+        passed = []
+        for text, digest in self._passed.items():
+            entry = {"text": text, "hash": digest}
+            if text in sketches:
+                entry["sketch"] = base64.b64encode(sketches[text].astype("<f4").tobytes()).decode()
+            passed.append(entry)
+        return {
+            "version": _STATE_VERSION,
+            **self._identity(),
+            "passed": passed,
+            "rejected": {
+                text: {
+                    "stage": v.stage,
+                    "reason": v.reason,
+                    "same_as": v.same_as,
+                    "gradient_hash": v.gradient_hash,
+                }
+                for text, v in self._rejected.items()
+            },
+            "counts": dict(self.counts),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict`, replacing what this screen holds.
+
+        An empty mapping leaves the screen empty (the first generation of a search). A state
+        taken on another probe or with other run settings keeps only what holds on any probe:
+        the canonical texts that passed (their duplicates are still reported) and the counts;
+        its cached rejections and gradient fingerprints are dropped, with a warning.
+
+        Raises:
+            ValueError: a state of an unknown version.
+        """
+        self._passed, self._by_hash, self._texts, self._rejected = {}, {}, [], {}
+        self._sketches = np.zeros((0, 2 * SKETCH_BUCKETS), dtype=np.float32)
+        self.counts = collections.Counter()
+        if not state:
+            return
+        if state.get("version") != _STATE_VERSION:
+            raise ValueError(f"unknown screen state version {state.get('version')!r}")
+        mismatched = [k for k, v in self._identity().items() if state.get(k) != v]
+        if mismatched:
+            warnings.warn(
+                f"the screen state was taken with another {', '.join(mismatched)}: only the "
+                "texts that passed are kept, not its rejections nor gradient fingerprints",
+                stacklevel=2,
+            )
+        for entry in state.get("passed", []):
+            if mismatched or "sketch" not in entry:
+                self._passed.setdefault(entry["text"], "")
+            else:
+                row = np.frombuffer(base64.b64decode(entry["sketch"]), dtype="<f4")
+                self._record(entry["text"], entry["hash"], row)
+        for text, fields in ({} if mismatched else state.get("rejected", {})).items():
+            try:
+                spec = parse_loss(text)
+            except ValueError:
+                spec = None
+            self._rejected[text] = Verdict(spec=spec, **fields)
+        self.counts.update(state.get("counts", {}))
+
+
+def _as_spec(loss) -> LossSpec:
+    if isinstance(loss, LossSpec):
+        _ = loss.kind  # type-checks a spec built around an unchecked tree
+        return loss
+    if isinstance(loss, str):
+        return parse_loss(loss)
+    if isinstance(loss, CompoundLoss):
+        raise ValueError(f"'{loss.name}' is a compound loss: screen each of its terms")
+    return LossSpec.from_tree(loss)
+
+
+def _terminal_problem(spec: LossSpec) -> str:
+    names = {node.name for node in iter_nodes(spec.tree) if isinstance(node, Var)}
+    if not names & _TARGETS:
+        return "uses no target terminal (y or dist)"
+    if not has_gradient_path(spec.tree):
+        if names & _PREDICTIONS:
+            return (
+                "uses the predictions (p, logp, z) only in conditions of where, "
+                "which carry no gradient"
+            )
+        return "uses no prediction terminal (p, logp or z)"
+    return ""
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"

@@ -1,0 +1,102 @@
+"""The gp backend in a study: its section and space are checked by name, a generation is a
+batch of screened individuals, the search stops after its generations, and the parent run
+records each generation (fitness, screen counts, best expression). Budget, resume, workers and
+NaN candidates are the contract test's (``test_backend_contract.py``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from losslab.config import ConfigError
+from losslab.search import load_study, run_study
+from losslab.tracking import Tracker
+
+from .fakes import FakeTrainer
+from .studies import write_study
+
+LOSS_SPACE = {"target": "loss", "seeds": ["dice", "ce", "focal"]}
+SMALL = {"population": 4, "generations": 2, "screen_steps": 40}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_fake():
+    FakeTrainer.trained, FakeTrainer.fail_every, FakeTrainer.epoch_seconds = [], 0, 0.0
+    yield
+
+
+def _write(folder, **changes):
+    return write_study(folder, backend="gp", **{"space": LOSS_SPACE, "gp": SMALL, **changes})
+
+
+@pytest.mark.parametrize(
+    ("gp", "where"),
+    [
+        ({"populaton": 4}, "gp.populaton"),
+        ({"cxpb": 1.5}, "gp.cxpb"),
+        ({"height_limit": 40}, "gp.height_limit"),
+        ({"tournament_size": 0}, "gp.tournament_size"),
+        ({"generations": "many"}, "gp.generations"),
+    ],
+)
+def test_a_bad_gp_setting_is_named(tmp_path, gp, where):
+    with pytest.raises(ConfigError, match=where.replace(".", r"\.")):
+        load_study(_write(tmp_path, gp=gp))
+
+
+@pytest.mark.parametrize(
+    ("space", "where"),
+    [
+        ({"target": "optimizer"}, "space.target"),
+        ({"target": "loss", "seeds": ["no_such_loss"]}, r"space.seeds\[0\]"),
+        ({"target": "loss", "loss": {"dice": {}}}, "space.loss"),
+        (
+            {"target": "loss", "class_schedule": {"tcf": {"threshold": {"float": [0.5, 0.9]}}}},
+            "space.class_schedule.tcf.threshold",
+        ),
+        ({"target": "class_schedule"}, "space.loss"),
+        ({"target": "class_schedule", "loss": "dice", "seeds": ["where(q > 1, 1, 0)"]}, "q"),
+    ],
+)
+def test_a_space_the_gp_backend_cannot_search_is_named(tmp_path, space, where):
+    with pytest.raises(ConfigError, match=where):
+        load_study(_write(tmp_path, space=space))
+
+
+def test_a_gp_study_trains_screened_generations_and_records_each(tmp_path):
+    config = load_study(_write(tmp_path, budget={"trials": 50}))
+    outcome = run_study(config, progress=False, trainer=FakeTrainer)
+    generations = {r.params["gp.generation"] for r in outcome.records}
+    assert generations == {0, 1}  # stops after its generations, below the budget
+    first = [r for r in outcome.records if r.params["gp.generation"] == 0]
+    assert {r.params["gp.expression"] for r in first} >= {
+        "1 - (2 * vsum(p * y) + 1e-05) / (vsum(p) + vsum(y) + 1e-05)",
+        "nc * vmean(-y * logp)",
+    }
+    texts = [r.params["gp.expression"] for r in outcome.records]
+    assert len(texts) == len(set(texts))  # the screen trains no canonical duplicate
+    tracker = Tracker(config.tracking_uri, experiment=config.experiment)
+    client = tracker.client
+    parent = client.get_run(outcome.parent_run_id)
+    history = {m.step for m in client.get_metric_history(parent.info.run_id, "gp/best")}
+    assert history == {0, 1}
+    screened = client.get_metric_history(parent.info.run_id, "screen/passed")
+    assert [m.value for m in sorted(screened, key=lambda m: m.step)][0] == len(first)
+    assert parent.data.tags["gp.best_expression"] in texts
+    best = max(outcome.records, key=lambda r: r.value)
+    assert parent.data.tags["gp.best_expression"] == best.params["gp.expression"]
+    runs = [r for r in tracker.find_runs() if r.tags.get("losslab.role") == "trial"]
+    assert {r.tags["losslab.gp.generation"] for r in runs} == {"0", "1"}
+
+
+def test_a_gp_study_of_class_schedule_rules_trains_rule_candidates(tmp_path):
+    space = {"target": "class_schedule", "loss": "dice"}
+    config = load_study(_write(tmp_path, space=space, budget={"trials": 6}))
+    outcome = run_study(config, progress=False, trainer=FakeTrainer)
+    assert outcome.records
+    for record in outcome.records:
+        schedule = record.candidate.class_schedule
+        assert schedule.name == "rule"
+        assert dict(schedule.params)["expression"] == record.params["gp.expression"]
+        assert [t.expression for t in record.candidate.terms] == [
+            "1 - (2 * vsum(p * y) + eps) / (vsum(p) + vsum(y) + eps)"
+        ]

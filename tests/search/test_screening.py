@@ -1,0 +1,253 @@
+"""The loss screen and its probe: degenerate losses are rejected, the library's losses pass,
+duplicates by canonical text and by gradient are found, and the screen's memory survives a
+JSON round trip."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+
+import pytest
+import torch
+
+from losslab.data import load_dataset
+from losslab.losses import get_loss, list_losses, parse_loss
+from losslab.losses.library import LIBRARY
+from losslab.losses.nodes import BinOp, Call, Var
+from losslab.search.probe import Probe, foreground_dice, raw_logit_dice
+from losslab.search.screening import MIN_GAIN, STAGES, LossScreen
+
+CE = "nc * vmean(-y * logp)"
+DICE = "1 - (2 * vsum(p * y) + eps) / (vsum(p) + vsum(y) + eps); eps=1e-5"
+
+# Checked before DEGENERATE, so that rewrites of them in the list are duplicates.
+PRIMED = [CE, DICE]
+
+# Losses that must not be trained; the comment is the stage expected to catch each.
+DEGENERATE = [
+    "1",  # terminals: a constant
+    "nc",  # terminals
+    "-(1 - (2 * vsum(p * y) + 1e-5) / (vsum(p) + vsum(y) + 1e-5))",  # no_improvement: -dice
+    "vmean(y)",  # terminals: target only
+    "vsum(y)",  # terminals
+    "vmean(y) * cmean(w)",  # terminals: the class weights are no prediction
+    "vmean(p)",  # terminals: prediction only
+    "cmean(vmean(logp))",  # terminals
+    "vmean(fg * p)",  # terminals: fg is not the target
+    "vmean(where(p > 0.5, y, 0))",  # terminals: p only in a condition (no gradient)
+    "vmean(-p * (1 - y))",  # no_improvement: rewards false positives
+    "vmean(-z * (1 - y))",  # no_improvement: raises the wrong logits
+    "vmean(p * y)",  # no_improvement: minimises the overlap
+    "vmean(where(y > 0.5, p, 0))",  # no_improvement: the same, written with where
+    "vmean(y * p ** 2)",  # no_improvement
+    "vmean(y * z)",  # no_improvement: lowers the target logits
+    "vmean(y * exp(z))",  # no_improvement
+    "vmean(y * abs(z))",  # no_improvement: pins the target logits at 0
+    "topk_mean(y * p, 0.1)",  # no_improvement
+    "nc * vmean(y * logp)",  # no_improvement: -ce
+    "vmean(y * logp) * vmean(y)",  # no_improvement: -ce, weighted by class frequency
+    "vmean(p * 0 * y)",  # degenerate: constant 0
+    "vmean(p - p) + vmean(y)",  # degenerate: constant
+    "vmean(y * p) - vmean(y * p)",  # degenerate: constant
+    "cmean(vmean(p)) * vmean(y)",  # degenerate: sum_c p_c = 1
+    "csum(vsum(p)) * vmean(y)",  # degenerate: constant, its gradient is rounding noise
+    "vmean(dist * 0 + p)",  # degenerate: the target enters with weight 0
+    "vmean(y * clamp(p, 0.9, 1))",  # degenerate: flat at near-uniform predictions
+    "vmean(-y * logp) * 1e-30",  # degenerate: below float32
+    "nc*vmean(-y*logp)",  # duplicate of CE
+    "1 - (2*vsum(p*y) + eps) / (vsum(p) + vsum(y) + eps)",  # duplicate of DICE (default eps)
+    "vmean(-y * logp) * nc + 1",  # gradient_duplicate of CE
+]
+
+# Compound library losses (dice_ce, dice_focal, tversky_focal) are left out: their terms are
+# single entries of the library, checked here one by one.
+SINGLE = [name for name in list_losses() if LIBRARY[name].text is not None]
+
+
+@pytest.fixture(scope="module")
+def phantom_probe() -> Probe:
+    dataset = load_dataset("phantom", cases=4, shape=(24, 24, 24), seed=0)
+    return Probe.from_dataset(dataset, patches=2, patch_size=(16, 16, 16), seed=0)
+
+
+@pytest.fixture(scope="module", params=["synthetic", "phantom"])
+def probe(request, phantom_probe) -> Probe:
+    return Probe.synthetic() if request.param == "synthetic" else phantom_probe
+
+
+def _table(rows) -> str:
+    return "\n".join(f"  {text:60s} {v.stage or 'passed':18s} {v.reason}" for text, v in rows)
+
+
+# -- the probe -----------------------------------------------------------------------------
+
+
+def test_synthetic_probe_is_imbalanced_and_deterministic():
+    probe = Probe.synthetic(num_classes=4, shape=(16, 16, 16), batch=2, seed=0)
+    assert probe.logits.shape == (2, 4, 16, 16, 16) and probe.logits.dtype == torch.float32
+    assert probe.labels.shape == (2, 16, 16, 16) and probe.labels.dtype == torch.int64
+    shares = torch.bincount(probe.labels.reshape(-1), minlength=4) / probe.labels.numel()
+    assert shares[0] > 0.7 and 0.05 < shares[1] < 0.25 and 0 < shares[3] < 0.03
+    for image in probe.labels:  # every class in every image
+        assert set(torch.unique(image).tolist()) == {0, 1, 2, 3}
+    again = Probe.synthetic(seed=0)
+    assert torch.equal(again.labels, probe.labels) and torch.equal(again.logits, probe.logits)
+    assert not torch.equal(Probe.synthetic(seed=1).labels, probe.labels)
+    assert Probe.synthetic(num_classes=7).labels.max() == 6
+
+
+def test_dataset_probe_holds_rare_classes(phantom_probe):
+    dataset = load_dataset("phantom", cases=4, shape=(24, 24, 24), seed=0)
+    assert phantom_probe.labels.shape == (2, 16, 16, 16)
+    assert phantom_probe.logits.shape == (2, dataset.num_classes, 16, 16, 16)
+    assert len(torch.unique(phantom_probe.labels)) >= 4  # background and several organs
+    again = Probe.from_dataset(dataset, patches=2, patch_size=(16, 16, 16), seed=0)
+    assert torch.equal(again.labels, phantom_probe.labels)
+    big = Probe.from_dataset(dataset, patches=3, patch_size=(32, 20, 8), seed=5)
+    assert big.labels.shape == (3, 32, 20, 8)  # padded with background where the case is smaller
+
+
+def test_raw_logit_dice():
+    probe = Probe.synthetic()
+    start, end = raw_logit_dice(get_loss("dice"), probe)
+    assert start == foreground_dice(probe.logits, probe.labels) and end > start + 0.5
+    assert raw_logit_dice(get_loss("dice"), probe) == (start, end)  # deterministic
+    assert raw_logit_dice(parse_loss("vmean(p * y)"), probe)[1] < start
+    assert raw_logit_dice(get_loss("dice_ce"), probe)[1] > start + 0.5  # compound: terms summed
+
+    class Exploding:  # a non-finite loss stops the run: no gain
+        def compile(self):
+            return lambda logits, labels: (logits * float("nan")).sum()
+
+    assert raw_logit_dice(Exploding(), probe) == (start, start)
+
+
+def test_foreground_dice_counts_present_classes_only():
+    labels = torch.tensor([[0, 1, 1, 0]])
+    logits = torch.nn.functional.one_hot(labels, 3).permute(0, 2, 1).float()
+    assert foreground_dice(logits, labels) == 1.0  # class 2 absent: left out
+    assert foreground_dice(logits, torch.zeros_like(labels)) == 0.0
+
+
+# -- the screen ----------------------------------------------------------------------------
+
+
+def test_library_losses_all_pass(probe):
+    screen = LossScreen(probe)
+    started = time.perf_counter()
+    rows = [(name, screen.check(get_loss(name))) for name in SINGLE]
+    seconds = (time.perf_counter() - started) / len(SINGLE)
+    gains = {name: (lambda s, e: e - s)(*raw_logit_dice(get_loss(name), probe)) for name in SINGLE}
+    print(f"\nlibrary on the probe ({seconds:.2f} s per check):\n{_table(rows)}")
+    failed = [(n, v) for n, v in rows if not v.passed]
+    assert not failed, f"library losses rejected:\n{_table(failed)}"
+    assert len({v.gradient_hash for _, v in rows}) == len(SINGLE)
+    weakest = min(gains, key=gains.get)
+    assert gains[weakest] > 4 * MIN_GAIN, f"{weakest} gains only {gains[weakest]:.3f}: {gains}"
+
+
+def test_degenerate_losses_are_rejected(probe):
+    assert len(DEGENERATE) >= 20
+    screen = LossScreen(probe)
+    for text in PRIMED:
+        assert screen.check(text).passed
+    rows = [(text, screen.check(text)) for text in DEGENERATE]
+    rejected = [v for _, v in rows if not v.passed]
+    per_stage = Counter(v.stage for v in rejected)
+    message = f"per stage {dict(per_stage)}:\n{_table(rows)}"
+    print("\n" + message)
+    assert len(rejected) >= 0.95 * len(DEGENERATE), message
+    assert set(per_stage) <= set(STAGES)
+    assert {"terminals", "degenerate", "no_improvement", "duplicate"} <= set(per_stage)
+    assert screen.counts["passed"] == len(PRIMED) + len(DEGENERATE) - len(rejected)
+
+
+def test_terminal_reasons():
+    screen = LossScreen(Probe.synthetic())
+    assert "no target" in screen.check("vmean(fg * p)").reason
+    assert "condition" in screen.check("vmean(where(p > 0.5, y, 0))").reason
+    assert screen.check("vmean(where(y > 0.5, -logp, 0))").passed  # y in a condition is fine
+    assert screen.check(get_loss("boundary")).passed  # dist is the target
+
+
+def test_gradient_duplicates_name_the_first_loss():
+    screen = LossScreen(Probe.synthetic())
+    first = screen.check(CE)
+    assert first.passed and first.gradient_hash
+    for variant in (
+        "vmean(-y * logp) * nc",
+        "nc * vmean(-(y * logp))",
+        "3 * nc * vmean(-y * logp)",
+    ):
+        verdict = screen.check(variant)
+        assert verdict.stage == "gradient_duplicate", (variant, verdict)
+        assert verdict.same_as == str(parse_loss(CE)) and verdict.spec == parse_loss(variant)
+    assert screen.check(DICE).passed
+    twice = screen.check("2 * (1 - (2 * vsum(p * y) + 1e-5) / (vsum(p) + vsum(y) + 1e-5))")
+    assert twice.stage == "gradient_duplicate" and twice.same_as == str(parse_loss(DICE))
+    for different in ("nc * vmean(-(1 - p) ** 2 * y * logp)", "log(1 + nc * vmean(-y * logp))"):
+        assert screen.check(different).passed, different  # focal; a non-linear transform of CE
+    assert screen.check(CE).stage == "duplicate"
+    assert screen.check("nc * vmean(-(y * logp))").same_as == str(parse_loss(CE))  # cached
+    assert screen.counts == Counter(passed=4, gradient_duplicate=5, duplicate=1)
+
+
+def test_state_dict_round_trip_keeps_duplicates():
+    probe = Probe.synthetic()
+    screen = LossScreen(probe)
+    for text in (CE, DICE, "vmean(p * y)", "3 * nc * vmean(-y * logp)"):
+        screen.check(text)
+    state = json.loads(json.dumps(screen.state_dict()))
+    restored = LossScreen(probe)
+    restored.load_state_dict(state)
+    assert restored.seen(str(parse_loss(CE))) and restored.seen("nc*vmean(-y*logp)")
+    assert not restored.seen("vmean(p * y)")  # rejected, not passed
+    assert restored.counts == screen.counts
+    assert restored.check(CE).stage == "duplicate"
+    rescaled = restored.check("5 * (1 - (2 * vsum(p * y) + 1e-5) / (vsum(p) + vsum(y) + 1e-5))")
+    assert rescaled.stage == "gradient_duplicate" and rescaled.same_as == str(parse_loss(DICE))
+    assert restored.check("vmean(p * y)").stage == "no_improvement"  # from the cache
+    assert restored.check("3 * nc * vmean(-y * logp)").same_as == str(parse_loss(CE))
+    assert restored.state_dict()["passed"] == screen.state_dict()["passed"]
+
+    empty = LossScreen(probe)
+    empty.load_state_dict({})  # a search's first generation
+    assert not empty.seen(str(parse_loss(CE))) and not empty.counts
+    other = LossScreen(Probe.synthetic(seed=3))
+    with pytest.warns(UserWarning, match="probe"):
+        other.load_state_dict(state)
+    assert other.check(CE).stage == "duplicate"  # canonical texts hold on any probe
+    with pytest.raises(ValueError, match="version"):
+        other.load_state_dict({"version": 99})
+
+
+def test_screen_is_deterministic():
+    texts = [CE, DICE, "vmean(p * y)", "vmean(p * 0 * y)", "vmean(-y * logp) * nc + 1"]
+    texts += ["nc * vmean(-(1 - p) ** 2 * y * logp)", "vmean(fg * dist * p)"]
+    runs = []
+    for _ in range(2):
+        screen = LossScreen(Probe.synthetic())
+        runs.append([screen.check(t) for t in texts])
+    first, second = runs
+    assert [(v.stage, v.reason, v.same_as, v.gradient_hash) for v in first] == [
+        (v.stage, v.reason, v.same_as, v.gradient_hash) for v in second
+    ]
+
+
+def test_check_never_raises():
+    screen = LossScreen(Probe.synthetic())
+    for bad in ("vmean(y*(", "vmean(q)", "p * y", "vmean(p); gamma=2", None, 42):
+        verdict = screen.check(bad)
+        assert verdict.stage == "invalid" and verdict.spec is None, (bad, verdict)
+    assert screen.check(get_loss("dice_ce")).stage == "invalid"  # compound: screen its terms
+    tree = Call("vmean", (BinOp("*", BinOp("*", Var("y"), Var("p")), Var("z")),))
+    assert screen.check(tree).spec is not None  # a bare tree is accepted
+    assert screen.check(Var("p")).stage == "invalid"  # a voxel tensor is no loss
+
+    class Broken:
+        def compile(self):
+            raise RuntimeError("boom")
+
+    assert LossScreen(Probe.synthetic()).check(Broken()).stage == "invalid"
+    assert screen.counts["invalid"] == 8
