@@ -15,8 +15,9 @@ the fitness of quick genetic-programming runs::
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,7 @@ __all__ = [
     "loss_function",
     "optimise_logits",
     "raw_logit_dice",
+    "single_thread",
 ]
 
 DEFAULT_STEPS = 150
@@ -190,6 +192,25 @@ def foreground_dice(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float(dice.mean())
 
 
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch's CPU operations on one thread inside the block; the count is restored after.
+
+    A probe holds about 10^5 values: a second thread gains little on them, and when the cores
+    are busy (a training beside the search, tests in parallel) the threads waiting on each other
+    made every step of the raw-logit run about thirty times slower.
+    """
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 class _ProbeTerminals(Terminals):
     """Terminals whose label-only values come from a store shared by every step of a run."""
 
@@ -263,9 +284,11 @@ def raw_logit_dice(
     Adam on a copy of ``probe.logits`` (a leaf tensor, no network) for ``steps`` steps,
     minimising ``loss`` reduced as :func:`loss_function` does. A non-finite value or gradient
     stops the run as a failure: the end Dice is then the start Dice (no gain). Deterministic:
-    the same loss and probe give the same numbers.
+    the same loss and probe give the same numbers. Runs on the CPU, on one thread
+    (:func:`single_thread`).
     """
-    run = optimise_logits(loss_function(loss, probe.labels), probe, steps=steps, lr=lr)
+    with single_thread():
+        run = optimise_logits(loss_function(loss, probe.labels), probe, steps=steps, lr=lr)
     return run.start, run.end
 
 

@@ -199,3 +199,30 @@ def test_gp_without_a_dice_like_seed_finds_a_loss_that_beats_cross_entropy():
     best, value = max(fitness.items(), key=lambda item: item[1])
     assert value > baseline + 0.01, (best, value, baseline)
     assert "vsum(p * y)" not in best  # not a Dice loss given to it
+
+
+def test_the_rule_screen_passes_the_seed_rules_and_rejects_degenerate_ones():
+    screen = RuleScreen()
+    assert [screen.check(SEED_RULES[n]).stage for n in ("tcf", "pcf", "cbs")] == [None] * 3
+    stages = {
+        text: screen.check(text).stage
+        for text in (
+            "1",  # uniform weights
+            "exp(1e-05)",  # uniform within 1e-3
+            "0 * s",  # every class weight 0
+            "where(s > 0.9, 0.1, 1)",  # TCF again: canonical duplicate
+            "where(0.9 < s, 0.1, 1)",  # TCF's weights: a behaviour duplicate
+            "where(q > 1, 1, 0)",  # not a rule
+        )
+    }
+    assert list(stages.values()) == [
+        "degenerate",
+        "degenerate",
+        "degenerate",
+        "duplicate",
+        "behaviour_duplicate",
+        "invalid",
+    ]
+    again = RuleScreen()
+    again.load_state_dict(screen.state_dict())
+    assert again.check("where(s >= 0.9, 0.1, 1)").same_as == str(parse_rule(SEED_RULES["tcf"]))

@@ -284,7 +284,7 @@ class GpLanguage:
         kinds = tuple(self._kind(child) for child in _children(node))
         if isinstance(node, Neg):
             items.append(self._primitive(("neg", kinds[0])))
-        elif isinstance(node, BinOp) or isinstance(node, Compare):
+        elif isinstance(node, (BinOp, Compare)):
             items.append(self._primitive((node.op, *kinds)))
         else:
             fn = self.vocabulary.functions[node.fn]
