@@ -7,6 +7,7 @@ the Dice of free logits will not teach a network to segment either. It serves th
 (:mod:`losslab.search.screening`) and, being deterministic and well under a second on a CPU, as
 the fitness of quick genetic-programming runs::
 
+    >>> from losslab.losses import get_loss
     >>> probe = Probe.synthetic()
     >>> start, end = raw_logit_dice(get_loss("dice"), probe)
     >>> end > start + 0.5
@@ -19,11 +20,15 @@ import contextlib
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from losslab.losses import CompiledLoss, Terminals
+
+if TYPE_CHECKING:
+    from losslab.data.dataset import SegmentationDataset
 
 __all__ = [
     "DEFAULT_LR",
@@ -102,9 +107,11 @@ class Probe:
         for b in range(batch):
             radius = 0.3 * size.min()
             for c in range(1, num_classes):
-                low, high = np.minimum(radius, size / 2), np.maximum(size - radius, size / 2)
-                centre = generator.uniform(low, high) if c > 1 else size / 2 - 0.5
-                centre = centre + (generator.uniform(-1, 1, len(shape)) if c == 1 else 0)
+                if c == 1:  # the large class, about the middle
+                    centre = size / 2 - 0.5 + generator.uniform(-1, 1, len(shape))
+                else:  # anywhere, inside the volume where it fits
+                    low, high = np.minimum(radius, size / 2), np.maximum(size - radius, size / 2)
+                    centre = generator.uniform(low, high)
                 offset = grid - centre
                 if c % 2:  # ball
                     mask = (offset**2).sum(-1) <= radius**2
@@ -118,7 +125,7 @@ class Probe:
     @classmethod
     def from_dataset(
         cls,
-        dataset,
+        dataset: SegmentationDataset,
         *,
         patches: int = 2,
         patch_size: Sequence[int] = (16, 16, 16),

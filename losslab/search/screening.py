@@ -14,9 +14,11 @@ one costs minutes, screening it well under a second. :class:`LossScreen` applies
    the starting logits is zero.
 5. ``no_improvement``: optimising the probe's raw logits with it (:func:`raw_logit_dice`) does
    not raise the foreground Dice by at least ``min_gain``.
-6. ``gradient_duplicate``: its gradient on the probe has the same direction as that of a loss that
-   passed before, so training would follow the same path; the verdict names that loss
-   (``same_as``) so that its fitness can be reused.
+6. ``gradient_duplicate``: its gradients at two probe points have the same direction as those of
+   a loss that passed before (a positive multiple of it, plus a constant, or the same loss
+   written otherwise), so training would follow the same path; the verdict names that loss
+   (``same_as``) so that its fitness can be reused. Equal gradients at two points are strong
+   evidence, not a proof, of equal losses.
 
 A loss rejected once is rejected again from a cache of its canonical text, without evaluating
 it (the screen is deterministic), and its verdict is the same as the first time.
@@ -45,21 +47,9 @@ from losslab.search.probe import (
     single_thread,
 )
 
-__all__ = [
-    "MIN_GAIN",
-    "STAGES",
-    "LossScreen",
-    "Verdict",
-]
+__all__ = ["MIN_GAIN", "STAGES", "LossScreen", "Verdict"]
 
-STAGES = (
-    "invalid",
-    "duplicate",
-    "terminals",
-    "degenerate",
-    "no_improvement",
-    "gradient_duplicate",
-)
+STAGES = ("invalid", "duplicate", "terminals", "degenerate", "no_improvement", "gradient_duplicate")
 
 # Foreground Dice (absolute) the raw-logit run must gain. The single-term library losses gain
 # 0.93-0.98 on the default probes, except boundary (its distance maps are zero on the boundary
