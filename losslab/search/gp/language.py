@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from deap import gp
 
 from losslab.losses.bounds import constant_value
-from losslab.losses.nodes import BinOp, Call, Compare, Neg, Node, Num, Var, num
+from losslab.losses.nodes import BinOp, Call, Compare, Neg, Node, Num, Var, children, num
 from losslab.losses.ops import Kind
 from losslab.losses.parser import LossSyntaxError, kind_of
 from losslab.losses.vocabulary import Vocabulary
@@ -281,7 +281,7 @@ class GpLanguage:
                 raise ValueError(f"'{node.name}' is not a terminal of this search")
             items.append(self.pset.mapping[node.name])
             return
-        kinds = tuple(self._kind(child) for child in _children(node))
+        kinds = tuple(self._kind(child) for child in children(node))
         if isinstance(node, Neg):
             items.append(self._primitive(("neg", kinds[0])))
         elif isinstance(node, (BinOp, Compare)):
@@ -300,15 +300,5 @@ class GpLanguage:
             for position, child in enumerate(node.args):
                 self._emit(child, items, constant=position in fn.constant_args)
             return
-        for child in _children(node):
+        for child in children(node):
             self._emit(child, items, constant=False)
-
-
-def _children(node: Node) -> tuple[Node, ...]:
-    if isinstance(node, Neg):
-        return (node.operand,)
-    if isinstance(node, (BinOp, Compare)):
-        return (node.left, node.right)
-    if isinstance(node, Call):
-        return node.args
-    return ()
