@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from losslab.losses import ABSENT_CLASSES, CompoundLoss, LossSpec, parse_loss, resolve_loss
+from losslab.losses.ops import PARAMETERS
+
+TERM_WEIGHT_RANGE = (0.0, 1e3)  # the range a greedy action or a schedule may give ``alpha_k``
 
 __all__ = ["Candidate", "ScheduleSpec"]
 
@@ -54,6 +58,9 @@ class Candidate:
             ``ignore`` averages only the classes present in the batch, so a class absent from
             it neither dilutes the loss nor gets a constant, gradient-free term (see
             :func:`losslab.losses.reduce`). Part of the key only when not the default.
+        param_schedule: the loss parameters' values over training steps (a greedy run's
+            trajectory, ``piecewise``), by the addresses of :meth:`loss_parameters`; ``None``
+            keeps them fixed. Part of the key only when set.
 
     Raises:
         LossSyntaxError: a term with no gradient path to the predictions (``vsum(y)``, ``1``).
@@ -66,6 +73,7 @@ class Candidate:
     term_schedule: ScheduleSpec = field(default_factory=lambda: ScheduleSpec("static"))
     name: str = ""
     absent_classes: str = "keep"
+    param_schedule: ScheduleSpec | None = None
 
     def __post_init__(self) -> None:
         if not self.terms:
@@ -85,6 +93,91 @@ class Candidate:
                 f"{len(self.term_weights)} term weights"
             )
         object.__setattr__(self, "term_weights", tuple(float(a) for a in self.term_weights))
+        if self.param_schedule is not None:
+            self._check_param_schedule()
+
+    def _check_param_schedule(self) -> None:
+        from losslab.schedules import get_param_schedule
+
+        spec = self.param_schedule
+        schedule = get_param_schedule(spec.name, **dict(spec.params))
+        known = self.loss_parameters()
+        for address in schedule.addresses():
+            if address not in known:
+                raise ValueError(
+                    f"candidate '{self.name}': param_schedule sets {address!r}, which is not a "
+                    f"parameter of its loss; parameters: {', '.join(known) or '(none)'}"
+                )
+            low, high = self.parameter_range(address)
+            for value in spec.to_dict()["params"]["values"][address]:
+                if not low <= value <= high:
+                    raise ValueError(
+                        f"candidate '{self.name}': param_schedule gives {address}={value!r}, "
+                        f"outside its range [{low:g}, {high:g}]"
+                    )
+
+    # -- loss parameters by address ------------------------------------------------------------
+
+    def loss_parameters(self) -> dict[str, float]:
+        """Every loss parameter and term weight by address, with its value.
+
+        A parameter used by one term only is addressed by its name (``beta``); a name that
+        several terms use by ``term<k>.<name>``; the static term weights are ``weight<k>``.
+        """
+        uses = Counter(name for term in self.terms for name, _ in term.params)
+        out: dict[str, float] = {}
+        for k, term in enumerate(self.terms):
+            for name, value in term.params:
+                out[name if uses[name] == 1 else f"term{k}.{name}"] = float(value)
+        for k, alpha in enumerate(self.term_weights):
+            out[f"weight{k}"] = alpha
+        return out
+
+    def _locate(self, address: str) -> tuple[int | None, str]:
+        """``(term index, parameter name)``; ``(None, "weight<k>")`` for a term weight."""
+        known = self.loss_parameters()
+        if address not in known:
+            raise ValueError(
+                f"{address!r} is not a parameter of {self.name or 'the candidate'}; "
+                f"parameters: {', '.join(known) or '(none)'}"
+            )
+        if address.startswith("weight") and address[6:].isdigit():
+            return None, address
+        if address.startswith("term") and "." in address:
+            index, name = address[4:].split(".", 1)
+            return int(index), name
+        index = next(k for k, t in enumerate(self.terms) if address in t.parameters)
+        return index, address
+
+    def parameter_range(self, address: str) -> tuple[float, float]:
+        """The closed range of values the parameter at ``address`` may take."""
+        index, name = self._locate(address)
+        if index is None:
+            return TERM_WEIGHT_RANGE
+        return PARAMETERS[name].low, PARAMETERS[name].high
+
+    def with_loss_parameters(
+        self, values: Mapping[str, float]
+    ) -> tuple[tuple[LossSpec, ...], tuple[float, ...]]:
+        """The terms and term weights with the parameters at ``values``' addresses changed.
+
+        Raises:
+            ValueError: an unknown address (the message lists the known ones) or a value out of
+                the parameter's range.
+        """
+        per_term: list[dict[str, float]] = [{} for _ in self.terms]
+        weights = list(self.term_weights)
+        for address, value in values.items():
+            index, name = self._locate(address)
+            low, high = self.parameter_range(address)
+            if not low <= float(value) <= high:
+                raise ValueError(f"{address}={value!r} is outside its range [{low:g}, {high:g}]")
+            if index is None:
+                weights[int(name[6:])] = float(value)
+            else:
+                per_term[index][name] = float(value)
+        terms = tuple(t.with_params(**p) if p else t for t, p in zip(self.terms, per_term))
+        return terms, tuple(weights)
 
     @classmethod
     def from_loss(
@@ -128,6 +221,8 @@ class Candidate:
         }
         if self.absent_classes != "keep":  # the keys of earlier candidates stay as they were
             data["absent_classes"] = self.absent_classes
+        if self.param_schedule is not None:
+            data["param_schedule"] = self.param_schedule.to_dict()
         return data
 
     def canonical_json(self) -> str:
@@ -152,6 +247,9 @@ class Candidate:
             term_schedule=ScheduleSpec.from_dict(data.get("term_schedule", {"name": "static"})),
             name=data.get("name", ""),
             absent_classes=data.get("absent_classes", "keep"),
+            param_schedule=(
+                ScheduleSpec.from_dict(data["param_schedule"]) if "param_schedule" in data else None
+            ),
         )
 
     @classmethod
@@ -165,10 +263,10 @@ class Candidate:
             flat[f"candidate.term{k}"] = str(term)
             flat[f"candidate.alpha{k}"] = repr(alpha)
         flat["candidate.absent_classes"] = self.absent_classes
-        for prefix, spec in (
-            ("class_schedule", self.class_schedule),
-            ("term_schedule", self.term_schedule),
-        ):
+        schedules = [("class_schedule", self.class_schedule), ("term_schedule", self.term_schedule)]
+        if self.param_schedule is not None:
+            schedules.append(("param_schedule", self.param_schedule))
+        for prefix, spec in schedules:
             flat[f"candidate.{prefix}"] = spec.name
             for pname, value in spec.params:
                 flat[f"candidate.{prefix}.{pname}"] = repr(value)

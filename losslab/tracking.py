@@ -352,7 +352,15 @@ class MLflowHook(Hook):
         if self.final_metrics is not None:
             metrics.update(self.final_metrics(result))
         self.tracker.log_metrics(run_id, metrics, step=len(result.history))
-        tags = {"status": result.status, "device": result.device}
+        by_step: dict[int, dict[str, float]] = {}
+        for name, points in result.series.items():
+            for step, value in points:
+                by_step.setdefault(int(step), {})[name] = float(value)
+        for step, values in sorted(by_step.items()):
+            self.tracker.log_metrics(run_id, values, step=step)
+        for path, text in result.artifacts.items():
+            self.tracker.log_text(run_id, text, path)
+        tags = {**result.tags, "status": result.status, "device": result.device}
         if result.reason:
             tags["failure_reason" if result.status == "failed" else "prune_reason"] = result.reason
         if result.failed_step is not None:

@@ -78,6 +78,14 @@ class PatchSampler:
         # made once: a host-to-device copy per batch would synchronise with the GPU
         self._patch = torch.tensor(self.patch_size, device=self.device)
 
+    def get_rng_state(self) -> torch.Tensor:
+        """The state of the sampler's random stream (to replay the same patches)."""
+        return self._generator.get_state()
+
+    def set_rng_state(self, state: torch.Tensor) -> None:
+        """Put back a state from :meth:`get_rng_state`."""
+        self._generator.set_state(state)
+
     def _stack(self, images: list[torch.Tensor], labels: list[torch.Tensor]) -> list[torch.Tensor]:
         """Pad cases to at least the patch and stack them into ``[N, *common]`` tensors.
 

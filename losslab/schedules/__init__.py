@@ -1,5 +1,5 @@
 """Class-weight schedules (static, TCF, PCF, CBS, learned rules), the epoch context they see,
-and loss-term weight schedules."""
+loss-term weight schedules and loss-parameter schedules."""
 
 from __future__ import annotations
 
@@ -16,10 +16,13 @@ from losslab.schedules.class_schedules import (
     UniformWeights,
 )
 from losslab.schedules.context import EpochContext
+from losslab.schedules.param_schedules import ParamSchedule, PiecewiseParams
 from losslab.schedules.registry import (
     get_class_schedule,
+    get_param_schedule,
     get_term_schedule,
     list_class_schedules,
+    list_param_schedules,
     list_term_schedules,
 )
 from losslab.schedules.rules import (
@@ -54,6 +57,8 @@ __all__ = [
     "InverseFrequencyWeights",
     "LinearRamp",
     "MedianFrequencyWeights",
+    "ParamSchedule",
+    "PiecewiseParams",
     "PlateauClassFreezing",
     "Rebalance",
     "Rule",
@@ -65,8 +70,10 @@ __all__ = [
     "ThresholdClassFreezing",
     "UniformWeights",
     "get_class_schedule",
+    "get_param_schedule",
     "get_term_schedule",
     "list_class_schedules",
+    "list_param_schedules",
     "list_term_schedules",
     "parse_rule",
     "rule_features",

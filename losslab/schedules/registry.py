@@ -16,6 +16,7 @@ from losslab.schedules.class_schedules import (
     MedianFrequencyWeights,
     UniformWeights,
 )
+from losslab.schedules.param_schedules import ParamSchedule, PiecewiseParams
 from losslab.schedules.rules import RuleSchedule
 from losslab.schedules.term_schedules import (
     LinearRamp,
@@ -48,6 +49,7 @@ _TERM_SCHEDULES: dict[str, type[TermSchedule]] = {
     for cls in (StaticTermWeights, LinearRamp, StepSwitch, Rebalance, SoftAdapt, CoVWeighting)
 }
 _TERM_ALIASES = {"cov_weighting": "cov", "linear_ramp": "ramp"}
+_PARAM_SCHEDULES: dict[str, type[ParamSchedule]] = {cls.name: cls for cls in (PiecewiseParams,)}
 
 
 def _resolve(kind: str, name: str, table: dict[str, Any], aliases: dict[str, str]) -> Any:
@@ -95,3 +97,16 @@ def get_term_schedule(name: str, *, num_terms: int, **params: Any) -> TermSchedu
     cls = _resolve("term", name, _TERM_SCHEDULES, _TERM_ALIASES)
     _check_params("term", name, cls, params)
     return cls(num_terms, **params)
+
+
+def list_param_schedules() -> list[str]:
+    """Names of the registered loss-parameter schedules."""
+    return list(_PARAM_SCHEDULES)
+
+
+def get_param_schedule(name: str, **params: Any) -> ParamSchedule:
+    """Build the loss-parameter schedule ``name`` (``"piecewise"``); errors as
+    :func:`get_class_schedule`."""
+    cls = _resolve("parameter", name, _PARAM_SCHEDULES, {})
+    _check_params("parameter", name, cls, params)
+    return cls(**params)

@@ -89,6 +89,13 @@ class SearchBackend(ABC):
         """Refuse a space this backend cannot search (``SpaceError`` naming the key)."""
         return None
 
+    @classmethod
+    def check_fit(cls, space: SearchSpace, settings: Any) -> None:
+        """Refuse settings that do not fit the space (a greedy run steering a parameter that a
+        start does not have); ``ValueError`` starting with the key path, as
+        :meth:`check_settings`. Called after both were checked on their own."""
+        return None
+
     def __init__(self, context: BackendContext):
         self.context = context
 

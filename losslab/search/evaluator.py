@@ -153,12 +153,17 @@ class Evaluator:
         *,
         seed: int | None = None,
         overrides: Mapping[str, Any] | None = None,
+        variant: Mapping[str, Any] | None = None,
     ) -> str:
+        """The evaluation key: the candidate, the train config, the data and (when given) the
+        variant of training the hooks make (a greedy controller's plan)."""
         payload = {
             "candidate": candidate.canonical_json(),
             "train": self.config_for(seed, overrides).identity(),
             "data": self.dataset.fingerprint,
         }
+        if variant:  # the keys of plain evaluations stay as they were
+            payload["variant"] = dict(variant)
         return sha256_json(payload)[:20]
 
     def evaluate(
@@ -167,6 +172,7 @@ class Evaluator:
         *,
         seed: int | None = None,
         overrides: Mapping[str, Any] | None = None,
+        variant: Mapping[str, Any] | None = None,
         hooks: Sequence[Hook] = (),
         tags: Mapping[str, str] | None = None,
         origin: str = "",
@@ -178,7 +184,7 @@ class Evaluator:
         link it to its trial before training starts (and find it again after a crash).
         """
         overrides = dict(overrides or {})
-        key = self.key(candidate, seed=seed, overrides=overrides)
+        key = self.key(candidate, seed=seed, overrides=overrides, variant=variant)
         hit = self.cache.get(key)
         if hit is None and not self.cache.claim(key):  # another worker trains it right now
             hit = self.cache.wait(key)
@@ -196,7 +202,7 @@ class Evaluator:
             )
         config = self.config_for(seed, overrides)
         all_hooks = list(hooks)
-        mlflow_hook = self._mlflow_hook(candidate, config, key, overrides, tags, on_run)
+        mlflow_hook = self._mlflow_hook(candidate, config, key, overrides, tags, on_run, variant)
         if mlflow_hook is not None:
             all_hooks.append(mlflow_hook)
         result = self.make_trainer(config, all_hooks).fit(candidate, self.dataset)
@@ -228,6 +234,7 @@ class Evaluator:
         overrides: Mapping[str, Any],
         tags: Mapping[str, str] | None,
         on_run: Callable[[str], None] | None,
+        variant: Mapping[str, Any] | None = None,
     ) -> MLflowHook | None:
         if self.tracker is None:
             return None
@@ -253,6 +260,7 @@ class Evaluator:
             extra_params={
                 **{f"fidelity.{k}": v for k, v in self.fidelity.to_dict().items()},
                 **{f"override.{k}": v for k, v in overrides.items()},
+                **{f"variant.{k}": v for k, v in (variant or {}).items()},
                 "objective": self.objective.describe(),
             },
             epoch_metrics=lambda record: {"objective": objective.of_epoch(record)},

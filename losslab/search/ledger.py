@@ -55,7 +55,9 @@ class Proposal:
     valid candidate: the entry is recorded as failed and counts against the budget.
     ``params`` describes the draw in the backend's own terms (shown in the ledger);
     ``hooks`` are trainer hooks the backend wants on this evaluation (a pruner);
-    ``tags`` are added to the evaluation's MLflow run (a GP individual's generation).
+    ``tags`` are added to the evaluation's MLflow run (a GP individual's generation);
+    ``variant`` says what the hooks change about training (a greedy controller's plan): it is
+    part of the evaluation key, so a controlled run never shares the cached plain run's result.
     """
 
     candidate: Candidate | None
@@ -64,6 +66,7 @@ class Proposal:
     hooks: Sequence[Hook] = ()
     invalid: str = ""
     tags: dict[str, str] = field(default_factory=dict)
+    variant: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -21,6 +21,7 @@ DEFAULT_BACKEND = "optuna"  # a study file that names no backend
 _BUILTIN = {
     "optuna": "losslab.search.optuna_backend:OptunaBackend",
     "gp": "losslab.search.gp.backend:GpBackend",
+    "greedy": "losslab.search.greedy.backend:GreedyBackend",
 }
 _REGISTERED: dict[str, type[SearchBackend]] = {}
 

@@ -46,6 +46,7 @@ WORKER = "losslab.worker"
 HEARTBEAT = "losslab.heartbeat"
 FAILURE = "losslab.failure"
 CANDIDATE, OVERRIDES, PARAMS = "losslab.candidate", "losslab.overrides", "losslab.params"
+VARIANT = "losslab.variant"
 RETRY_OF, RUN_ID = "losslab.retry_of", "losslab.mlflow_run_id"
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -204,7 +205,7 @@ class OptunaStudyStore(StudyStore):
         """Queue an interrupted entry's draw again (nothing a backend proposed is lost)."""
         if CANDIDATE not in attrs and not params:
             return  # reserved but never proposed: nothing to run again
-        kept = {k: attrs[k] for k in (CANDIDATE, OVERRIDES, PARAMS) if k in attrs}
+        kept = {k: attrs[k] for k in (CANDIDATE, OVERRIDES, PARAMS, VARIANT) if k in attrs}
         again = {RETRY_OF: number, **kept}
         study.enqueue_trial(params, user_attrs=again)
 
@@ -230,6 +231,7 @@ class OptunaStudyStore(StudyStore):
                     Candidate.from_dict(attrs[CANDIDATE]),
                     dict(attrs.get(OVERRIDES, {})),
                     dict(attrs.get(PARAMS, {})),
+                    variant=dict(attrs.get(VARIANT, {})),
                 )
             slots.append(Slot(trial.number, retry, trial))
         return slots
@@ -258,6 +260,8 @@ class OptunaStudyStore(StudyStore):
         trial.set_user_attr(OVERRIDES, dict(proposal.overrides))
         if proposal.params and not trial.params:  # a backend that does not draw in Optuna
             trial.set_user_attr(PARAMS, dict(proposal.params))
+        if proposal.variant:
+            trial.set_user_attr(VARIANT, dict(proposal.variant))
 
     def link_run(self, slot: Slot, run_id: str) -> None:
         """Link the MLflow run to the entry as soon as it exists (found again after a crash)."""
@@ -304,6 +308,8 @@ class OptunaStudyStore(StudyStore):
         if proposal is not None and proposal.candidate is not None:
             attrs.setdefault(CANDIDATE, proposal.candidate.to_dict())
             attrs.setdefault(OVERRIDES, dict(proposal.overrides))
+            if proposal.variant:
+                attrs.setdefault(VARIANT, dict(proposal.variant))
         self._requeue(self.study, trial.number, dict(trial.params), attrs)
 
     # -- reading the ledger ------------------------------------------------------------------

@@ -194,6 +194,7 @@ class Study:
         return self.evaluator.evaluate(
             candidate,
             overrides=proposal.overrides,
+            variant=proposal.variant,
             hooks=run_hooks,
             tags=tags,
             origin=origin,
@@ -347,6 +348,7 @@ def _replayed(slot: Slot, proposal: Proposal) -> Proposal:
         retry.params or proposal.params,
         proposal.hooks,
         tags=retry.tags or proposal.tags,
+        variant=retry.variant or proposal.variant,
     )
 
 

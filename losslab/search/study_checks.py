@@ -146,7 +146,8 @@ def _check_backend(config: StudyConfig, where: str) -> None:
         raise ConfigError(where + exc.key, exc.problem) from None
     epochs = config.fidelity.apply(config.train).epochs
     try:
-        backend.check_settings(config.settings, epochs=epochs)
+        settings = backend.check_settings(config.settings, epochs=epochs)
+        backend.check_fit(config.space, settings)
     except ValueError as exc:
         key, _, problem = str(exc).partition(": ")
         raise ConfigError(where + key, problem) from None

@@ -19,7 +19,8 @@ _EXPORTS = {
     "EpochRecord": "losslab.training.result",
     "Result": "losslab.training.result",
     "Trainer": "losslab.training.trainer",
-    "TrainState": "losslab.training.trainer",
+    "TrainState": "losslab.training.state",
+    "Snapshot": "losslab.training.state",
     "train": "losslab.training.trainer",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
@@ -29,6 +30,7 @@ __all__ = [
     "EpochRecord",
     "Hook",
     "Result",
+    "Snapshot",
     "StopTraining",
     "TrainConfig",
     "TrainState",

@@ -37,6 +37,10 @@ class Result:
         history: one record per completed epoch.
         test_metrics: metric -> per-class values on the test split (NaN: class absent).
         wall_time: seconds.
+        series: per-step curves a hook adds (a greedy controller's parameter trajectory):
+            name -> ``[[step, value], ...]``, logged as MLflow metrics at those steps.
+        artifacts: text files a hook adds (file name -> content), logged as MLflow artifacts.
+        tags: short facts a hook adds (``greedy.mode``), logged as MLflow tags.
     """
 
     status: str
@@ -48,6 +52,9 @@ class Result:
     wall_time: float = 0.0
     steps: int = 0
     device: str = "cpu"
+    series: dict[str, list[list[float]]] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import torch
 
@@ -27,8 +26,10 @@ from losslab.models import get_model
 from losslab.schedules import (
     ClassSchedule,
     EpochContext,
+    ParamSchedule,
     TermSchedule,
     get_class_schedule,
+    get_param_schedule,
     get_term_schedule,
 )
 from losslab.training.config import TrainConfig, resolve_device
@@ -36,6 +37,7 @@ from losslab.training.determinism import TorchFlags, configure_determinism
 from losslab.training.hooks import Hook, StopTraining
 from losslab.training.inference import evaluate_split
 from losslab.training.result import EpochRecord, Result
+from losslab.training.state import TrainState
 from losslab.training.validation import choose_validation_patches, evaluate_patches
 
 __all__ = ["TrainState", "Trainer", "start_context", "train"]
@@ -45,28 +47,6 @@ class _Failure(Exception):
     def __init__(self, reason: str, step: int | None = None):
         super().__init__(reason)
         self.step = step
-
-
-@dataclass
-class TrainState:
-    """The live state of a run, handed to hooks."""
-
-    config: TrainConfig
-    candidate: Candidate
-    dataset: SegmentationDataset
-    device: torch.device
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    loss: CompiledLoss
-    class_schedule: ClassSchedule
-    term_schedule: TermSchedule
-    class_weights: torch.Tensor  # [C], float32, on device: the class schedule's current weights
-    term_weights: torch.Tensor  # [K], float32, on device: static alphas x term schedule
-    amp_dtype: torch.dtype | None
-    context: EpochContext  # what the class schedule saw last (epoch 0: the start context)
-    epoch: int = 0
-    step: int = 0
-    history: list[EpochRecord] = field(default_factory=list)
 
 
 def _optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -84,6 +64,11 @@ def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
     if not config.amp or device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+
+
+def _param_schedule(candidate: Candidate) -> ParamSchedule | None:
+    spec = candidate.param_schedule
+    return None if spec is None else get_param_schedule(spec.name, **dict(spec.params))
 
 
 def _schedules(
@@ -192,7 +177,7 @@ class Trainer:
             **config.model_overrides,
         ).to(device)
         data = dataset.to(device)
-        self._sampler = PatchSampler(
+        sampler = PatchSampler(
             data,
             split="train",
             patch_size=config.patch_size,
@@ -201,8 +186,7 @@ class Trainer:
             device=device,
             seed=config.seed,
         )
-        self._augment_generator = torch.Generator(device=device).manual_seed(config.seed + 1)
-        self._val_patches = (
+        val_patches = (
             choose_validation_patches(
                 [dataset.labels[i] for i in dataset.splits.get("val", [])],
                 num_classes,
@@ -214,6 +198,13 @@ class Trainer:
             else []
         )
         return TrainState(
+            sampler=sampler,
+            augment_generator=torch.Generator(device=device).manual_seed(config.seed + 1),
+            val_patches=val_patches,
+            param_schedule=_param_schedule(candidate),
+            trainer=self,
+            alphas=torch.tensor(candidate.term_weights, dtype=torch.float32, device=device),
+            loss_values=candidate.loss_parameters(),
             config=config,
             candidate=candidate,
             dataset=data,
@@ -234,39 +225,12 @@ class Trainer:
         start = time.perf_counter()
         state.epoch += 1
         state.model.train()
-        params = [p for p in state.model.parameters() if p.requires_grad]
         eager = device.type == "cpu"  # a host sync costs nothing there: stop at the first NaN
         loss_sum = torch.zeros((), device=device)
         bad = torch.full((2,), -1, dtype=torch.long, device=device)  # first bad loss / grad step
         class_weights = state.class_weights.clone()
-        static_alphas = torch.tensor(state.candidate.term_weights, device=device)
-        total_steps = config.epochs * config.steps_per_epoch
         for _ in range(config.steps_per_epoch):
-            images, labels = self._sampler.sample()
-            if config.augment:
-                images, labels = augment(images, labels, self._augment_generator)
-            with torch.autocast(
-                device.type,
-                dtype=state.amp_dtype or torch.float32,
-                enabled=state.amp_dtype is not None,
-            ):
-                logits = state.model(images)
-            values = state.loss(logits, labels, state.class_weights)
-            reduced = CompiledLoss.reduce_terms(
-                values,
-                state.class_weights,
-                labels=labels,
-                absent_classes=state.candidate.absent_classes,
-            )
-            # Adaptive schedules (SoftAdapt, CoV) read this step's term values, detached.
-            schedule = state.term_schedule.step(state.step, total_steps, reduced.detach())
-            state.term_weights = static_alphas * schedule.to(device)
-            total = (state.term_weights * reduced).sum()
-            state.optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-            state.optimizer.step()
-            state.step += 1
+            total, grad_norm = self.step(state)
             loss_sum += total.detach()
             finite = torch.stack([torch.isfinite(total.detach()), torch.isfinite(grad_norm)])
             bad = torch.where(~finite & (bad < 0), state.step, bad)
@@ -289,6 +253,45 @@ class Trainer:
             wall_time=time.perf_counter() - start,
         )
 
+    def step(self, state: TrainState) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimiser step: ``(total loss, gradient norm)``, both on the device (no sync).
+
+        The parameter schedule is applied first (the loss is recompiled when a value changes).
+        Public so that a hook can take look-ahead steps (see :class:`~losslab.training.state.
+        Snapshot`); hooks' ``on_step_end`` is not called for them.
+        """
+        config, device = self.config, state.device
+        if state.param_schedule is not None:
+            state.set_loss_parameters(state.param_schedule.values_at(state.step))
+        images, labels = state.sampler.sample()
+        if config.augment:
+            images, labels = augment(images, labels, state.augment_generator)
+        with torch.autocast(
+            device.type,
+            dtype=state.amp_dtype or torch.float32,
+            enabled=state.amp_dtype is not None,
+        ):
+            logits = state.model(images)
+        values = state.loss(logits, labels, state.class_weights)
+        reduced = CompiledLoss.reduce_terms(
+            values,
+            state.class_weights,
+            labels=labels,
+            absent_classes=state.candidate.absent_classes,
+        )
+        # Adaptive schedules (SoftAdapt, CoV) read this step's term values, detached.
+        total_steps = config.epochs * config.steps_per_epoch
+        schedule = state.term_schedule.step(state.step, total_steps, reduced.detach())
+        state.term_weights = state.alphas * schedule.to(device)
+        total = (state.term_weights * reduced).sum()
+        state.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        params = [p for p in state.model.parameters() if p.requires_grad]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        state.optimizer.step()
+        state.step += 1
+        return total, grad_norm
+
     def _raise_if_bad(self, state: TrainState, bad: list[int], mean_loss: float) -> None:
         where = f"(epoch {state.epoch})"
         if bad[0] >= 0:
@@ -308,17 +311,34 @@ class Trainer:
         """Per-class validation Dice: the fixed patches or the full sliding window."""
         if self.config.validation == "sliding_window":
             return self._scores(state, "val", ("dice",))["dice"]
+        return self.patch_scores(state)
+
+    def patch_scores(self, state: TrainState, metric: str = "dice") -> list[float]:
+        """Per-class ``metric`` (``dice``, ``soft_dice``...) on the validation patches.
+
+        The patches are the run's fixed validation patches (chosen here on first use when the
+        run validates by sliding window). No random state is touched.
+        """
         indices = state.dataset.splits.get("val", [])
+        if not state.val_patches:
+            state.val_patches = choose_validation_patches(
+                [state.dataset.labels[i] for i in indices],
+                state.dataset.num_classes,
+                self.config.patch_size,
+                self.config.val_patches_per_class,
+                seed=self.config.seed,
+            )
         return evaluate_patches(
             state.model,
             [state.dataset.images[i] for i in indices],
             [state.dataset.labels[i] for i in indices],
             state.dataset.num_classes,
-            self._val_patches,
+            state.val_patches,
             patch_size=self.config.patch_size,
             batch_size=self.config.sw_batch_size,
             amp_dtype=state.amp_dtype,
-        )["dice"]
+            metrics=(metric,),
+        )[metric]
 
     def _scores(
         self, state: TrainState, split: str, metrics: tuple[str, ...]

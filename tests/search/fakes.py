@@ -25,7 +25,7 @@ class FakeTrainer:
     candidate that goes NaN). ``epoch_seconds`` slows it down for the worker tests.
     """
 
-    trained: ClassVar[list[str]] = []  # candidate keys trained in this process
+    trained: ClassVar[list[str]] = []  # candidate keys trained in this process (/plan if steered)
     fail_every: ClassVar[int] = 0
     epoch_seconds: ClassVar[float] = 0.0
 
@@ -33,12 +33,20 @@ class FakeTrainer:
         self.config, self.hooks = config, list(hooks)
 
     def fit(self, candidate, dataset) -> Result:
-        FakeTrainer.trained.append(candidate.key)
+        # A run steered by a hook with a plan (greedy) is another evaluation of the candidate.
+        plans = [repr(h.plan) for h in self.hooks if hasattr(h, "plan")]
+        FakeTrainer.trained.append(candidate.key + "".join(f"/{p}" for p in plans))
         classes = list(dataset.class_names)
         digest = hashlib.sha256(f"{candidate.key}:{self.config.seed}".encode()).digest()
         scores = [0.2 + 0.7 * b / 255 for b in digest[: len(classes)]]
         state = SimpleNamespace(
-            config=self.config, candidate=candidate, dataset=dataset, epoch=0, history=[]
+            config=self.config,
+            candidate=candidate,
+            dataset=dataset,
+            epoch=0,
+            step=0,
+            history=[],
+            loss_values=candidate.loss_parameters(),
         )
         result = Result(status="failed", class_names=classes)
         failing = self.fail_every and len(FakeTrainer.trained) % self.fail_every == 0

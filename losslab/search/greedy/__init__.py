@@ -1,0 +1,1 @@
+"""The greedy backend: loss parameters steered by look-ahead during training (Seo)."""
