@@ -81,7 +81,27 @@ def _describe_candidate(row: dict) -> str:
                 f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in spec.params
             )
             parts.append(f"{spec.name}({params})")
+    if candidate.param_schedule is not None:
+        parts.append(_describe_param_schedule(candidate))
     return "; ".join(parts)
+
+
+def _describe_param_schedule(candidate) -> str:
+    """``beta 0.7 -> 0.875 (3 changes)``: where a replayed parameter trajectory starts and ends."""
+    values = dict(candidate.param_schedule.params).get("values", {})
+    start = candidate.loss_parameters()
+    moves = []
+    for address, series in values.items():
+        before = [start.get(address, series[0]), *series[:-1]]
+        changes = sum(a != b for a, b in zip(before, series))
+        if changes:
+            plural = "s" * (changes != 1)
+            moves.append(
+                f"{address} {before[0]:.3g} -> {series[-1]:.3g} ({changes} change{plural})"
+            )
+        else:
+            moves.append(f"{address} {before[0]:.3g} (unchanged)")
+    return f"{candidate.param_schedule.name}: " + ", ".join(moves)
 
 
 def best_table(outcome: StudyOutcome) -> Table:
