@@ -72,7 +72,16 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
 def _train_options(parser: argparse.ArgumentParser) -> None:
     from losslab.data.commands import add_config_option, data_options
 
-    parser.add_argument("--loss", default="dice_ce", help="library name or loss expression")
+    parser.add_argument(
+        "--loss", default=None, help="library name or loss expression (default: dice_ce)"
+    )
+    parser.add_argument(
+        "--candidate",
+        metavar="FILE",
+        help="a whole candidate from its JSON file (an MLflow run's candidate.json, a study's "
+        "best_candidate.json: a replayed greedy schedule, a GP loss...); not with --loss, "
+        "--class-schedule or --absent-classes",
+    )
     parser.add_argument(
         "--absent-classes",
         choices=["keep", "ignore"],
@@ -222,7 +231,6 @@ def _run_train(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
 
-    from losslab.candidate import Candidate
     from losslab.data import build_dataset
     from losslab.report import ProgressHook, per_class_table, print_table
     from losslab.tracking import MLflowHook, Tracker, check_tracking_uri, resolve_tracking_uri
@@ -242,11 +250,7 @@ def _run_train(args: argparse.Namespace) -> int:
             where = "--tracking-uri" if args.tracking_uri else f"{args.config}: tracking_uri"
             raise ValueError(f"{where}: {exc}") from None
         dataset = build_dataset(data_config)
-        candidate = Candidate.from_loss(
-            args.loss,
-            absent_classes=args.absent_classes,
-            class_schedule=class_schedule_from_args(args, dataset.num_classes),
-        )
+        candidate = _train_candidate(args, dataset.num_classes)
         if settings["fidelity"] is not None:
             dataset = settings["fidelity"].apply_data(dataset)
     except (KeyError, ValueError, OSError) as exc:
@@ -269,6 +273,32 @@ def _run_train(args: argparse.Namespace) -> int:
         f"MLflow run {mlflow_hook.run_id}; open it with: {tracker.ui_command()}", soft_wrap=True
     )
     return 0 if result.ok else 1
+
+
+def _train_candidate(args: argparse.Namespace, num_classes: int):
+    """The candidate of ``losslab train``: ``--candidate FILE`` or built from the flags."""
+    from losslab.candidate import Candidate
+    from losslab.config import read_candidate_file
+
+    if args.candidate is not None:
+        given = [
+            flag
+            for flag, value, default in (
+                ("--loss", args.loss, None),
+                ("--class-schedule", args.class_schedule, "uniform"),
+                ("--class-schedule-params", args.class_schedule_params, []),
+                ("--absent-classes", args.absent_classes, "keep"),
+            )
+            if value != default
+        ]
+        if given:
+            raise ValueError(f"--candidate: the file holds the whole candidate; drop {given[0]}")
+        return read_candidate_file(args.candidate, "--candidate")
+    return Candidate.from_loss(
+        args.loss or "dice_ce",
+        absent_classes=args.absent_classes,
+        class_schedule=class_schedule_from_args(args, num_classes),
+    )
 
 
 def _add_baselines(subparsers: argparse._SubParsersAction) -> None:

@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -65,6 +67,8 @@ _CANDIDATE_KEYS = {
     "class_schedule",
     "term_schedule",
     "absent_classes",
+    "param_schedule",
+    "candidate",
 }
 _SUITE_KEYS = {"data", "train", "seeds", "experiment", "tracking_uri", "reference", "candidates"}
 
@@ -124,15 +128,43 @@ def _schedule(raw: Any, where: str) -> ScheduleSpec:
     return ScheduleSpec.of(str(raw["name"]), **params)
 
 
+def read_candidate_file(path: Any, where: str) -> Candidate:
+    """A candidate from its JSON file (an MLflow run's ``candidate.json``, a study's
+    ``best_candidate.json``: a replayed greedy schedule, a GP loss, a learned rule...)."""
+    file = Path(str(path)).expanduser()
+    try:
+        data = json.loads(file.read_text())
+    except OSError as exc:
+        raise ConfigError(where, f"cannot read the candidate file {file}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(where, f"{file} is not JSON: {exc}") from None
+    try:
+        return Candidate.from_dict(data)
+    except (LossSyntaxError, ValueError, TypeError, KeyError) as exc:
+        raise ConfigError(where, f"{file} is not a valid candidate: {exc}") from None
+
+
 def parse_candidate(raw: Any, where: str) -> Candidate:
-    """One candidate entry: ``loss`` (a library name or expression) or ``terms`` (a list of them)."""
+    """One candidate entry: ``loss`` (a library name or expression), ``terms`` (a list of them)
+    or ``candidate`` (the path of a candidate JSON file, with an optional ``name``)."""
     if not isinstance(raw, Mapping):
         raise ConfigError(where, f"a candidate is a mapping, got {type(raw).__name__}")
     unknown = sorted(set(raw) - _CANDIDATE_KEYS)
     if unknown:
         raise ConfigError(f"{where}.{unknown[0]}", f"unknown key; known: {sorted(_CANDIDATE_KEYS)}")
+    if "candidate" in raw:
+        extra = sorted(set(raw) - {"candidate", "name"})
+        if extra:
+            raise ConfigError(
+                f"{where}.{extra[0]}",
+                "a candidate file holds the whole candidate; only 'name' may be given beside it",
+            )
+        candidate = read_candidate_file(raw["candidate"], f"{where}.candidate")
+        if raw.get("name"):
+            candidate = dataclasses.replace(candidate, name=str(raw["name"]))
+        return candidate
     if ("loss" in raw) == ("terms" in raw):
-        raise ConfigError(where, "give exactly one of 'loss' or 'terms'")
+        raise ConfigError(where, "give exactly one of 'loss', 'terms' or 'candidate'")
     params = dict(raw.get("params", {}))
     try:
         if "loss" in raw:
@@ -154,6 +186,11 @@ def parse_candidate(raw: Any, where: str) -> Candidate:
             term_schedule=term_schedule,
             name=str(raw.get("name") or raw.get("loss") or "+".join(map(str, raw["terms"]))),
             absent_classes=_absent_classes(raw.get("absent_classes", "keep"), where),
+            param_schedule=(
+                _schedule(raw["param_schedule"], f"{where}.param_schedule")
+                if "param_schedule" in raw
+                else None
+            ),
         )
     except ConfigError:
         raise

@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from losslab.candidate import Candidate
 from losslab.cli import main
 from losslab.cli_options import OptionSet
 from losslab.data import DataConfig, build_dataset, write_phantom_decathlon
 from losslab.data.commands import data_config_from_args
+from losslab.losses import resolve_loss
 from losslab.training import TrainConfig
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "search_spaces" / "quickstart.yaml"
@@ -294,3 +296,64 @@ def test_inspect_loads_the_folder_with_the_data_options(tmp_path, capsys, monkey
     assert "case_000.nii.gz: case is 6x6x6 voxels" in out and "after preprocessing" in out
     assert main(["data", "inspect", str(folder), "--cases", "0"]) == 2
     assert "error: --cases: cases must be at least 1" in capsys.readouterr().out
+
+
+def test_train_takes_a_whole_candidate_from_its_json_file(tmp_path, monkeypatch, capsys):
+    """A replayed greedy schedule, as MLflow stores it, trains with ``--candidate``."""
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    replay = Candidate.from_dict(
+        {
+            "terms": [str(resolve_loss("tversky"))],
+            "name": "tversky /G replay",
+            "param_schedule": {
+                "name": "piecewise",
+                "params": {"steps": [1], "values": {"beta": [0.9]}},
+            },
+        }
+    )
+    (tmp_path / "candidate.json").write_text(replay.to_json())
+    code = main(
+        ["train", "--candidate", "candidate.json", "--epochs", "1", "--steps", "2", "--cases", "5",
+         "--shape", "32", "--tracking-uri", uri, "--experiment", "cli", "--device", "cpu"]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    run = MlflowClient(uri).search_runs(
+        [MlflowClient(uri).get_experiment_by_name("cli").experiment_id]
+    )[0]
+    assert run.data.params["candidate.param_schedule"] == "piecewise"
+    assert run.data.params["candidate.name"] == "tversky /G replay"
+
+
+@pytest.mark.parametrize(
+    ("extra", "text", "message"),
+    [
+        (["--loss", "dice"], None, "drop --loss"),
+        ([], "{not json", "is not JSON"),
+        ([], '{"terms": ["vsum(y)"]}', "not a valid candidate"),
+        (
+            [],
+            Candidate.from_dict(
+                {
+                    "terms": [str(resolve_loss("tversky"))],
+                    "param_schedule": {
+                        "name": "piecewise",
+                        "params": {"steps": [0], "values": {"beta": [1.0]}},
+                    },
+                }
+            )
+            .to_json()
+            .replace('"beta"', '"gamma"'),
+            "not a parameter of its loss",
+        ),
+    ],
+)
+def test_train_names_a_bad_candidate_file(tmp_path, monkeypatch, capsys, extra, text, message):
+    monkeypatch.chdir(tmp_path)
+    if text is not None:
+        (tmp_path / "candidate.json").write_text(text)
+    code = main(["train", "--candidate", "candidate.json", "--device", "cpu", *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    if text is None:
+        assert "candidate" in err

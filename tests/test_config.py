@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from losslab.candidate import Candidate, ScheduleSpec
 from losslab.config import ConfigError, check_schedule, parse_candidate
 
 
@@ -72,3 +73,20 @@ def test_a_candidate_with_median_frequency_and_no_parameters_validates():
     with pytest.raises(ConfigError) as info:
         parse_candidate({"loss": "dice", "class_schedule": {"name": "pcf", "delta": 0}}, "c")
     assert info.value.where == "c.class_schedule.delta"
+
+
+def test_a_candidate_entry_reads_a_candidate_file(tmp_path):
+    spec = ScheduleSpec.of("piecewise", steps=[0, 10], values={"beta": [0.7, 0.9]})
+    saved = Candidate.from_loss("tversky", name="tv /G replay")
+    saved = Candidate(terms=saved.terms, name=saved.name, param_schedule=spec)
+    (tmp_path / "c.json").write_text(saved.to_json())
+    loaded = parse_candidate({"candidate": str(tmp_path / "c.json"), "name": "replayed"}, "b[0]")
+    assert loaded.key == saved.key and loaded.name == "replayed"
+    inline = parse_candidate(
+        {"loss": "tversky", "param_schedule": {"name": "piecewise", **dict(spec.params)}}, "b[1]"
+    )
+    assert inline.key == saved.key
+    with pytest.raises(ConfigError, match=r"b\[0\]\.loss: a candidate file holds"):
+        parse_candidate({"candidate": str(tmp_path / "c.json"), "loss": "dice"}, "b[0]")
+    with pytest.raises(ConfigError, match=r"b\[0\]\.candidate: cannot read"):
+        parse_candidate({"candidate": str(tmp_path / "missing.json")}, "b[0]")
