@@ -1,0 +1,216 @@
+"""Meta-training of a loss network (ML3, Bechtle et al. 2021): the outer loop.
+
+Each outer step ``s`` samples inner training batches and a held-out batch, runs
+:func:`~losslab.search.ml3.engines.meta_gradient` (K unrolled SGD steps of the segmentation
+network with ``base + learned`` loss, soft-Dice meta-objective) and updates the loss network's
+parameters ``phi`` with Adam. The segmentation network is fresh (``make_model(s)``) at every
+``reset_every``-th step and otherwise continues from the previous step's ``theta_K``.
+
+The progress fed to the loss network at inner step ``k`` is the fraction of the current model's
+life spent: ``(steps the model has taken + k) / (reset_every * K)``, in ``[0, 1)``.
+
+A meta-step whose outer loss or meta-gradient is not finite changes nothing (no Adam step, the
+model does not take its ``theta_K``) and is counted in ``skipped``; ``max_consecutive_skips``
+(5) of them in a row end meta-training with ``status="failed"`` and the reason, as does running
+out of memory: meta-training never raises for a diverging candidate. Each step reads its loss
+back to the host once (the curve and the finiteness test); that is the outer loop, not a
+training step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from losslab.losses.learned import LossNetwork
+from losslab.search.ml3.engines import (
+    ENGINES,
+    Batch,
+    MetaGradient,
+    ObjectiveWeights,
+    WorstK,
+    import_higher,
+    meta_gradient,
+)
+
+__all__ = ["OBJECTIVES", "MetaConfig", "MetaGradient", "MetaResult", "meta_gradient", "meta_train"]
+
+OBJECTIVES = ("foreground", "all", "worst_k")
+
+
+@dataclass(frozen=True)
+class MetaConfig:
+    """The ``ml3`` settings; every error names its key (``ml3.inner_steps: ...``).
+
+    Attributes:
+        inner_steps: K, the unrolled SGD steps of the segmentation network.
+        inner_lr: their learning rate.
+        outer_lr: Adam's learning rate for the loss network.
+        engine: ``"torch.func"`` (default) or ``"higher"``.
+        objective: the default class weights ``v`` of the meta-objective: ``"foreground"``
+            (mean over classes 1..C-1), ``"all"`` or ``"worst_k"`` (:class:`WorstK`).
+        worst_k, temperature: the ``worst_k`` soft minimum.
+        reset_every: a fresh model every this many outer steps (1: every step).
+        max_consecutive_skips: non-finite meta-steps in a row that fail meta-training.
+        first_order: detach the inner gradients (zero meta-gradient; for demonstration only,
+            :func:`meta_train` refuses it).
+    """
+
+    inner_steps: int = 2
+    inner_lr: float = 0.1
+    outer_lr: float = 0.01
+    engine: str = "torch.func"
+    objective: str = "foreground"
+    worst_k: int = 1
+    temperature: float = 0.05
+    reset_every: int = 1
+    max_consecutive_skips: int = 5
+    first_order: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("inner_steps", "worst_k", "reset_every", "max_consecutive_skips"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"ml3.{name}: must be an integer >= 1, got {value!r}")
+        for name in ("inner_lr", "outer_lr", "temperature"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"ml3.{name}: must be a number, got {value!r}")
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"ml3.{name}: must be finite and > 0, got {value!r}")
+            object.__setattr__(self, name, float(value))
+        if self.engine not in ENGINES:
+            raise ValueError(f"ml3.engine: {self.engine!r} is not one of {', '.join(ENGINES)}")
+        if self.engine == "higher":
+            import_higher()
+        if self.objective not in OBJECTIVES:
+            raise ValueError(
+                f"ml3.objective: {self.objective!r} is not one of {', '.join(OBJECTIVES)}"
+            )
+        if not isinstance(self.first_order, bool):
+            raise ValueError(f"ml3.first_order: must be true or false, got {self.first_order!r}")
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any]) -> MetaConfig:
+        """From a YAML ``ml3:`` section; an unknown key is an error naming it."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(
+                f"ml3.{unknown[0]}: unknown key; known keys: {', '.join(sorted(known))}"
+            )
+        return cls(**dict(raw))
+
+    def objective_weights(self, num_classes: int) -> ObjectiveWeights:
+        """The default ``v`` for ``num_classes`` classes (see ``objective``)."""
+        if self.objective == "worst_k":
+            return WorstK(self.worst_k, self.temperature)
+        v = torch.ones(num_classes)
+        if self.objective == "foreground" and num_classes > 1:
+            v[0] = 0.0
+        return v
+
+
+@dataclass
+class MetaResult:
+    """The outcome of :func:`meta_train`.
+
+    ``curve`` holds ``(outer_loss, val_objective)`` for every outer step run, skipped ones too
+    (non-finite values show why); ``skipped`` counts the non-finite steps; ``steps`` the outer
+    steps run. ``status`` is ``"ok"`` or ``"failed"`` (then ``reason`` says why).
+    """
+
+    status: str
+    reason: str | None = None
+    curve: list[tuple[float, float]] = field(default_factory=list)
+    skipped: int = 0
+    steps: int = 0
+
+
+def meta_train(
+    loss_net: LossNetwork,
+    make_model: Callable[[int], nn.Module],
+    sample_train: Callable[[int], Batch | Sequence[Batch]],
+    sample_val: Callable[[int], Batch],
+    outer_steps: int,
+    config: MetaConfig,
+    *,
+    objective_weights: ObjectiveWeights | None = None,
+    class_weights: torch.Tensor | None = None,
+    on_step: Callable[[int, float, float, bool], None] | None = None,
+) -> MetaResult:
+    """Meta-train ``loss_net`` in place for ``outer_steps`` outer steps.
+
+    Args:
+        make_model: ``step -> model``, a fresh segmentation network (seed it for repeatability).
+        sample_train: ``step -> (x, labels)`` or a sequence of them (cycled over the K steps).
+        sample_val: ``step -> (x, labels)``, held out from the training batches.
+        objective_weights, class_weights: see :func:`meta_gradient`.
+        on_step: called after every outer step as ``(step, outer_loss, val_objective, skipped)``.
+
+    Raises:
+        ValueError: ``outer_steps < 1`` or ``config.first_order`` (named); bad data is not
+            caught here, a non-finite step is (see the module docstring).
+    """
+    if isinstance(outer_steps, bool) or not isinstance(outer_steps, int) or outer_steps < 1:
+        raise ValueError(f"ml3.outer_steps: must be an integer >= 1, got {outer_steps!r}")
+    if config.first_order:
+        raise ValueError("ml3.first_order: gives a zero meta-gradient; meta-training needs false")
+    optimizer = torch.optim.Adam(loss_net.parameters(), lr=config.outer_lr)
+    result = MetaResult(status="ok")
+    in_a_row, model, age = 0, None, 0
+    horizon = config.reset_every * config.inner_steps
+    for step in range(outer_steps):
+        if step % config.reset_every == 0:
+            model, age = make_model(step), 0
+        progress = [(age * config.inner_steps + k) / horizon for k in range(config.inner_steps)]
+        try:
+            mg = meta_gradient(
+                loss_net,
+                model,
+                sample_train(step),
+                sample_val(step),
+                config,
+                objective_weights,
+                class_weights=class_weights,
+                progress=progress,
+            )
+        except torch.OutOfMemoryError as err:
+            result.status, result.reason = "failed", f"out of memory at outer step {step}: {err}"
+            return result
+        outer, value = float(mg.outer_loss), float(mg.val_objective)
+        grads_finite = bool(torch.stack([torch.isfinite(g).all() for g in mg.grads]).all())
+        finite = math.isfinite(outer) and grads_finite
+        result.curve.append((outer, value))
+        result.steps = step + 1
+        if finite:
+            in_a_row = 0
+            for p, g in zip(loss_net.parameters(), mg.grads):
+                p.grad = g.detach()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if config.reset_every > 1:  # the model goes on from theta_K
+                with torch.no_grad():
+                    for name, p in model.named_parameters():
+                        p.copy_(mg.params[name])
+            age += 1
+        else:
+            result.skipped += 1
+            in_a_row += 1
+        if on_step is not None:
+            on_step(step, outer, value, not finite)
+        if in_a_row >= config.max_consecutive_skips:
+            what = (
+                f"outer loss {outer}" if not math.isfinite(outer) else "a non-finite meta-gradient"
+            )
+            result.status = "failed"
+            result.reason = (
+                f"{in_a_row} non-finite meta-steps in a row (last at outer step {step}: {what})"
+            )
+            return result
+    return result
