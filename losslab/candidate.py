@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from losslab.losses import ABSENT_CLASSES, CompoundLoss, LossSpec, parse_loss, resolve_loss
+from losslab.losses.learned_term import LearnedTerm, is_learned
 from losslab.losses.ops import PARAMETERS
 
 TERM_WEIGHT_RANGE = (0.0, 1e3)  # the range a greedy action or a schedule may give ``alpha_k``
@@ -49,7 +50,9 @@ class Candidate:
     """One objective: ``L(t) = sum_k alpha_k(t) * mean_c(w_c(t) * L_kc)`` (see DESIGN.md).
 
     Attributes:
-        terms: the loss terms.
+        terms: the loss terms: expressions, or learned loss networks named by their content
+            hash (``lossnet:<hash>``, :class:`~losslab.losses.learned_term.LearnedTerm`), so
+            the key covers a network's weights too.
         term_weights: static ``alpha_k`` (the term schedule may change them over time).
         class_schedule: how the class weights ``w`` evolve (``uniform`` = all ones).
         term_schedule: how the term weights evolve (``static`` = ``term_weights``).
@@ -67,7 +70,7 @@ class Candidate:
         ValueError: a malformed candidate.
     """
 
-    terms: tuple[LossSpec, ...]
+    terms: tuple[LossSpec | LearnedTerm, ...]
     term_weights: tuple[float, ...] = ()
     class_schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
     term_schedule: ScheduleSpec = field(default_factory=lambda: ScheduleSpec("static"))
@@ -158,7 +161,7 @@ class Candidate:
 
     def with_loss_parameters(
         self, values: Mapping[str, float]
-    ) -> tuple[tuple[LossSpec, ...], tuple[float, ...]]:
+    ) -> tuple[tuple[LossSpec | LearnedTerm, ...], tuple[float, ...]]:
         """The terms and term weights with the parameters at ``values``' addresses changed.
 
         Raises:
@@ -182,7 +185,7 @@ class Candidate:
     @classmethod
     def from_loss(
         cls,
-        loss: str | LossSpec | CompoundLoss | Sequence[LossSpec],
+        loss: str | LossSpec | LearnedTerm | CompoundLoss | Sequence[LossSpec | LearnedTerm],
         *,
         name: str | None = None,
         class_schedule: ScheduleSpec | None = None,
@@ -190,7 +193,8 @@ class Candidate:
         absent_classes: str = "keep",
         **params: float,
     ) -> Candidate:
-        """A candidate from a library name (``"dice_ce"``), loss text, spec(s) or compound loss."""
+        """A candidate from a library name (``"dice_ce"``), loss text (``"lossnet:<hash>"``
+        included), spec(s), learned term(s) or compound loss."""
         label = name
         if isinstance(loss, str):
             label = label or loss
@@ -198,7 +202,7 @@ class Candidate:
         weights: tuple[float, ...] = ()
         if isinstance(loss, CompoundLoss):
             weights, terms = loss.weights, loss.terms
-        elif isinstance(loss, LossSpec):
+        elif isinstance(loss, LossSpec | LearnedTerm):
             terms = (loss,)
         else:
             terms = tuple(loss)
@@ -241,7 +245,7 @@ class Candidate:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Candidate:
         return cls(
-            terms=tuple(parse_loss(t) for t in data["terms"]),
+            terms=tuple(_parse_term(t) for t in data["terms"]),
             term_weights=tuple(data.get("term_weights", ())),
             class_schedule=ScheduleSpec.from_dict(data.get("class_schedule", {"name": "uniform"})),
             term_schedule=ScheduleSpec.from_dict(data.get("term_schedule", {"name": "static"})),
@@ -271,3 +275,8 @@ class Candidate:
             for pname, value in spec.params:
                 flat[f"candidate.{prefix}.{pname}"] = repr(value)
         return flat
+
+
+def _parse_term(text: str) -> LossSpec | LearnedTerm:
+    """A term of a candidate's JSON: ``lossnet:<hash>`` or a loss expression."""
+    return LearnedTerm.parse(text) if is_learned(text) else parse_loss(text)

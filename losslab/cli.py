@@ -22,8 +22,10 @@ from losslab.cli_support import (
     LazyParser,
     OptionError,
     add_lazy_parser,
+    add_lossnets_option,
     config_section,
     read_config_file,
+    use_lossnets,
 )
 
 if TYPE_CHECKING:
@@ -79,9 +81,10 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
         "--candidate",
         metavar="FILE",
         help="a whole candidate from its JSON file (an MLflow run's candidate.json, a study's "
-        "best_candidate.json: a replayed greedy schedule, a GP loss...); not with --loss, "
+        "best_candidate.json: a replayed greedy schedule, a GP loss, an ML3 network...); not with --loss, "
         "--class-schedule or --absent-classes",
     )
+    add_lossnets_option(parser)
     parser.add_argument(
         "--absent-classes",
         choices=["keep", "ignore"],
@@ -249,8 +252,10 @@ def _run_train(args: argparse.Namespace) -> int:
         except ValueError as exc:
             where = "--tracking-uri" if args.tracking_uri else f"{args.config}: tracking_uri"
             raise ValueError(f"{where}: {exc}") from None
+        use_lossnets(args)
         dataset = build_dataset(data_config)
         candidate = _train_candidate(args, dataset.num_classes)
+        _check_networks(candidate)
         if settings["fidelity"] is not None:
             dataset = settings["fidelity"].apply_data(dataset)
     except (KeyError, ValueError, OSError) as exc:
@@ -273,6 +278,16 @@ def _run_train(args: argparse.Namespace) -> int:
         f"MLflow run {mlflow_hook.run_id}; open it with: {tracker.ui_command()}", soft_wrap=True
     )
     return 0 if result.ok else 1
+
+
+def _check_networks(candidate) -> None:
+    """Load every learned loss network of ``candidate`` once, so that a missing or corrupt
+    file is refused before training (``FileNotFoundError`` / ``ValueError`` naming it)."""
+    from losslab.losses.learned_term import LearnedTerm
+
+    for term in candidate.terms:
+        if isinstance(term, LearnedTerm):
+            term.load()
 
 
 def _train_candidate(args: argparse.Namespace, num_classes: int):
@@ -309,6 +324,7 @@ def _add_baselines(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("config", nargs="?", default="search_spaces/baselines.yaml")
     parser.add_argument("--tracking-uri", help="MLflow URI (overrides the config)")
+    add_lossnets_option(parser)
     parser.set_defaults(func=_run_baselines)
 
 
@@ -326,8 +342,9 @@ def _run_baselines(args: argparse.Namespace) -> int:
     # A suite table is wide: give it room when the output is not a terminal (a log file).
     console = Console(width=None if sys.stdout.isatty() else 200)
     try:
+        use_lossnets(args)
         config = load_suite(args.config)
-    except ConfigError as exc:
+    except (ConfigError, OptionError) as exc:
         Console(stderr=True).print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         return 2
     if args.tracking_uri:

@@ -14,9 +14,11 @@ __all__ = [
     "LazyParser",
     "OptionError",
     "add_lazy_parser",
+    "add_lossnets_option",
     "config_section",
     "read_config_file",
     "subcommand",
+    "use_lossnets",
 ]
 
 # The top-level keys of a study file (``losslab.search.study_config``) and of a suite file
@@ -24,7 +26,8 @@ __all__ = [
 CONFIG_FILE_KEYS = frozenset(
     {
         *("study", "backend", "data", "train", "fidelity", "objective", "budget", "seed"),
-        *("storage", "experiment", "tracking_uri", "optuna", "baselines", "space", "top"),
+        *("storage", "experiment", "tracking_uri", "baselines", "space", "top"),
+        *("optuna", "gp", "greedy", "ml3"),  # the backends' sections
         *("seeds", "reference", "candidates"),
     }
 )
@@ -91,6 +94,35 @@ def subcommand(parser: argparse.ArgumentParser, *names: str) -> argparse.Argumen
         if isinstance(parser, LazyParser):
             parser.ensure()
     return parser
+
+
+# --- learned loss networks ---------------------------------------------------------------------
+
+
+def add_lossnets_option(parser: argparse.ArgumentParser) -> None:
+    """``--lossnets DIR`` (repeatable): folders of learned loss networks (``<hash>.lossnet``)."""
+    parser.add_argument(
+        "--lossnets",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="a folder of learned loss networks (<hash>.lossnet) named by candidates as "
+        "lossnet:<hash>, searched before $LOSSLAB_LOSSNETS and ./lossnets (repeatable)",
+    )
+
+
+def use_lossnets(args: argparse.Namespace) -> None:
+    """Put the ``--lossnets`` folders on the search path of learned loss networks.
+
+    Raises:
+        OptionError: a folder that does not exist.
+    """
+    from losslab.losses.learned_term import add_search_folder
+
+    for folder in getattr(args, "lossnets", None) or []:
+        if not Path(folder).expanduser().is_dir():
+            raise OptionError("--lossnets", f"{folder} is not a folder")
+        add_search_folder(folder)
 
 
 # --- config files -------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ One run per evaluation, nested under a parent run when called from a study or a 
 holds what it takes to reproduce the evaluation (candidate JSON, seed, fidelity, data fingerprint,
 package version), per-epoch per-class metrics (``val_dice/liver`` at step = epoch), class weights
 per epoch (``weight/liver``), final per-class test metrics, tags (backend, candidate key, status,
-failure reason) and artifacts (``candidate.json``, ``history.json``, ``per_class.csv``).
+failure reason) and artifacts (``candidate.json``, ``history.json``, ``per_class.csv``, and the
+file of each learned loss network under ``lossnets/``).
 A failed evaluation is a run with status FAILED and its reason, never a missing run.
 
 The tracking URI is, in order: the one given, ``MLFLOW_TRACKING_URI``, ``sqlite:///mlflow.db``.
@@ -197,6 +198,10 @@ class Tracker:
     def log_text(self, run_id: str, text: str, path: str) -> None:
         self.client.log_text(run_id, text, path)
 
+    def log_artifact(self, run_id: str, local_path: str | os.PathLike, folder: str = "") -> None:
+        """Copy the file ``local_path`` into the run's artifacts (under ``folder`` if given)."""
+        self.client.log_artifact(run_id, os.fspath(local_path), folder or None)
+
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status)
 
@@ -320,7 +325,18 @@ class MLflowHook(Hook):
             }
             self.tracker.log_params(self.run_id, params)
             self.tracker.log_text(self.run_id, self.candidate.to_json(), "candidate.json")
+            self._log_networks()
         return self.run_id
+
+    def _log_networks(self) -> None:
+        """The file of each learned loss network of the candidate, under ``lossnets/`` (one
+        that cannot be found is not logged: training fails, naming it)."""
+        from losslab.losses.learned_term import LearnedTerm
+
+        for term in self.candidate.terms:
+            if isinstance(term, LearnedTerm):
+                with contextlib.suppress(FileNotFoundError):
+                    self.tracker.log_artifact(self.run_id, term.path(), "lossnets")
 
     def on_train_start(self, state: TrainState) -> None:
         self._start()

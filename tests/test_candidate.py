@@ -41,3 +41,47 @@ def test_flat_params_name_every_field():
     assert flat["candidate.term0"].endswith("gamma=2")
     assert flat["candidate.class_schedule"] == "tcf"
     assert flat["candidate.class_schedule.threshold"] == "0.9"
+
+
+LEARNED = "lossnet:" + "ab" * 32
+
+
+def test_a_learned_term_round_trips_through_json_and_keys_its_hash():
+    candidate = Candidate.from_loss(
+        LEARNED, name="ml3-0", class_schedule=ScheduleSpec.of("cbs", zeta=0.1, cap=2.0)
+    )
+    assert candidate.to_dict()["terms"] == [LEARNED]
+    again = Candidate.from_json(candidate.to_json())
+    assert again == candidate and again.key == candidate.key
+    assert str(again.terms[0]) == LEARNED and again.loss_parameters() == {"weight0": 1.0}
+    other = Candidate.from_loss("lossnet:" + "ab" * 31 + "ac", name="ml3-0")
+    assert other.key != Candidate.from_loss(LEARNED, name="ml3-0").key  # the weights are the key
+    dice = str(get_loss("dice"))
+    mixed = Candidate.from_dict({"terms": [dice, LEARNED], "term_weights": [1.0, 0.5]})
+    assert Candidate.from_json(mixed.to_json()).key == mixed.key
+    assert [str(t) for t in mixed.terms][1] == LEARNED
+
+
+def test_earlier_candidates_keep_their_keys():
+    """Keys recorded before learned terms existed (caches and ledgers hold them)."""
+    assert Candidate.from_loss("dice_ce").key == "8e35748c4b8accd7"
+    assert Candidate.from_loss("focal").key == "ecaa4f2d31039fc5"
+    cbs = Candidate.from_loss("dice", class_schedule=ScheduleSpec.of("cbs"))
+    assert cbs.key == "d00c5490308ab8b3"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("lossnet:abc", "64 lower-case hex digits"),
+        ("lossnet:" + "AB" * 32, "64 lower-case hex digits"),
+        ("lossnet:", "64 lower-case hex digits"),
+    ],
+)
+def test_a_malformed_learned_term_is_refused(text, message):
+    with pytest.raises(LossSyntaxError, match=message):
+        Candidate.from_dict({"terms": [text]})
+    with pytest.raises(LossSyntaxError, match=message):
+        Candidate.from_loss(text)
+    with pytest.raises(ValueError, match="no parameters"):
+        Candidate.from_loss(LEARNED, gamma=2.0)

@@ -325,6 +325,70 @@ def test_train_takes_a_whole_candidate_from_its_json_file(tmp_path, monkeypatch,
     assert run.data.params["candidate.name"] == "tversky /G replay"
 
 
+def _learned_candidate(folder: Path) -> tuple[str, Path]:
+    """A loss network saved in ``folder`` and a candidate JSON naming it (``candidate.json``)."""
+    import torch
+
+    from losslab.losses.learned import LossNetwork, save_network
+
+    torch.manual_seed(0)
+    digest, path = save_network(LossNetwork(hidden=(4,), base="dice"), folder)
+    candidate = Candidate.from_loss(f"lossnet:{digest}", name="ml3-0 (dice base)")
+    (folder.parent / "candidate.json").write_text(candidate.to_json())
+    return digest, path
+
+
+@pytest.fixture
+def _no_lossnet_folders(monkeypatch):
+    from losslab.losses import learned_term
+
+    monkeypatch.setattr(learned_term, "_ADDED", [])
+    monkeypatch.delenv(learned_term.ENV_VAR, raising=False)
+
+
+@pytest.mark.usefixtures("_no_lossnet_folders")
+def test_train_takes_a_learned_candidate_with_its_network_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    digest, _ = _learned_candidate(tmp_path / "nets")
+    code = main(
+        ["train", "--candidate", "candidate.json", "--lossnets", "nets", "--epochs", "1",
+         "--steps", "1", "--cases", "3", "--shape", "32", "--patch", "16", "--no-hd95",
+         "--tracking-uri", uri, "--experiment", "cli", "--device", "cpu"]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    client = MlflowClient(uri)
+    run = client.search_runs([client.get_experiment_by_name("cli").experiment_id])[0]
+    assert run.data.params["candidate.term0"] == f"lossnet:{digest}"
+    listed = [a.path for a in client.list_artifacts(run.info.run_id, "lossnets")]
+    assert listed == [f"lossnets/{digest}.lossnet"]
+
+
+@pytest.mark.usefixtures("_no_lossnet_folders")
+@pytest.mark.parametrize("problem", ["missing", "corrupt", "no folder"])
+def test_train_refuses_a_missing_or_corrupt_network_before_training(
+    tmp_path, monkeypatch, capsys, problem
+):
+    monkeypatch.chdir(tmp_path)
+    digest, path = _learned_candidate(tmp_path / "nets")
+    folder = "nets"
+    if problem == "missing":
+        path.unlink()
+    elif problem == "corrupt":
+        path.write_bytes(path.read_bytes()[:-4])
+    else:
+        folder = "elsewhere"
+    code = main(["train", "--candidate", "candidate.json", "--lossnets", folder, "--device", "cpu"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2 and "Traceback" not in err
+    assert not (tmp_path / "mlflow.db").exists()  # refused before any run was created
+    if problem == "no folder":
+        assert "--lossnets: elsewhere is not a folder" in err
+    else:
+        assert f"{digest}.lossnet" in err.replace(" ", "")
+        assert ("does not match" if problem == "corrupt" else "no file") in err
+
+
 @pytest.mark.parametrize(
     ("extra", "text", "message"),
     [

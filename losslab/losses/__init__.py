@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from losslab.losses.compiler import Terminals, signed_distance
+from losslab.losses.learned_term import LearnedTerm, add_search_folder, find_network
 from losslab.losses.library import (
     UnusedParameterError,
     get_loss,
@@ -34,12 +35,15 @@ __all__ = [
     "CompiledLoss",
     "CompoundLoss",
     "Kind",
+    "LearnedTerm",
     "LossSpec",
     "LossSyntaxError",
     "Terminals",
     "UnusedParameterError",
     "Vocabulary",
+    "add_search_folder",
     "compile_terms",
+    "find_network",
     "get_loss",
     "has_gradient_path",
     "resolve_loss",

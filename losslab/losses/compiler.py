@@ -61,7 +61,8 @@ class Terminals:
     Give ``logits [B, C, *spatial]`` and integer ``labels [B, *spatial]``; or, to evaluate a loss on
     probabilities directly (tests, screening), ``probs`` and ``onehot`` (then ``z`` is unavailable).
     ``weights [C]`` are the current class weights (ones when omitted). With ``share_log`` (set
-    when a program uses both), ``p`` is computed as ``exp(logp)``.
+    when a program uses both), ``p`` is computed as ``exp(logp)``. ``progress`` (the fraction of
+    training done) is read by learned loss terms only (``losslab.losses.learned_term``).
     """
 
     logits: torch.Tensor | None = None
@@ -70,6 +71,7 @@ class Terminals:
     onehot: torch.Tensor | None = None
     weights: torch.Tensor | None = None
     share_log: bool = False
+    progress: float | None = None
     _cache: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:

@@ -41,6 +41,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -307,12 +308,18 @@ def network_from_bytes(data: bytes, source: str = "<bytes>") -> LossNetwork:
 
 
 def save_network(net: LossNetwork, folder: str | Path) -> tuple[str, Path]:
-    """Write ``net`` to ``folder/<hash>.lossnet``; returns ``(hash, path)``."""
+    """Write ``net`` to ``folder/<hash>.lossnet``; returns ``(hash, path)``.
+
+    Atomic, through a temporary file of this process's own, so that two processes saving the
+    same network at once (two workers of a study) never leave a torn file; a file already
+    holding these bytes is left as it is."""
     data = state_bytes(net)
     digest = hashlib.sha256(data).hexdigest()
     path = Path(folder) / f"{digest}{SUFFIX}"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(SUFFIX + ".tmp")
+    if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == digest:
+        return digest, path
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
     tmp.replace(path)
     return digest, path

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from losslab.losses.learned_term import LearnedTerm, is_learned
 from losslab.losses.ops import PARAMETERS, TERMINALS
 from losslab.losses.spec import CompoundLoss, LossSpec, parse_loss
 
@@ -209,8 +210,9 @@ def list_losses() -> list[str]:
     return sorted(LIBRARY)
 
 
-def resolve_loss(text: str, **params: float) -> LossSpec | CompoundLoss:
-    """A library name (``"dice_ce"``) or, for any other text, a parsed expression.
+def resolve_loss(text: str, **params: float) -> LossSpec | CompoundLoss | LearnedTerm:
+    """A library name (``"dice_ce"``), a learned term (``"lossnet:<hash>"``, see
+    ``learned_term``) or, for any other text, a parsed expression.
 
     A bare identifier that is neither a terminal nor a parameter of the language is a name (so
     a typo gets the list of known losses); everything else (``"p * y"``, ``"nc"``) is parsed and
@@ -218,9 +220,12 @@ def resolve_loss(text: str, **params: float) -> LossSpec | CompoundLoss:
 
     Raises:
         KeyError: an unknown name.
-        LossSyntaxError: an expression that does not parse.
+        LossSyntaxError: an expression that does not parse, or a malformed learned term.
+        ValueError: parameters given to a learned term (it has none).
     """
     name = text.strip()
+    if is_learned(name):
+        return LearnedTerm.parse(name).with_params(**params)
     if name.isidentifier() and name not in TERMINALS and name not in PARAMETERS:
         return get_loss(name, **params)
     return parse_loss(text, **params)

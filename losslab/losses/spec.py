@@ -21,6 +21,7 @@ from functools import cached_property
 import torch
 
 from losslab.losses.compiler import Program, Terminals, compile_program
+from losslab.losses.learned_term import LearnedTerm, learned_values, load_terms
 from losslab.losses.nodes import (
     Call,
     Node,
@@ -247,25 +248,41 @@ class CompiledLoss:
     single spec's compiled loss (``spec.compile()``) returns that value; a compound loss's
     (``compound.compile()``, :func:`compile_terms`) returns a list with one value per term.
     Values are float32 whatever the dtype of the logits (autocast-safe).
+
+    A :class:`~losslab.losses.learned_term.LearnedTerm` among the terms is evaluated by its
+    loss network, loaded here (``FileNotFoundError`` / ``ValueError`` naming the file when it is
+    missing or corrupt); ``progress`` (the fraction of training done) is what it reads as its
+    ``progress`` feature. Expression terms ignore it.
     """
 
-    def __init__(self, terms: Sequence[LossSpec], *, single: bool = False):
+    def __init__(self, terms: Sequence[LossSpec | LearnedTerm], *, single: bool = False):
         self.terms = tuple(terms)
         if single and len(self.terms) != 1:
             raise ValueError(f"a single loss has one term, got {len(self.terms)}")
         self.single = single
-        self.program: Program = _compile_with_own_params(self.terms)
+        self.networks = load_terms(self.terms)
+        expressions = [t for k, t in enumerate(self.terms) if k not in self.networks]
+        self.program: Program = _compile_with_own_params(expressions)
         self.uses = self.program.terminals
 
     def evaluate(self, terminals: Terminals) -> list[torch.Tensor]:
         terminals.share_log = {"p", "logp"} <= self.uses
         with torch.autocast(device_type=_device_type(terminals), enabled=False):
-            return self.program.run(terminals)
+            values = self.program.run(terminals)
+        if self.networks:
+            values = learned_values(self.networks, values, terminals)
+        return values
 
     def __call__(
-        self, logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        weights: torch.Tensor | None = None,
+        *,
+        progress: float | None = None,
     ) -> torch.Tensor | list[torch.Tensor]:
-        values = self.evaluate(Terminals(logits=logits, labels=labels, weights=weights))
+        terminals = Terminals(logits=logits, labels=labels, weights=weights, progress=progress)
+        values = self.evaluate(terminals)
         return values[0] if self.single else values
 
     @staticmethod
@@ -344,6 +361,6 @@ def _compile_with_own_params(terms: Sequence[LossSpec]) -> Program:
     return compile_program(trees)
 
 
-def compile_terms(terms: Sequence[LossSpec]) -> CompiledLoss:
-    """Compile several terms into one :class:`CompiledLoss`."""
+def compile_terms(terms: Sequence[LossSpec | LearnedTerm]) -> CompiledLoss:
+    """Compile several terms (expressions and learned terms) into one :class:`CompiledLoss`."""
     return CompiledLoss(terms)

@@ -24,6 +24,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from losslab.search.ledger import BackendState, Proposal, Slot, TrialRecord
@@ -51,6 +52,10 @@ class BackendContext:
         dataset: the study's dataset, for a backend that screens candidates on data (GP).
         log: ``log(metrics, step, tags=None)`` records the backend's own figures (a GP
             generation's) on the study's MLflow parent run.
+        train: the train config of one evaluation (the fidelity applied), for a backend that
+            trains networks of its own (ML3's inner loop); ``None`` when the study gives none.
+        folder: the study's folder (``ledger.study_folder``: beside its store), where a
+            backend keeps files (ML3's loss networks); ``None`` when the study gives none.
     """
 
     space: SearchSpace
@@ -63,6 +68,8 @@ class BackendContext:
     native: Any = None
     dataset: Any = None
     log: Callable[..., None] = field(default=lambda metrics, step, tags=None: None)
+    train: Any = None
+    folder: Path | None = None
 
 
 class SearchBackend(ABC):

@@ -7,6 +7,8 @@ import dataclasses
 import signal
 import sys
 
+from losslab.cli_support import add_lossnets_option, use_lossnets
+
 __all__ = ["register"]
 
 
@@ -32,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--tracking-uri", help="MLflow URI (overrides the config)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_lossnets_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -53,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     errors = Console(stderr=True)
     console = Console(width=None if sys.stdout.isatty() else 200)
     try:
+        use_lossnets(args)
         config = load_study(args.config)
         changes = {}
         if args.trials is not None or args.minutes is not None:

@@ -40,6 +40,7 @@ __all__ = [
     "TrialRecord",
     "default_storage_url",
     "open_store",
+    "study_folder",
 ]
 
 
@@ -196,6 +197,21 @@ def default_storage_url(tracking_uri: str) -> str:
     if tracking_uri.startswith("sqlite:///"):
         folder = Path(tracking_uri[len("sqlite:///") :]).parent
     return f"journal:{folder / 'optuna-studies.log'}"
+
+
+def study_folder(storage_url: str | None, tracking_uri: str) -> Path:
+    """The folder a study keeps its files in (ML3's loss networks): the folder of its journal
+    or SQLite store, else of its local MLflow store, else the current folder."""
+    url = storage_url or default_storage_url(tracking_uri)
+    if url.startswith("journal:"):
+        return Path(url[len("journal:") :].removeprefix("//")).parent
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///") :]).parent
+    if "://" not in url and url.endswith((".log", ".journal")):
+        return Path(url).parent
+    if tracking_uri.startswith("sqlite:///"):
+        return Path(tracking_uri[len("sqlite:///") :]).parent
+    return Path(".")
 
 
 def open_store(

@@ -22,6 +22,7 @@ _BUILTIN = {
     "optuna": "losslab.search.optuna_backend:OptunaBackend",
     "gp": "losslab.search.gp.backend:GpBackend",
     "greedy": "losslab.search.greedy.backend:GreedyBackend",
+    "ml3": "losslab.search.ml3.backend:Ml3Backend",
 }
 _REGISTERED: dict[str, type[SearchBackend]] = {}
 

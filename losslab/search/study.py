@@ -34,6 +34,7 @@ from losslab.search.ledger import (
     TrialRecord,
     default_storage_url,
     open_store,
+    study_folder,
 )
 from losslab.search.registry import get_backend
 from losslab.search.study_checks import check_loaded_data, check_study
@@ -143,6 +144,8 @@ class Study:
                 native=store.native,
                 dataset=dataset,
                 log=self._log_backend,
+                train=config.fidelity.apply(config.train),
+                folder=study_folder(storage_url, tracker.tracking_uri),
             )
         )
         parent = parent_run(

@@ -7,6 +7,7 @@ import re
 
 from rich.table import Table
 
+from losslab.losses.learned_term import is_learned
 from losslab.report import STAR_BELOW, class_table
 from losslab.search.study import StudyOutcome
 
@@ -70,9 +71,15 @@ def _short_numbers(text: str) -> str:
     return re.sub(r"\d+\.\d{4,}(?:e[-+]?\d+)?", lambda m: f"{float(m.group()):.3g}", text)
 
 
+def _term_text(term: object) -> str:
+    """A term as printed, a learned network's 64-digit hash cut to 12 (display only)."""
+    text = str(term)
+    return f"{text[:20]}..." if is_learned(term) else text
+
+
 def _describe_candidate(row: dict) -> str:
     candidate = row["candidate"]
-    parts = [_short_numbers(" + ".join(str(t) for t in candidate.terms))]
+    parts = [_short_numbers(" + ".join(map(_term_text, candidate.terms)))]
     if len(candidate.terms) > 1:
         parts.append("alpha=" + ",".join(f"{a:.3g}" for a in candidate.term_weights))
     for spec in (candidate.class_schedule, candidate.term_schedule):

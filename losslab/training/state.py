@@ -49,6 +49,7 @@ class TrainState:
     augment_generator: torch.Generator | None = None
     val_patches: list = field(default_factory=list)
     param_schedule: ParamSchedule | None = None
+    trainable: list = field(default_factory=list)  # the model's parameters that train
     trainer: Trainer | None = None
     alphas: torch.Tensor | None = None  # [K] the static term weights now (weight<k> addresses)
     loss_values: dict[str, float] = field(default_factory=dict)  # every loss parameter now

@@ -202,6 +202,7 @@ class Trainer:
             augment_generator=torch.Generator(device=device).manual_seed(config.seed + 1),
             val_patches=val_patches,
             param_schedule=_param_schedule(candidate),
+            trainable=[p for p in model.parameters() if p.requires_grad],
             trainer=self,
             alphas=torch.tensor(candidate.term_weights, dtype=torch.float32, device=device),
             loss_values=candidate.loss_parameters(),
@@ -272,7 +273,13 @@ class Trainer:
             enabled=state.amp_dtype is not None,
         ):
             logits = state.model(images)
-        values = state.loss(logits, labels, state.class_weights)
+        total_steps = config.epochs * config.steps_per_epoch
+        # A learned loss term may read the progress of training (a Python float: no sync); a
+        # loss without learned terms (or one swapped in by a hook or a test) is called as ever.
+        extra = (
+            {"progress": state.step / total_steps} if getattr(state.loss, "networks", {}) else {}
+        )
+        values = state.loss(logits, labels, state.class_weights, **extra)
         reduced = CompiledLoss.reduce_terms(
             values,
             state.class_weights,
@@ -280,14 +287,12 @@ class Trainer:
             absent_classes=state.candidate.absent_classes,
         )
         # Adaptive schedules (SoftAdapt, CoV) read this step's term values, detached.
-        total_steps = config.epochs * config.steps_per_epoch
         schedule = state.term_schedule.step(state.step, total_steps, reduced.detach())
         state.term_weights = state.alphas * schedule.to(device)
         total = (state.term_weights * reduced).sum()
         state.optimizer.zero_grad(set_to_none=True)
         total.backward()
-        params = [p for p in state.model.parameters() if p.requires_grad]
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(state.trainable, config.grad_clip)
         state.optimizer.step()
         state.step += 1
         return total, grad_norm

@@ -25,7 +25,8 @@ from .studies import write_study
 BACKENDS = backend_names()
 # What a backend needs in its study file besides the common part (``studies.BASE``): the gp
 # backend evolves the loss from seeds, with small generations; the greedy backend steers three
-# starts (plain, controlled and replayed: nine evaluations), deciding at every step.
+# starts (plain, controlled and replayed: nine evaluations), deciding at every step; the ml3
+# backend meta-trains networks on the phantom (only that costs: the fake trainer trains none).
 STUDY_OF = {
     "gp": {
         "space": {"target": "loss", "seeds": ["dice", "ce", "focal", "tversky"]},
@@ -34,6 +35,20 @@ STUDY_OF = {
     "greedy": {
         "space": {"loss": {"tversky": {}, "f_beta": {}, "focal": {}}},
         "greedy": {"every": 1, "lookahead": 1},
+    },
+    # ml3 meta-trains two tiny loss networks (8 outer steps, K = 1, 8^3 patches) and proposes
+    # four snapshots of each: eight jobs.
+    "ml3": {
+        "space": {"target": "loss"},
+        "ml3": {
+            "networks": 2,
+            "checkpoints": 4,
+            "outer_steps": 8,
+            "inner_steps": 1,
+            "hidden": [4],
+            "patch_size": [8, 8, 8],
+            "batch_size": 1,
+        },
     },
 }
 
