@@ -86,9 +86,7 @@ class GreedyBackend(SearchBackend):
     def _outstanding(self) -> list[str]:
         """Jobs issued but not in the ledger yet: interrupted (the store hands them back as
         retries) or running on another worker."""
-        done = {
-            f"{r.params.get('greedy.role')}:{r.params.get('index')}" for r in self.context.records()
-        }
+        done = {_job_of(r.params) for r in self.context.records()}
         return [job for job in self._issued() if job not in done]
 
     def batch_size(self) -> int:
@@ -97,16 +95,16 @@ class GreedyBackend(SearchBackend):
         return len(self._available()) or len(self._outstanding())
 
     def ask(self, slots: Sequence[Slot]) -> list[Proposal]:
-        available = self._available()
+        available, issued = self._available(), self._issued()
         proposals = []
         for slot in slots:
             if slot.retry is not None:  # the loop re-runs the retry; the hooks come from here
-                job = f"{slot.retry.params.get('greedy.role')}:{slot.retry.params.get('index')}"
-                proposals.append(self._proposal(job))
+                proposals.append(self._proposal(_job_of(slot.retry.params)))
                 continue
             if available:
                 job = available.pop(0)
-                self.state.put(ISSUED, [*self._issued(), job])
+                issued.append(job)
+                self.state.put(ISSUED, issued)
             else:  # running elsewhere: the evaluation cache waits for it, nothing trains twice
                 outstanding = self._outstanding()
                 job = outstanding[0] if outstanding else "start:0"
@@ -164,6 +162,11 @@ class GreedyBackend(SearchBackend):
                 step=record.number,
                 tags={f"greedy.{label}.final": json.dumps(final)},
             )
+
+
+def _job_of(params: Mapping[str, Any]) -> str:
+    """The job (``"<role>:<start index>"``) of a proposal or ledger entry's params."""
+    return f"{params.get('greedy.role')}:{params.get('index')}"
 
 
 def _schedule_of(result: Result | None, every: int) -> dict[str, Any]:
