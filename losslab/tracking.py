@@ -263,6 +263,9 @@ class Tracker:
         return self.find_runs(" and ".join(clauses))
 
     def ui_command(self) -> str:
+        """How to look at the runs: a server's address, or the command that serves a store."""
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return f"a browser at {self.tracking_uri}"
         return f"mlflow ui --backend-store-uri {self.tracking_uri}"
 
 

@@ -18,6 +18,7 @@ PostgreSQL); this module and the study loop know nothing of Optuna.
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from typing import Any
 from losslab.candidate import Candidate
 from losslab.search.evaluator import Evaluation, EvaluationCache
 from losslab.search.objective import Objective
-from losslab.search.workers import STALE_AFTER
+from losslab.search.workers import WorkerSettings
 from losslab.training import Hook
 
 __all__ = [
@@ -182,6 +183,18 @@ class StudyStore(ABC):
     def records(self) -> list[TrialRecord]:
         """Every finished, counted entry of the study (all workers), in order."""
 
+    def reclaim(self) -> list[Reclaimed]:
+        """Reclaim the entries of workers that died since :meth:`open` (none by default)."""
+        return []
+
+    def heartbeat(self) -> Any:
+        """A context manager that keeps this worker's entries alive while it runs."""
+        return contextlib.nullcontext()
+
+    def running_elsewhere(self) -> int:
+        """Entries other workers are running now (0 by default)."""
+        return 0
+
     @abstractmethod
     def interrupted(self) -> list[int]:
         """Numbers of the entries cut short (retried, not counted)."""
@@ -220,12 +233,12 @@ def open_store(
     study_name: str,
     fingerprint: str,
     source: str = "",
-    stale_after: float = STALE_AFTER,
+    workers: WorkerSettings | None = None,
 ) -> StudyStore:
     """The study store at ``url`` (an Optuna storage URL or ``journal:PATH``; see
     ``storage.py``); not opened yet."""
     from losslab.search.store import OptunaStudyStore
 
     return OptunaStudyStore(
-        url, study_name=study_name, fingerprint=fingerprint, source=source, stale_after=stale_after
+        url, study_name=study_name, fingerprint=fingerprint, source=source, workers=workers
     )

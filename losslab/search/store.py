@@ -15,6 +15,7 @@ never touches Optuna.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import time
@@ -24,7 +25,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from losslab.candidate import Candidate
-from losslab.search.evaluator import CachedEvaluation, Evaluation, EvaluationCache
+from losslab.search.evaluator import Evaluation, EvaluationCache
 from losslab.search.ledger import (
     BackendState,
     Proposal,
@@ -36,8 +37,9 @@ from losslab.search.ledger import (
 )
 from losslab.search.objective import Objective
 from losslab.search.storage import open_storage
-from losslab.search.workers import STALE_AFTER, is_stale, worker_id
-from losslab.training import EpochRecord, Hook, Result
+from losslab.search.store_cache import AttrCache, AttrState
+from losslab.search.workers import Heartbeat, WorkerSettings, is_stale, worker_id
+from losslab.training import EpochRecord, Hook
 
 __all__ = ["FAILURE", "HEARTBEAT", "INTERRUPTED", "WORKER", "OptunaStudyStore"]
 
@@ -48,60 +50,8 @@ FAILURE = "losslab.failure"
 CANDIDATE, OVERRIDES, PARAMS = "losslab.candidate", "losslab.overrides", "losslab.params"
 VARIANT = "losslab.variant"
 RETRY_OF, RUN_ID = "losslab.retry_of", "losslab.mlflow_run_id"
+ALIVE = "losslab.alive."  # + worker id: the worker's last heartbeat (a study attribute)
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-
-
-class _Cache(EvaluationCache):
-    """Evaluations in the study's attributes: shared by every worker and every resume."""
-
-    def __init__(self, study: optuna.Study, stale_after: float, poll: float = 0.5):
-        self.study, self.stale_after, self.poll = study, stale_after, poll
-
-    def get(self, key: str) -> CachedEvaluation | None:
-        entry = self.study.user_attrs.get(f"losslab.eval.{key}")
-        if entry is None:
-            return None
-        return CachedEvaluation(Result.from_dict(entry["result"]), entry["run_id"], entry["origin"])
-
-    def put(self, key: str, entry: CachedEvaluation) -> None:
-        self.study.set_user_attr(
-            f"losslab.eval.{key}",
-            {"result": entry.result.to_dict(), "run_id": entry.run_id, "origin": entry.origin},
-        )
-
-    def claim(self, key: str) -> bool:
-        """Write ``losslab.claim.<key>`` = this worker and read it back: of workers claiming at
-        once, the last writer trains and the others wait for its result."""
-        name, me = f"losslab.claim.{key}", worker_id()
-        holder = self.study.user_attrs.get(name)
-        if holder and holder != me and not is_stale(holder, None, self.stale_after):
-            return False
-        self.study.set_user_attr(name, me)
-        return self.study.user_attrs.get(name) == me
-
-    def wait(self, key: str) -> CachedEvaluation | None:
-        name = f"losslab.claim.{key}"
-        deadline = time.monotonic() + self.stale_after
-        while time.monotonic() < deadline:
-            hit = self.get(key)
-            if hit is not None:
-                return hit
-            holder = self.study.user_attrs.get(name, "")
-            if holder == worker_id() or is_stale(holder, None, self.stale_after):
-                return None  # the other worker died (or gave the key back): train it here
-            time.sleep(self.poll)
-        return None
-
-
-class _State(BackendState):
-    def __init__(self, study: optuna.Study, namespace: str):
-        self.study, self.prefix = study, f"losslab.state.{namespace}."
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.study.user_attrs.get(self.prefix + key, default)
-
-    def put(self, key: str, value: Any) -> None:
-        self.study.set_user_attr(self.prefix + key, value)
 
 
 class _EntryHook(Hook):
@@ -127,17 +77,22 @@ class OptunaStudyStore(StudyStore):
         study_name: str,
         fingerprint: str,
         source: str = "",
-        stale_after: float = STALE_AFTER,
+        workers: WorkerSettings | None = None,
     ):
         self.url, self.study_name = url, study_name
-        self.fingerprint, self.source, self.stale_after = fingerprint, source, stale_after
+        self.fingerprint, self.source = fingerprint, source
+        self.workers = workers or WorkerSettings()
+        self.stale_after = self.workers.stale_after
+        self.settle = min(1.0, self.workers.interval / 4)  # see AttrCache.claim
         self.study: optuna.Study | None = None
+        self.storage: Any = None
         self.reclaimed: list[Reclaimed] = []
+        self._held: dict[int, optuna.Trial] = {}  # entries this worker holds (heartbeats)
 
     # -- opening ---------------------------------------------------------------------------
 
     def open(self, *, resume: bool, seed: int) -> int:
-        storage = open_storage(self.url)
+        storage = open_storage(self.url, retry_seconds=self.workers.retry_seconds)
         exists = self.study_name in {s.study_name for s in optuna.get_all_study_summaries(storage)}
         if resume and not exists:
             raise ValueError(f"no study '{self.study_name}' to resume in {self.url}")
@@ -155,10 +110,11 @@ class OptunaStudyStore(StudyStore):
                 "different configuration (space, data, training, fidelity, objective, backend "
                 "or seed); give this one another 'study' name"
             )
+        self.study, self.storage = study, storage
+        study.set_user_attr(ALIVE + worker_id(), time.time())
         self.reclaimed = self._reclaim(study, storage)
         worker_seed = self._worker_seed(study, seed)
         study.sampler = optuna.samplers.RandomSampler(seed=worker_seed)
-        self.study = study
         return worker_seed
 
     def _worker_seed(self, study: optuna.Study, seed: int) -> int:
@@ -177,19 +133,35 @@ class OptunaStudyStore(StudyStore):
         salt = int(hashlib.sha256(me.encode()).hexdigest()[:8], 16)
         return (seed + 7919 * len(study.trials) + salt) % 2**32
 
+    def reclaim(self) -> list[Reclaimed]:
+        """Reclaim the entries of workers that died since :meth:`open` (called as the study
+        goes on, so that a live worker picks up a dead one's trial)."""
+        found = self._reclaim(self.study, self.storage)
+        self.reclaimed.extend(found)
+        return found
+
     def _reclaim(self, study: optuna.Study, storage: Any) -> list[Reclaimed]:
-        """Fail the RUNNING entries of dead workers as interrupted and queue them again."""
+        """Fail the RUNNING entries of dead workers as interrupted and queue them again; an
+        entry no worker ever took (a trial created twice by a retried write) is failed once
+        it is older than ``stale_after``."""
         reclaimed = []
         study_id = storage.get_study_id_from_name(study.study_name)
+        now = time.time()
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             attrs = trial.user_attrs
-            if not is_stale(attrs.get(WORKER, ""), attrs.get(HEARTBEAT), self.stale_after):
-                continue
+            worker = attrs.get(WORKER, "")
+            if worker:
+                if not is_stale(worker, attrs.get(HEARTBEAT), self.stale_after):
+                    continue
+                why = f"worker {worker} stopped"
+            else:
+                started = trial.datetime_start.timestamp() if trial.datetime_start else now
+                if now - started <= self.stale_after:
+                    continue
+                why = "never taken by a worker"
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
             try:
-                storage.set_trial_user_attr(
-                    trial_id, INTERRUPTED, f"worker {attrs.get(WORKER)} stopped"
-                )
+                storage.set_trial_user_attr(trial_id, INTERRUPTED, why)
                 if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
                     continue
             except RuntimeError:  # another worker reclaimed it first (UpdateFinishedTrialError)
@@ -197,6 +169,40 @@ class OptunaStudyStore(StudyStore):
             self._requeue(study, trial.number, trial.params, attrs)
             reclaimed.append(Reclaimed(trial.number, attrs.get(RUN_ID)))
         return reclaimed
+
+    # -- liveness ----------------------------------------------------------------------------
+
+    def beat(self) -> None:
+        """Refresh this worker's heartbeat and that of every entry it holds."""
+        now = time.time()
+        self.study.set_user_attr(ALIVE + worker_id(), now)
+        for trial in list(self._held.values()):
+            with contextlib.suppress(RuntimeError, ValueError):  # finished meanwhile
+                trial.set_user_attr(HEARTBEAT, now)
+
+    def heartbeat(self) -> Heartbeat:
+        """A context in which a background thread keeps this worker's entries alive."""
+        return Heartbeat(self.beat, self.workers.interval)
+
+    def holder_stale(self, holder: str, attrs: dict[str, Any]) -> bool:
+        """Whether the worker ``holder`` (of a claim) is gone, by its process or heartbeat."""
+        return is_stale(holder, attrs.get(ALIVE + holder), self.stale_after)
+
+    def others_alive(self, attrs: dict[str, Any]) -> bool:
+        """Whether another worker of the study has beaten recently."""
+        me, now = worker_id(), time.time()
+        return any(
+            name.startswith(ALIVE) and name != ALIVE + me and now - when <= self.stale_after
+            for name, when in attrs.items()
+        )
+
+    def running_elsewhere(self) -> int:
+        """Entries RUNNING in other workers (they may still need reclaiming)."""
+        mine = set(self._held)
+        return sum(
+            t.number not in mine
+            for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        )
 
     @staticmethod
     def _requeue(
@@ -213,10 +219,10 @@ class OptunaStudyStore(StudyStore):
 
     @property
     def cache(self) -> EvaluationCache:
-        return _Cache(self.study, self.stale_after)
+        return AttrCache(self)
 
     def state(self, namespace: str) -> BackendState:
-        return _State(self.study, namespace)
+        return AttrState(self.study, namespace)
 
     def reserve(self, count: int) -> list[Slot]:
         slots = []
@@ -233,6 +239,7 @@ class OptunaStudyStore(StudyStore):
                     dict(attrs.get(PARAMS, {})),
                     variant=dict(attrs.get(VARIANT, {})),
                 )
+            self._held[trial.number] = trial
             slots.append(Slot(trial.number, retry, trial))
         return slots
 
@@ -272,6 +279,7 @@ class OptunaStudyStore(StudyStore):
 
     def finish(self, slot: Slot, evaluation: Evaluation | None, reason: str = "") -> TrialRecord:
         trial, study = slot.native, self.study
+        self._held.pop(slot.number, None)
         if evaluation is None:
             return self._fail(trial, reason)
         result = evaluation.result
@@ -299,6 +307,7 @@ class OptunaStudyStore(StudyStore):
 
     def interrupt(self, slot: Slot, why: str, proposal: Proposal | None = None) -> None:
         trial = slot.native
+        self._held.pop(slot.number, None)
         try:
             trial.set_user_attr(INTERRUPTED, why)
             self.study.tell(trial, state=TrialState.FAIL)

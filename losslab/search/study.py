@@ -127,6 +127,7 @@ class Study:
             study_name=config.name,
             fingerprint=config.fingerprint,
             source=config.source,
+            workers=config.workers,
         )
         seed = store.open(resume=resume, seed=config.seed)
         self.store = store
@@ -237,11 +238,43 @@ class Study:
         trials = self.config.budget.trials
         return None if trials is None else trials - self.store.used()
 
+    def _reclaim_dead(self) -> None:
+        """Take back the entries of workers that died since this one started (at most once a
+        heartbeat interval): they are queued again, and their MLflow runs closed."""
+        now = time.monotonic()
+        if now - self._last_reclaim < self.config.workers.interval:
+            return
+        self._last_reclaim = now
+        found = self.store.reclaim()
+        if found:
+            outcome = self.outcome
+            outcome.reclaimed.extend(r.number for r in found)
+            ids = [r.run_id for r in found if r.run_id]
+            close_stale_runs(outcome.tracker, outcome.parent_run_id, ids)
+            numbers = ", ".join(str(r.number) for r in found)
+            self.display.line(f"re-queued trial(s) {numbers} of a stopped worker")
+
+    def _wait_for_others(self) -> bool:
+        """The budget is spent but other workers are running entries: wait for them, since one
+        whose worker died is reclaimed and must run again. ``False`` when none is left."""
+        if not self.store.running_elsewhere():
+            return False
+        if not self._waiting:
+            self._waiting = True
+            self.display.line("budget reserved; waiting for the trials other workers run")
+        time.sleep(min(2.0, self.config.workers.interval))
+        return True
+
     def run(self) -> None:
-        """Ask, evaluate, tell, until the budget is spent."""
+        """Ask, evaluate, tell, until the budget is spent (and no other worker's entry may
+        still come back to be run again)."""
+        self._last_reclaim, self._waiting = -math.inf, False
         while self.time_left():
+            self._reclaim_dead()
             left = self._budget_left()
             if left is not None and left <= 0:
+                if self._wait_for_others():
+                    continue
                 return
             batch = self.backend.batch_size()
             if batch <= 0:  # the backend has nothing more to propose (its generations are done)
@@ -251,7 +284,7 @@ class Study:
             if self.config.budget.trials is not None:  # another worker may have reserved too
                 slots = self.store.within_budget(slots, self.config.budget.trials)
                 if not slots:
-                    return
+                    continue  # the budget is taken: wait for the others (top of the loop)
             proposals = self.backend.ask(slots)
             if len(proposals) != len(slots):
                 raise RuntimeError(
@@ -377,7 +410,7 @@ def run_study(
     ).open(resume=resume)
     status = "FINISHED"
     try:
-        with study.display:
+        with study.display, study.store.heartbeat():
             study.run_baselines()
             study.run()
     except TimeUp as stop:  # the running evaluation is recorded as interrupted and re-queued

@@ -12,6 +12,7 @@
     seed: 0
     storage: null                      # any Optuna storage URL; default: a journal file
     experiment: losslab-quickstart
+    workers: {stale_after: 300, heartbeat: 60, retry_minutes: 2}  # workers sharing the study
     optuna: {sampler: {name: tpe}, pruner: {name: hyperband, min_resource: 1}}  # the backend's
     baselines: [{loss: dice}, {name: dice+cbs, loss: dice, class_schedule: cbs}]
     space: {loss: ..., class_schedule: ..., term_schedule: ..., train: ...}   # see space.py
@@ -50,6 +51,7 @@ from losslab.search.space import (
     parse_schedule_options,
 )
 from losslab.search.study_checks import check_study
+from losslab.search.workers import WorkerSettings
 from losslab.training import TrainConfig
 from losslab.typed import from_mapping
 
@@ -70,6 +72,7 @@ _KEYS = {
     "baselines",
     "space",
     "top",
+    "workers",
 }
 _SPACE_KEYS = {"loss", "class_schedule", "term_schedule", "train"}
 
@@ -118,6 +121,7 @@ class StudyConfig:
     settings: Any = field(default_factory=dict)  # the backend's own section, validated by it
     baselines: tuple[Candidate, ...] = ()
     top: int = 3
+    workers: WorkerSettings = field(default_factory=WorkerSettings)
     path: str = ""
     source: str = ""
 
@@ -349,6 +353,11 @@ def load_study(path: str | Path) -> StudyConfig:
         settings=dict(settings),
         baselines=baselines,
         top=top,
+        workers=_typed(
+            raw.get("workers"),
+            lambda r: from_mapping(WorkerSettings, r, "workers"),
+            where + "workers",
+        ),
         path=str(path),
         source=source,
     )

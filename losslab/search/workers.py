@@ -1,31 +1,96 @@
-"""Who runs an evaluation, and whether it is still alive.
+"""Who runs an evaluation, whether it is still alive, and how long the others wait for it.
 
 Every ledger entry and MLflow run records its worker as ``host:pid``. A worker killed mid-trial
-(SIGKILL, power loss) leaves its entry RUNNING; :func:`is_stale` tells that it will never finish:
-its process is gone on this host, or, for a worker on another host, its heartbeat (refreshed
-every epoch) is older than ``stale_after`` seconds.
+(SIGKILL, power loss, a preempted cluster node) leaves its entry RUNNING; :func:`is_stale` tells
+that it will never finish: its process is gone on this host, or, for a worker on another host,
+its heartbeat is older than ``stale_after`` seconds. A live worker refreshes the heartbeat of
+every entry it holds from a background thread (:class:`Heartbeat`), every ``heartbeat`` seconds
+whatever the length of an epoch, so a long epoch never makes a live worker look dead.
+
+The study file sets these under ``workers:`` (:class:`WorkerSettings`); they are operational, not
+part of the study's identity, and may change between invocations.
+
+``LOSSLAB_WORKER_HOST`` replaces the host name in the worker's id, for containers that share
+one host name (and for tests that play several machines on one).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import socket
+import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
-__all__ = ["STALE_AFTER", "is_stale", "worker_alive", "worker_id"]
+__all__ = [
+    "STALE_AFTER",
+    "Heartbeat",
+    "WorkerSettings",
+    "is_stale",
+    "worker_alive",
+    "worker_host",
+    "worker_id",
+]
 
-STALE_AFTER = 3600.0
+STALE_AFTER = 300.0  # seconds: the default of ``workers.stale_after``
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """How workers sharing a study watch each other (the study file's ``workers:``).
+
+    ``stale_after``: seconds without a heartbeat after which a worker on another host is taken
+    for dead and its entry reclaimed (its trial runs again elsewhere). ``heartbeat``: seconds
+    between heartbeats (default a fifth of ``stale_after``, at most 60). ``retry_minutes``: how
+    long a worker retries an unreachable storage (PostgreSQL restarting, a network blip) before
+    it gives up.
+    """
+
+    stale_after: float = STALE_AFTER
+    heartbeat: float | None = None
+    retry_minutes: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name in ("stale_after", "heartbeat", "retry_minutes"):
+            value = getattr(self, name)
+            if value is None and name == "heartbeat":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{name}={value!r} must be a number of seconds")
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}={value!r} must be > 0")
+        if self.heartbeat is not None and self.heartbeat * 2 > self.stale_after:
+            raise ValueError(
+                f"heartbeat={self.heartbeat!r} must be at most half of stale_after="
+                f"{self.stale_after!r}: a live worker would be taken for dead between two beats"
+            )
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two heartbeats."""
+        return self.heartbeat if self.heartbeat is not None else min(60.0, self.stale_after / 5)
+
+    @property
+    def retry_seconds(self) -> float:
+        return 60.0 * self.retry_minutes
+
+
+def worker_host() -> str:
+    """This worker's host name (``LOSSLAB_WORKER_HOST`` if set)."""
+    return os.environ.get("LOSSLAB_WORKER_HOST") or socket.gethostname()
 
 
 def worker_id() -> str:
     """``host:pid`` of this process (recorded on every run and trial it starts)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return f"{worker_host()}:{os.getpid()}"
 
 
 def worker_alive(worker: str) -> bool | None:
     """Whether ``host:pid`` is a live process; ``None`` when it runs on another host."""
     host, _, pid = worker.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
+    if host != worker_host() or not pid.isdigit():
         return None
     if int(pid) == os.getpid():
         return True
@@ -44,3 +109,34 @@ def is_stale(worker: str, heartbeat: float | None, stale_after: float = STALE_AF
     if alive is not None:
         return not alive
     return heartbeat is not None and time.time() - heartbeat > stale_after
+
+
+class Heartbeat:
+    """Calls ``beat`` every ``interval`` seconds from a daemon thread while in a ``with`` block.
+
+    A beat that raises (the storage unreachable for a moment) is skipped: the next one tries
+    again, and staleness allows several missed beats (``interval`` <= ``stale_after`` / 2).
+    """
+
+    def __init__(self, beat: Callable[[], None], interval: float):
+        self.beat, self.interval = beat, interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.missed = 0
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.beat()
+            except Exception:  # noqa: BLE001 - never let a beat kill the worker
+                self.missed += 1
+
+    def __enter__(self) -> Heartbeat:
+        self._thread = threading.Thread(target=self._run, name="losslab-heartbeat", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.interval + 5)
