@@ -56,6 +56,8 @@ class BackendContext:
             trains networks of its own (ML3's inner loop); ``None`` when the study gives none.
         folder: the study's folder (``ledger.study_folder``: beside its store), where a
             backend keeps files (ML3's loss networks); ``None`` when the study gives none.
+        study_seed: the study file's seed, the same in every worker (``seed`` differs): for
+            what every worker must derive alike (a GP generation); ``None``: use ``seed``.
     """
 
     space: SearchSpace
@@ -70,6 +72,7 @@ class BackendContext:
     log: Callable[..., None] = field(default=lambda metrics, step, tags=None: None)
     train: Any = None
     folder: Path | None = None
+    study_seed: int | None = None
 
 
 class SearchBackend(ABC):
@@ -106,8 +109,14 @@ class SearchBackend(ABC):
     def __init__(self, context: BackendContext):
         self.context = context
 
+    #: What :meth:`batch_size` answers when it has nothing to propose now but may have soon
+    #: (the rest of a generation is training in other workers): the study waits and asks again.
+    WAIT: ClassVar[int] = -1
+
     def batch_size(self) -> int:
-        """How many slots :meth:`ask` fills at once (a generation for genetic search)."""
+        """How many slots :meth:`ask` fills at once (a generation for genetic search); 0 when the
+        search is over, :attr:`WAIT` when other workers must finish first. The study reserves at
+        most ``workers.batch`` slots at once, so that workers share a large batch."""
         return 1
 
     @abstractmethod

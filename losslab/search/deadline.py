@@ -29,6 +29,8 @@ class TimeUp(KeyboardInterrupt):
 class DeadlineHook(Hook):
     """Raises :class:`TimeUp` once ``time.perf_counter()`` passes ``deadline``."""
 
+    population_safe = True  # reads the clock only (losslab.training.population)
+
     def __init__(self, deadline: float, minutes: float):
         self.deadline, self.minutes = deadline, minutes
 

@@ -9,11 +9,17 @@ store's cache (``ledger.py``) across processes, workers and resumes.
 Each evaluation that trains is one MLflow run nested under the study's parent run, tagged with
 its role (``trial``, ``baseline``), key and worker; a cached evaluation trains nothing and
 records nothing new.
+
+:meth:`Evaluator.evaluate_batch` evaluates several items with the same per-item semantics, and
+trains together (``PopulationTrainer``: one batched network on one device) the items that miss
+the cache, share the train config apart from the seed and whose hooks all work on a population
+member (``population_safe``); the others train one at a time.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -27,9 +33,11 @@ from losslab.search.fidelity import Fidelity
 from losslab.search.objective import Objective
 from losslab.search.workers import worker_id
 from losslab.tracking import MLflowHook, Tracker
-from losslab.training import Hook, Result, TrainConfig, Trainer
+from losslab.training import Hook, PopulationTrainer, Result, TrainConfig, Trainer
+from losslab.training.population import DEFAULT_MAX_SIZE, population_safe
 
 __all__ = [
+    "BatchItem",
     "CachedEvaluation",
     "Evaluation",
     "EvaluationCache",
@@ -96,6 +104,21 @@ class Evaluation:
     curve: dict[int, float] = field(default_factory=dict)  # epoch -> objective on validation
 
 
+@dataclass(frozen=True)
+class BatchItem:
+    """One evaluation of :meth:`Evaluator.evaluate_batch`: the arguments of
+    :meth:`Evaluator.evaluate`."""
+
+    candidate: Candidate
+    seed: int | None = None
+    overrides: Mapping[str, Any] | None = None
+    variant: Mapping[str, Any] | None = None
+    hooks: Sequence[Hook] = ()
+    tags: Mapping[str, str] | None = None
+    origin: str = ""
+    on_run: Callable[[str], None] | None = None
+
+
 class Evaluator:
     """Trains candidates on one dataset at one fidelity, caching by key and recording to MLflow.
 
@@ -109,7 +132,8 @@ class Evaluator:
         cache: results by key (default: in memory).
         tags: added to every run (``backend``, ``study``).
         trainer: builds the trainer of one evaluation from its config and hooks (default
-            :class:`Trainer`; tests give a fake one).
+            :class:`Trainer`; tests give a fake one, and then every evaluation trains alone).
+        max_population: the most evaluations of a batch trained together (1: one at a time).
     """
 
     def __init__(
@@ -125,8 +149,11 @@ class Evaluator:
         cache: EvaluationCache | None = None,
         tags: Mapping[str, str] | None = None,
         trainer: Callable[[TrainConfig, list[Hook]], Any] = Trainer,
+        max_population: int = DEFAULT_MAX_SIZE,
     ):
-        self.make_trainer = trainer
+        if max_population < 1:
+            raise ValueError(f"max_population must be >= 1, got {max_population}")
+        self.make_trainer, self.max_population = trainer, max_population
         self.dataset = fidelity.apply_data(dataset)
         self.train = fidelity.apply(train)
         self.fidelity = fidelity
@@ -183,44 +210,131 @@ class Evaluator:
         ``on_run`` is called with the MLflow run id as soon as the run exists, so a backend can
         link it to its trial before training starts (and find it again after a crash).
         """
-        overrides = dict(overrides or {})
-        key = self.key(candidate, seed=seed, overrides=overrides, variant=variant)
+        item = BatchItem(candidate, seed, overrides, variant, hooks, tags, origin, on_run)
+        return self._evaluate_item(item)
+
+    def _evaluate_item(self, item: BatchItem) -> Evaluation:
+        key = self._key(item)
         hit = self.cache.get(key)
         if hit is None and not self.cache.claim(key):  # another worker trains it right now
             hit = self.cache.wait(key)
         if hit is not None:
-            return Evaluation(
-                key,
-                candidate,
-                hit.result,
-                self.objective.of_result(hit.result),
-                overrides,
-                hit.run_id,
-                cached=True,
-                origin=hit.origin,
-                curve=self._curve(hit.result),
+            return self._cached(item, key, hit)
+        return self._train_one(item, key)
+
+    def evaluate_batch(self, items: Sequence[BatchItem]) -> list[Evaluation]:
+        """Evaluate ``items``, one :class:`Evaluation` each, in order, as :meth:`evaluate` would.
+
+        Same keys, cache hits, claims, MLflow runs (one per evaluation that trains, with the same
+        parameters, metrics and tags, ``on_run`` called as its run starts) and results; each
+        result is cached as soon as its evaluation ends. The items that miss the cache train
+        together when they share the train config apart from the seed and all their hooks are
+        ``population_safe`` (up to ``max_population`` at once), the others one at a time. An
+        item whose key another worker holds is waited for after the rest has trained; an item
+        whose key comes earlier in the batch gets that item's result, as a cache hit.
+        """
+        out: list[Evaluation | None] = [None] * len(items)
+        keys = [self._key(item) for item in items]
+        first: dict[str, int] = {}
+        todo, waiting, repeats = [], [], []
+        for i, (item, key) in enumerate(zip(items, keys)):
+            if key in first:
+                repeats.append(i)
+            elif (hit := self.cache.get(key)) is not None:
+                out[i] = self._cached(item, key, hit)
+            elif self.cache.claim(key):
+                todo.append(i)
+            else:  # another worker trains it right now
+                waiting.append(i)
+            first.setdefault(key, i)
+        for group in self._groups(items, todo):
+            if len(group) == 1:
+                out[group[0]] = self._train_one(items[group[0]], keys[group[0]])
+            else:
+                trained = self._train_together([items[i] for i in group], [keys[i] for i in group])
+                for i, evaluation in zip(group, trained):
+                    out[i] = evaluation
+        for i in waiting:
+            hit = self.cache.wait(keys[i])
+            out[i] = (
+                self._cached(items[i], keys[i], hit) if hit else self._train_one(items[i], keys[i])
             )
-        config = self.config_for(seed, overrides)
-        all_hooks = list(hooks)
-        mlflow_hook = self._mlflow_hook(candidate, config, key, overrides, tags, on_run, variant)
-        if mlflow_hook is not None:
-            all_hooks.append(mlflow_hook)
-        result = self.make_trainer(config, all_hooks).fit(candidate, self.dataset)
+        for i in repeats:
+            out[i] = self._evaluate_item(items[i])
+        return [e for e in out if e is not None]
+
+    def _key(self, item: BatchItem) -> str:
+        return self.key(
+            item.candidate, seed=item.seed, overrides=item.overrides, variant=item.variant
+        )
+
+    def _cached(self, item: BatchItem, key: str, hit: CachedEvaluation) -> Evaluation:
+        return self._evaluation(item, key, hit.result, hit.run_id, cached_from=hit.origin)
+
+    def _evaluation(self, item, key, result, run_id, cached_from: str | None = None):
+        return Evaluation(
+            key,
+            item.candidate,
+            result,
+            self.objective.of_result(result),
+            dict(item.overrides or {}),
+            run_id,
+            cached=cached_from is not None,
+            origin=item.origin if cached_from is None else cached_from,
+            curve=self._curve(result),
+        )
+
+    def _hooks(self, item: BatchItem, key: str, config: TrainConfig):
+        """The item's hooks and, last, its MLflow hook (``None`` without a tracker)."""
+        overrides = dict(item.overrides or {})
+        mlflow_hook = self._mlflow_hook(
+            item.candidate, config, key, overrides, item.tags, item.on_run, item.variant
+        )
+        return [*item.hooks, *([mlflow_hook] if mlflow_hook else [])], mlflow_hook
+
+    def _train_one(self, item: BatchItem, key: str) -> Evaluation:
+        config = self.config_for(item.seed, item.overrides)
+        hooks, mlflow_hook = self._hooks(item, key, config)
+        result = self.make_trainer(config, hooks).fit(item.candidate, self.dataset)
         self.trained += 1
         run_id = mlflow_hook.run_id if mlflow_hook is not None else None
         if result.status in ("ok", "failed", "pruned"):
-            self.cache.put(key, CachedEvaluation(result, run_id, origin))
-        value = self.objective.of_result(result)
-        return Evaluation(
-            key,
-            candidate,
-            result,
-            value,
-            overrides,
-            run_id,
-            origin=origin,
-            curve=self._curve(result),
+            self.cache.put(key, CachedEvaluation(result, run_id, item.origin))
+        return self._evaluation(item, key, result, run_id)
+
+    def _groups(self, items: Sequence[BatchItem], todo: list[int]) -> list[list[int]]:
+        """``todo`` in groups that can train together (one-item groups train alone)."""
+        if self.max_population == 1 or self.make_trainer is not Trainer:
+            return [[i] for i in todo]
+        groups: dict[str, list[int]] = {}
+        for i in todo:
+            item = items[i]
+            if not population_safe(item.hooks):
+                groups[f"alone {i}"] = [i]
+                continue
+            config = self.config_for(item.seed, item.overrides).to_dict()
+            del config["seed"]
+            groups.setdefault(json.dumps(config, sort_keys=True, default=str), []).append(i)
+        return list(groups.values())
+
+    def _train_together(self, items: list[BatchItem], keys: list[str]) -> list[Evaluation]:
+        configs = [self.config_for(item.seed, item.overrides) for item in items]
+        hooks = []
+        for item, key, config in zip(items, keys, configs):
+            item_hooks, mlflow_hook = self._hooks(item, key, config)
+            hooks.append([*item_hooks, _Cache(self, key, mlflow_hook, item.origin)])
+        trainer = PopulationTrainer(configs[0], max_size=self.max_population)
+        results = trainer.fit_many(
+            [item.candidate for item in items],
+            self.dataset,
+            hooks=hooks,
+            seeds=[config.seed for config in configs],
         )
+        runs = [h[-1].run_id for h in hooks]
+        return [
+            self._evaluation(item, key, result, run_id)
+            for item, key, result, run_id in zip(items, keys, results, runs)
+        ]
 
     def _curve(self, result: Result) -> dict[int, float]:
         values = {r.epoch: self.objective.of_epoch(r) for r in result.history}
@@ -281,3 +395,26 @@ class _LinkedMLflowHook(MLflowHook):
         if new and self.on_run is not None:
             self.on_run(run_id)
         return run_id
+
+
+class _Cache(Hook):
+    """Caches a population member's result as soon as it ends, as :meth:`Evaluator.evaluate`
+    caches a run's (so that members that ended before an interruption are kept)."""
+
+    population_safe = True
+
+    def __init__(self, evaluator: Evaluator, key: str, mlflow_hook: MLflowHook | None, origin: str):
+        self.evaluator, self.key, self.mlflow_hook, self.origin = (
+            evaluator,
+            key,
+            mlflow_hook,
+            origin,
+        )
+        self.run_id: str | None = None
+
+    def on_train_end(self, state: Any, result: Result) -> None:
+        if result.status == "interrupted":
+            return
+        self.evaluator.trained += 1
+        self.run_id = self.mlflow_hook.run_id if self.mlflow_hook is not None else None
+        self.evaluator.cache.put(self.key, CachedEvaluation(result, self.run_id, self.origin))

@@ -60,6 +60,8 @@ class Proposal:
     ``tags`` are added to the evaluation's MLflow run (a GP individual's generation);
     ``variant`` says what the hooks change about training (a greedy controller's plan): it is
     part of the evaluation key, so a controlled run never shares the cached plain run's result.
+    ``withdrawn``: the backend has nothing for this slot after all (another worker took the
+    last individual of a generation meanwhile); the slot is given back, not counted.
     """
 
     candidate: Candidate | None
@@ -69,6 +71,7 @@ class Proposal:
     invalid: str = ""
     tags: dict[str, str] = field(default_factory=dict)
     variant: dict[str, Any] = field(default_factory=dict)
+    withdrawn: bool = False
 
 
 @dataclass
@@ -118,6 +121,15 @@ class BackendState(ABC):
 
     @abstractmethod
     def put(self, key: str, value: Any) -> None: ...
+
+    def claim(self, key: str) -> bool:
+        """Take ``key`` for this worker (a GP individual to train); ``False`` when another live
+        worker holds it. Always ``True`` where no other worker can exist."""
+        return True
+
+    def taken(self, key: str) -> bool:
+        """Whether another live worker holds ``key``."""
+        return False
 
 
 class StudyStore(ABC):
@@ -193,6 +205,10 @@ class StudyStore(ABC):
 
     def running_elsewhere(self) -> int:
         """Entries other workers are running now (0 by default)."""
+        return 0
+
+    def queued(self) -> int:
+        """Interrupted entries waiting to run again (:meth:`reserve` takes them first)."""
         return 0
 
     @abstractmethod

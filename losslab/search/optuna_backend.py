@@ -28,6 +28,8 @@ __all__ = ["OptunaBackend"]
 class _PruneHook(Hook):
     """Asks the pruner after every epoch (the store has reported the epoch's objective)."""
 
+    population_safe = True  # prunes its member only (losslab.training.population)
+
     def __init__(self, trial: optuna.Trial, objective: Objective):
         self.trial, self.objective = trial, objective
 

@@ -57,6 +57,8 @@ _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 class _EntryHook(Hook):
     """Refreshes the entry's heartbeat and records the objective of every epoch."""
 
+    population_safe = True  # reads the epoch's record only (losslab.training.population)
+
     def __init__(self, trial: optuna.Trial, objective: Objective):
         self.trial, self.objective = trial, objective
 
@@ -196,6 +198,9 @@ class OptunaStudyStore(StudyStore):
             for name, when in attrs.items()
         )
 
+    def queued(self) -> int:
+        return len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
     def running_elsewhere(self) -> int:
         """Entries RUNNING in other workers (they may still need reclaiming)."""
         mine = set(self._held)
@@ -222,7 +227,7 @@ class OptunaStudyStore(StudyStore):
         return AttrCache(self)
 
     def state(self, namespace: str) -> BackendState:
-        return AttrState(self.study, namespace)
+        return AttrState(self, namespace)
 
     def reserve(self, count: int) -> list[Slot]:
         slots = []

@@ -11,8 +11,6 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-import optuna
-
 from losslab.search.evaluator import CachedEvaluation, EvaluationCache
 from losslab.search.ledger import BackendState
 from losslab.search.workers import worker_id
@@ -21,7 +19,7 @@ from losslab.training import Result
 if TYPE_CHECKING:
     from losslab.search.store import OptunaStudyStore
 
-__all__ = ["AttrCache", "AttrState"]
+__all__ = ["AttrCache", "AttrState", "claim"]
 
 
 class AttrCache(EvaluationCache):
@@ -43,19 +41,9 @@ class AttrCache(EvaluationCache):
         )
 
     def claim(self, key: str) -> bool:
-        """Write ``losslab.claim.<key>`` = this worker and read it back: of workers claiming at
-        once, the last writer trains and the others wait for its result. When other workers are
-        alive, the read waits ``settle`` seconds, longer than a write takes, so that two workers
-        that both wrote read the same last writer."""
-        name, me = f"losslab.claim.{key}", worker_id()
-        attrs = self.study.user_attrs
-        holder = attrs.get(name)
-        if holder and holder != me and not self.store.holder_stale(holder, attrs):
-            return False
-        self.study.set_user_attr(name, me)
-        if self.store.others_alive(attrs):
-            time.sleep(self.store.settle)
-        return self.study.user_attrs.get(name) == me
+        """Claim ``losslab.claim.<key>``: of workers claiming at once, one trains and the
+        others wait for its result (see :func:`claim`)."""
+        return claim(self.store, f"losslab.claim.{key}")
 
     def wait(self, key: str) -> CachedEvaluation | None:
         name = f"losslab.claim.{key}"
@@ -71,11 +59,38 @@ class AttrCache(EvaluationCache):
 
 
 class AttrState(BackendState):
-    def __init__(self, study: optuna.Study, namespace: str):
-        self.study, self.prefix = study, f"losslab.state.{namespace}."
+    """A backend's values and claims under ``losslab.state.<backend>.``."""
+
+    def __init__(self, store: OptunaStudyStore, namespace: str):
+        self.store, self.study = store, store.study
+        self.prefix = f"losslab.state.{namespace}."
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.study.user_attrs.get(self.prefix + key, default)
 
     def put(self, key: str, value: Any) -> None:
         self.study.set_user_attr(self.prefix + key, value)
+
+    def claim(self, key: str) -> bool:
+        return claim(self.store, f"{self.prefix}claim.{key}")
+
+    def taken(self, key: str) -> bool:
+        attrs = self.study.user_attrs
+        holder = attrs.get(f"{self.prefix}claim.{key}")
+        return bool(holder) and holder != worker_id() and not self.store.holder_stale(holder, attrs)
+
+
+def claim(store: OptunaStudyStore, name: str) -> bool:
+    """Write the attribute ``name`` = this worker and read it back (unless a live worker holds
+    it already): of workers claiming at once, the last writer wins. When other workers are
+    alive, the read waits ``store.settle`` seconds, longer than a write takes, so that two
+    workers that both wrote read the same last writer."""
+    study, me = store.study, worker_id()
+    attrs = study.user_attrs
+    holder = attrs.get(name)
+    if holder and holder != me and not store.holder_stale(holder, attrs):
+        return False
+    study.set_user_attr(name, me)
+    if store.others_alive(attrs):
+        time.sleep(store.settle)
+    return study.user_attrs.get(name) == me

@@ -147,6 +147,7 @@ class Study:
                 log=self._log_backend,
                 train=config.fidelity.apply(config.train),
                 folder=study_folder(storage_url, tracker.tracking_uri),
+                study_seed=config.seed,
             )
         )
         parent = parent_run(
@@ -277,8 +278,14 @@ class Study:
                     continue
                 return
             batch = self.backend.batch_size()
+            if batch == SearchBackend.WAIT:  # the rest of a generation trains elsewhere
+                batch = self.store.queued()  # unless some of it came back to run again
+                if not batch:
+                    time.sleep(min(2.0, self.config.workers.interval))
+                    continue
             if batch <= 0:  # the backend has nothing more to propose (its generations are done)
                 return
+            batch = min(batch, self.config.workers.batch)
             count = batch if left is None else min(batch, left)
             slots = self.store.reserve(count)
             if self.config.budget.trials is not None:  # another worker may have reserved too
@@ -302,6 +309,9 @@ class Study:
             if not self.time_left():
                 self._interrupt(slots[index:], proposals[index:], "the time budget ended")
                 return
+            if proposal.withdrawn:
+                self.store.interrupt(slot, "withdrawn: another worker took its candidate")
+                continue
             if proposal.candidate is None:
                 record = self.store.finish(slot, None, proposal.invalid)
                 self.backend.tell(slot, proposal, record, None)

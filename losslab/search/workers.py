@@ -45,14 +45,18 @@ class WorkerSettings:
     for dead and its entry reclaimed (its trial runs again elsewhere). ``heartbeat``: seconds
     between heartbeats (default a fifth of ``stale_after``, at most 60). ``retry_minutes``: how
     long a worker retries an unreachable storage (PostgreSQL restarting, a network blip) before
-    it gives up.
+    it gives up. ``batch``: the most entries a worker reserves at once, so that workers share
+    a large batch (a GP generation) and a worker's batch still fills a population on its GPU.
     """
 
     stale_after: float = STALE_AFTER
     heartbeat: float | None = None
     retry_minutes: float = 2.0
+    batch: int = 8
 
     def __post_init__(self) -> None:
+        if type(self.batch) is not int or self.batch < 1:
+            raise ValueError(f"batch={self.batch!r} must be a positive integer")
         for name in ("stale_after", "heartbeat", "retry_minutes"):
             value = getattr(self, name)
             if value is None and name == "heartbeat":

@@ -54,6 +54,8 @@ def write_cluster_study(folder: Path, trials: int, **changes: Any) -> Path:
         "optuna": {"sampler": {"name": "random", "seed": 3}},
         **changes,
     }
+    if config.get("backend", "optuna") != "optuna":
+        del config["optuna"]
     path = folder / "study.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path

@@ -162,3 +162,37 @@ def test_workers_wait_for_an_unreachable_database(tmp_path, postgres, database, 
     assert len(found.counted) == trials
     assert not [t for t in found.counted if t.state == TrialState.FAIL]
     assert found.duplicates == 0 and found.unmatched == [] and found.lost_metrics == []
+
+
+def test_workers_share_each_generation_of_the_genetic_search(tmp_path, database, mlflow_server):
+    population, generations = 4, 2
+    path = write_cluster_study(
+        tmp_path,
+        population * generations,
+        backend="gp",
+        space={"target": "loss", "seeds": ["dice", "ce", "focal", "tversky"]},
+        gp={"population": population, "generations": generations, "screen_steps": 60},
+        workers={"stale_after": 20, "heartbeat": 2, "batch": 1},
+    )
+    workers = [start_worker(path, database, mlflow_server.uri, f"node{i}") for i in range(3)]
+    codes, output = _finish(workers)
+    assert codes == [0, 0, 0], output[-5000:]
+    found = census(database, mlflow_server.uri, tmp_path.name)
+    by_generation: dict[int, list] = {}
+    for trial in found.counted:
+        by_generation.setdefault(
+            trial.user_attrs["losslab.params"]["gp.generation"],
+            [],
+        ).append(trial)
+    print(
+        f"GP over 3 workers: {len(found.counted)} counted, {found.duplicates} duplicates, "
+        f"generations {sorted((g, len(t)) for g, t in by_generation.items())}"
+    )
+    assert sorted(by_generation) == [0, 1]  # both generations, each screened to <= population
+    assert found.duplicates == 0 and found.unmatched == [] and found.lost_metrics == []
+    expressions = [t.user_attrs["losslab.params"]["gp.expression"] for t in found.counted]
+    assert len(set(expressions)) == len(expressions)  # no individual proposed twice
+    first, second = by_generation[0], by_generation[1]
+    assert len({t.user_attrs[WORKER] for t in first}) >= 2  # a generation spread over workers
+    # The next generation is bred from the whole of the previous one's fitness.
+    assert max(t.datetime_complete for t in first) <= min(t.datetime_start for t in second)

@@ -20,6 +20,7 @@ fitness, ``gp/unique`` individuals, ``screen/<stage>`` counts (step = generation
 
 from __future__ import annotations
 
+import hashlib
 import math
 import statistics
 from collections.abc import Mapping, Sequence
@@ -37,6 +38,11 @@ __all__ = ["GpBackend"]
 
 EXPRESSION, GENERATION = "gp.expression", "gp.generation"
 _REBREED = 5  # breeding attempts when a whole generation is screened out
+
+
+def _claim_key(generation: int, text: str) -> str:
+    """The claim of one individual of one generation (a hash: expressions are long)."""
+    return f"g{generation}.{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
 class GpBackend(SearchBackend):
@@ -89,47 +95,67 @@ class GpBackend(SearchBackend):
         return self._screen
 
     def _seed(self) -> int:
-        """The breeding seed: the first worker's, kept in the store for every other worker."""
+        """The breeding seed: the study file's, the same in every worker (workers starting
+        together all breed the first generation, and must breed the same one); kept in the
+        store."""
         state = self.context.state
         seed = state.get("seed")
         if seed is None:
-            seed = int(self.context.seed)
+            study_seed = self.context.study_seed
+            seed = int(self.context.seed if study_seed is None else study_seed)
             state.put("seed", seed)
         return seed
 
     # -- ask and tell ------------------------------------------------------------------------
 
     def batch_size(self) -> int:
-        """The individuals of the generation still to propose; when none are left, those of
-        the generation not finished yet (interrupted ones come back from the store first), so
+        """The individuals of the generation that no worker has taken yet; :attr:`WAIT` while
+        the rest of it trains in other workers (interrupted ones come back from the store), so
         a generation is complete before the next is bred; then the next generation."""
-        queue = self.context.state.get("queue", [])
-        if queue:
-            return len(queue)
+        state = self.context.state
+        members = state.get("members", [])
         fitness = self._fitness()
-        outstanding = [t for t in self.context.state.get("members", []) if t not in fitness]
-        if outstanding:
-            return len(outstanding)
+        if any(t not in fitness for t in members):
+            return len(self._open(fitness)) or self.WAIT
         return 0 if self._finished() else len(self._next_generation())
+
+    def _open(self, fitness: dict[str, float]) -> list[str]:
+        """The generation's individuals still to propose: queued, not evaluated, and not taken
+        by another live worker (a worker takes each one it proposes, see :meth:`ask`)."""
+        state = self.context.state
+        generation = state.get("generation", 0)
+        return [
+            t
+            for t in state.get("queue", [])
+            if t not in fitness and not state.taken(_claim_key(generation, t))
+        ]
 
     def _finished(self) -> bool:
         return self.context.state.get("generation", -1) + 1 >= self.settings.generations
 
     def ask(self, slots: Sequence[Slot]) -> list[Proposal]:
+        """Each slot takes the next open individual of the generation. Workers share a
+        generation: each individual is claimed in the study store before it is proposed, so
+        two workers asking at once never propose the same one."""
         state = self.context.state
-        queue = list(state.get("queue", []))
+        queue = self._open(self._fitness())
         proposals = []
         for slot in slots:
             if slot.retry is not None:  # replayed as it was by the study
                 proposals.append(slot.retry)
                 continue
-            if not queue:  # another worker took the generation: breed the next one
-                queue = self._next_generation(force=True)
             generation = state.get("generation", 0)
-            if not queue:
+            text = None
+            while queue and text is None:
+                head = queue.pop(0)
+                if state.claim(_claim_key(generation, head)):
+                    text = head
+            if text is None:  # other workers took the rest of the generation meanwhile
+                proposals.append(Proposal(None, withdrawn=True))
+                continue
+            if text is None:
                 proposals.append(Proposal(None, invalid="every individual was screened out"))
                 continue
-            text = queue.pop(0)
             proposals.append(self._proposal(text, generation))
         state.put("queue", queue)
         return proposals
@@ -137,8 +163,12 @@ class GpBackend(SearchBackend):
     def _proposal(self, text: str, generation: int) -> Proposal:
         try:
             candidate = self.target.candidate(text)
-        except ValueError as exc:
-            return Proposal(None, invalid=f"not a valid candidate: {exc}")
+        except ValueError as exc:  # failed, and its fitness -inf (the ledger keeps the text)
+            return Proposal(
+                None,
+                params={EXPRESSION: text, GENERATION: generation},
+                invalid=f"not a valid candidate: {exc}",
+            )
         return Proposal(
             candidate,
             params={EXPRESSION: text, GENERATION: generation},
