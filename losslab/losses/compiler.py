@@ -8,6 +8,11 @@ shared by every term of a compound loss.
 ``compile_program`` takes the vocabulary of its trees (the loss language by default); a program
 of another vocabulary (a class-weight rule) runs on any object with ``get(name)`` that returns
 the terminals' values, a plain mapping included.
+
+A program runs at every training step, so nothing in it reads a value back to the host or copies
+a Python value to the device (either would make a GPU wait for the host): numbers meet tensors as
+Python scalars or as device fills (``tensor_like``), and the ``dist`` terminal is computed on the
+device of the target (``losslab.losses.distance``).
 """
 
 from __future__ import annotations
@@ -15,43 +20,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from losslab.losses.bounds import bounds, exact_power_is_safe, integer_exponent, needs_saturation
+from losslab.losses.distance import signed_distance
 from losslab.losses.nodes import BinOp, Call, Compare, Neg, Node, Num, Var, children
 from losslab.losses.ops import BINARY, COMPARISONS, LIMIT, safe_pow, tensor_like
 from losslab.losses.parser import kind_of
 from losslab.losses.vocabulary import LOSS_VOCABULARY, Vocabulary
 
 __all__ = ["Program", "Terminals", "compile_program", "signed_distance"]
-
-
-def signed_distance(onehot: torch.Tensor) -> torch.Tensor:
-    """Signed distance to the boundary of each class of a one-hot target (Kervadec et al., 2019).
-
-    Negative inside the class, positive outside, in voxels; zero for a class absent from an image.
-    Computed on the CPU with SciPy's exact Euclidean distance transform.
-
-    Args:
-        onehot: ``[B, C, *spatial]``.
-
-    Returns:
-        ``[B, C, *spatial]`` float32 on the device of ``onehot``.
-    """
-    from scipy.ndimage import distance_transform_edt
-
-    masks = onehot.detach().to("cpu", torch.bool).numpy()
-    out = np.zeros(masks.shape, dtype=np.float32)
-    for b in range(masks.shape[0]):
-        for c in range(masks.shape[1]):
-            pos = masks[b, c]
-            if pos.any() and not pos.all():
-                neg = ~pos
-                out[b, c] = (
-                    distance_transform_edt(neg) * neg - (distance_transform_edt(pos) - 1) * pos
-                )
-    return torch.from_numpy(out).to(onehot.device)
 
 
 @dataclass
@@ -132,7 +110,7 @@ class Terminals:
             ref = self.get("y")
             shape = [1, self.num_classes] + [1] * (ref.dim() - 2)
             fg = torch.ones(shape, dtype=torch.float32, device=ref.device)
-            fg[:, 0] = 0.0
+            fg[:, 0].fill_(0.0)
             return fg
         if name == "dist":
             return signed_distance(self.get("y"))
@@ -172,8 +150,8 @@ class Program:
         results = []
         for slot in self.outputs:
             value = values[slot] if isinstance(slot, int) else slot
-            if not isinstance(value, torch.Tensor):
-                value = torch.tensor(float(value), device=getattr(terminals, "device", None))
+            if not isinstance(value, torch.Tensor):  # a fill on the device, no host copy
+                value = torch.full((), float(value), device=getattr(terminals, "device", None))
             results.append(value)
         return results
 
@@ -207,15 +185,34 @@ def _operation(node: Node, vocabulary: Vocabulary):
         operation = BINARY[node.op]
         return _saturating(operation) if needs_saturation(node, vocabulary) else operation
     if isinstance(node, Compare):
-        compare = COMPARISONS[node.op]
-        # A number is compared in the dtype of the tensor it meets (float64 rule features are
-        # compared exactly, as the hand-written schedules compare Python floats).
-        return lambda a, b: compare(tensor_like(a, b), tensor_like(b, a))
+        return _comparison(node.op)
     if isinstance(node, Call):
         if node.fn == "pow":
             return _power(*node.args, vocabulary)
         return vocabulary.functions[node.fn].impl
     raise TypeError(node)
+
+
+def _comparison(op: str):
+    """``a op b`` where either side may be a Python number.
+
+    A number is compared as a scalar in the dtype of the tensor it meets (float64 rule features
+    are compared exactly, as the hand-written schedules compare Python floats); a number on the
+    left is moved to the right by the mirrored comparison, so no tensor is made of it.
+    """
+    compare, mirrored = COMPARISONS[op], COMPARISONS[_MIRRORED[op]]
+
+    def run(a, b):
+        if isinstance(a, torch.Tensor):
+            return compare(a, b)
+        if isinstance(b, torch.Tensor):
+            return mirrored(b, a)
+        return compare(tensor_like(a, b), b)
+
+    return run
+
+
+_MIRRORED = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
 
 def compile_program(trees: Sequence[Node], *, vocabulary: Vocabulary = LOSS_VOCABULARY) -> Program:

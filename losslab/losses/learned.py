@@ -175,7 +175,9 @@ class LossNetwork(nn.Module):
                 columns["w"] = ones * w.to(logits.device, dtype).reshape(shape)
             if "progress" in self.features:
                 t = 0.0 if progress is None else progress
-                columns["progress"] = ones * torch.as_tensor(t, dtype=dtype, device=logits.device)
+                if isinstance(t, torch.Tensor):
+                    t = t.to(logits.device, dtype)
+                columns["progress"] = ones * t  # a number as a scalar: no host-to-device copy
             h = torch.stack([columns[name] for name in self.features], dim=-1)
             act = ACTIVATIONS[self.activation]
             for layer in self.layers[:-1]:

@@ -111,11 +111,16 @@ def _saturate(x: torch.Tensor) -> torch.Tensor:
 
 
 def tensor_like(value: float | torch.Tensor, ref: float | torch.Tensor) -> torch.Tensor:
+    """``value`` as a 0-d tensor of the dtype and device of ``ref`` (a tensor stays as it is).
+
+    Made by a fill on the device, not from Python data: ``torch.tensor(value, device=...)``
+    copies from the host, which makes a GPU wait for the host at every step of a loss.
+    """
     if isinstance(value, torch.Tensor):
         return value
     if isinstance(ref, torch.Tensor):
-        return torch.tensor(value, dtype=ref.dtype, device=ref.device)
-    return torch.tensor(value, dtype=torch.float32)
+        return torch.full((), value, dtype=ref.dtype, device=ref.device)
+    return torch.full((), value, dtype=torch.float32)
 
 
 def safe_div(a, b):
@@ -183,9 +188,13 @@ def _where(cond, a, b):
         if isinstance(chosen, torch.Tensor):
             return chosen.expand(shape)
         return torch.full(shape, float(chosen), dtype=ref.dtype, device=ref.device)
-    return torch.where(cond, tensor_like(a, ref), tensor_like(b, ref))
+    if isinstance(ref, torch.Tensor):  # a number branch is a scalar of the tensor's dtype
+        return torch.where(cond, a, b)
+    return torch.where(cond, float(a), float(b)).to(torch.float32)  # two numbers: float32
 
 
+# ``min`` and ``max`` keep torch.minimum / torch.maximum against a number too (made on the device
+# by ``tensor_like``): clamp would give a tie the whole gradient where these split it in two.
 def _min(a, b):
     return torch.minimum(tensor_like(a, b), tensor_like(b, a))
 

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from losslab.schedules.term_schedules import TermSchedule
+from losslab.schedules.term_schedules import TermSchedule, on_device
 
 
 def _tensor_state(value: Tensor | None) -> list[Any] | None:
@@ -69,7 +69,8 @@ class SoftAdapt(TermSchedule):
         self._history = torch.cat([history[1:], values[None]])
         self._seen += 1
         if self._seen < self.window:
-            self._weights = self._weights.to(values.device)
+            if self._weights.device != values.device:  # written there, not copied from the host
+                self._weights = on_device(self._weights.tolist(), values.device)
             return self._weights
         slopes = (self._history[-1] - self._history[0]) / (self.window - 1)
         if self.normalized:

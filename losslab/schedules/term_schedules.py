@@ -2,7 +2,10 @@
 
 :meth:`TermSchedule.step` gets the step index ``t`` (0-based), the total number of steps ``T`` and
 the reduced values of the ``K`` terms at that step (shape ``[K]``). The work per step is a few tiny
-tensor ops on the device of ``term_values`` and never reads a value back to the host.
+tensor ops on the device of ``term_values`` and never reads a value back to the host, nor copies
+one from it: weights computed from Python numbers (the ramps) are written on the device by fills
+(:func:`on_device`), since ``torch.tensor([...], device="cuda")`` is a blocking host-to-device
+copy, and only when they change.
 """
 
 from __future__ import annotations
@@ -16,6 +19,27 @@ import torch
 from torch import Tensor
 
 from losslab.schedules.class_schedules import _plain
+
+__all__ = [
+    "LinearRamp",
+    "Rebalance",
+    "StaticTermWeights",
+    "StepSwitch",
+    "TermSchedule",
+    "on_device",
+]
+
+
+def on_device(values: Sequence[float], device: torch.device) -> Tensor:
+    """float32 ``[K]`` holding the Python numbers ``values``, written on ``device`` by fills.
+
+    Equal to ``torch.tensor(values, dtype=torch.float32, device=device)`` without its copy from
+    host memory, which would make a GPU wait for the host.
+    """
+    out = torch.empty(len(values), dtype=torch.float32, device=device)
+    for k, value in enumerate(values):
+        out[k].fill_(float(value))
+    return out
 
 
 def _progress(step: int, total_steps: int) -> float:
@@ -100,22 +124,33 @@ class StaticTermWeights(TermSchedule):
 
     def step(self, step: int, total_steps: int, term_values: Tensor | None = None) -> Tensor:
         if term_values is not None and self._weights.device != term_values.device:
-            self._weights = self._weights.to(term_values.device)
+            self._weights = on_device(self._weights.tolist(), term_values.device)
         return self._weights
 
 
 class _MixingSchedule(TermSchedule):
-    """Two terms mixed as ``alpha = [1 - a, a]`` (Hegde, paper 001: ``(1-a) wCE + a wDice``)."""
+    """Two terms mixed as ``alpha = [1 - a, a]`` (Hegde, paper 001: ``(1-a) wCE + a wDice``).
+
+    ``a`` is a Python number; the weights are written on the device only when it changes (a
+    returned tensor is never changed afterwards: the next different ``a`` gets a new one).
+    """
 
     def __init__(self, num_terms: int) -> None:
         super().__init__(num_terms)
         self._require_terms(2)
         self._weights = torch.tensor([1.0, 0.0])
+        self._mixed: float | None = None  # the ``a`` of ``_weights`` (None: not known)
 
     def _set(self, a: float, term_values: Tensor | None) -> Tensor:
         device = term_values.device if term_values is not None else self._weights.device
-        self._weights = torch.tensor([1.0 - a, a], dtype=torch.float32, device=device)
+        if a != self._mixed or device != self._weights.device:
+            self._weights = on_device([1.0 - a, a], device)
+            self._mixed = a
         return self._weights
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._mixed = None
 
 
 class LinearRamp(_MixingSchedule):

@@ -19,6 +19,7 @@ from losslab.candidate import Candidate
 from losslab.data import PatchSampler, SegmentationDataset
 from losslab.losses import CompiledLoss, compile_terms
 from losslab.schedules import ClassSchedule, EpochContext, ParamSchedule, TermSchedule
+from losslab.schedules.term_schedules import on_device
 from losslab.training.config import TrainConfig
 from losslab.training.result import EpochRecord
 
@@ -74,7 +75,7 @@ class TrainState:
             {a: v for a, v in current.items() if base.get(a) != v}
         )
         self.loss = compile_terms(terms)
-        self.alphas = torch.tensor(weights, dtype=torch.float32, device=self.device)
+        self.alphas = on_device(weights, self.device)  # no host copy: this runs inside a step
         self.loss_values = current
         return True
 
