@@ -92,6 +92,7 @@ class Census:
     interrupted: list[optuna.trial.FrozenTrial]  # cut short (killed or over the budget)
     running: int
     duplicates: int  # evaluation keys trained by more than one run
+    duplicated: list[str]  # those runs: key, worker, role, status (for the failure message)
     parents: int
     unmatched: list[int]  # counted trials without exactly one finished run
     lost_metrics: list[str]  # finished runs missing a metric of an epoch or of the end
@@ -128,6 +129,14 @@ def census(storage: str, tracking_uri: str, experiment: str, name: str = "cluste
         interrupted=interrupted,
         running=running,
         duplicates=len(keys) - len(set(keys)),
+        duplicated=[
+            " ".join(
+                str(r.tags.get(k)) for k in ("losslab.eval_key", "losslab.worker", "mlflow.runName")
+            )
+            + f" {r.status} {r.tags.get('status')}"
+            for r in trained
+            if keys.count(r.tags["losslab.eval_key"]) > 1
+        ],
         parents=sum(r.tags.get("losslab.role") == "study" for r in runs),
         unmatched=unmatched,
         lost_metrics=lost,

@@ -45,7 +45,7 @@ def test_four_workers_share_one_study(tmp_path, database, mlflow_server):
     )
     assert len(found.counted) == trials  # reserved before training: no overshoot
     assert found.running == 0
-    assert found.duplicates == 0  # no evaluation key trained twice
+    assert found.duplicates == 0, found.duplicated  # no evaluation key trained twice
     assert found.parents == 1
     assert found.unmatched == []  # every trial has one finished MLflow run
     assert found.lost_metrics == []
@@ -104,7 +104,8 @@ def test_a_killed_workers_trial_is_reclaimed_and_run_once(tmp_path, database, ml
     assert len(again) == 1  # run again once, by a live worker
     assert not again[0].user_attrs[WORKER].startswith("node0:")
     assert len(found.counted) == trials
-    assert found.duplicates == 0 and found.unmatched == [] and found.lost_metrics == []
+    assert found.duplicates == 0, found.duplicated
+    assert found.unmatched == [] and found.lost_metrics == []
     assert found.running == 0
 
 
@@ -133,7 +134,8 @@ def test_workers_ride_out_an_mlflow_server_restart(tmp_path, database, mlflow_se
         "missing metrics"
     )
     assert len(found.counted) == trials
-    assert found.duplicates == 0 and found.unmatched == [] and found.lost_metrics == []
+    assert found.duplicates == 0, found.duplicated
+    assert found.unmatched == [] and found.lost_metrics == []
 
 
 def test_workers_wait_for_an_unreachable_database(tmp_path, postgres, database, mlflow_server):
@@ -161,7 +163,8 @@ def test_workers_wait_for_an_unreachable_database(tmp_path, postgres, database, 
     print(f"PostgreSQL down 5 s: {len(found.counted)} counted, {found.duplicates} duplicates")
     assert len(found.counted) == trials
     assert not [t for t in found.counted if t.state == TrialState.FAIL]
-    assert found.duplicates == 0 and found.unmatched == [] and found.lost_metrics == []
+    assert found.duplicates == 0, found.duplicated
+    assert found.unmatched == [] and found.lost_metrics == []
 
 
 def test_workers_share_each_generation_of_the_genetic_search(tmp_path, database, mlflow_server):
@@ -189,7 +192,8 @@ def test_workers_share_each_generation_of_the_genetic_search(tmp_path, database,
         f"generations {sorted((g, len(t)) for g, t in by_generation.items())}"
     )
     assert sorted(by_generation) == [0, 1]  # both generations, each screened to <= population
-    assert found.duplicates == 0 and found.unmatched == [] and found.lost_metrics == []
+    assert found.duplicates == 0, found.duplicated
+    assert found.unmatched == [] and found.lost_metrics == []
     expressions = [t.user_attrs["losslab.params"]["gp.expression"] for t in found.counted]
     assert len(set(expressions)) == len(expressions)  # no individual proposed twice
     first, second = by_generation[0], by_generation[1]
