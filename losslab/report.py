@@ -177,6 +177,8 @@ def _cell(value: float, reference: float) -> str:
 class _RunProgress(Hook):
     """One evaluation's bar inside a :class:`StudyProgress`, removed when the run ends."""
 
+    population_safe = True  # one bar per member (losslab.training.population)
+
     def __init__(self, owner: StudyProgress, description: str):
         self.owner, self.description, self.task = owner, description, None
 

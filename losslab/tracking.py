@@ -286,6 +286,8 @@ class MLflowHook(Hook):
     each epoch's and to the final ones.
     """
 
+    population_safe = True  # one run per member, from its own state (losslab.training.population)
+
     def __init__(
         self,
         tracker: Tracker,

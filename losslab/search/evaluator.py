@@ -295,12 +295,12 @@ class Evaluator:
     def _train_one(self, item: BatchItem, key: str) -> Evaluation:
         config = self.config_for(item.seed, item.overrides)
         hooks, mlflow_hook = self._hooks(item, key, config)
+        cache = _Cache(self, key, mlflow_hook, item.origin)
+        hooks.insert(len(hooks) - (mlflow_hook is not None), cache)  # before MLflow's: see _Cache
         result = self.make_trainer(config, hooks).fit(item.candidate, self.dataset)
-        self.trained += 1
-        run_id = mlflow_hook.run_id if mlflow_hook is not None else None
-        if result.status in ("ok", "failed", "pruned"):
-            self.cache.put(key, CachedEvaluation(result, run_id, item.origin))
-        return self._evaluation(item, key, result, run_id)
+        if not cache.done:  # a trainer that calls no hooks (a test's)
+            cache.on_train_end(None, result)
+        return self._evaluation(item, key, result, cache.run_id)
 
     def _groups(self, items: Sequence[BatchItem], todo: list[int]) -> list[list[int]]:
         """``todo`` in groups that can train together (one-item groups train alone)."""
@@ -319,10 +319,13 @@ class Evaluator:
 
     def _train_together(self, items: list[BatchItem], keys: list[str]) -> list[Evaluation]:
         configs = [self.config_for(item.seed, item.overrides) for item in items]
-        hooks = []
+        hooks, caches = [], []
         for item, key, config in zip(items, keys, configs):
             item_hooks, mlflow_hook = self._hooks(item, key, config)
-            hooks.append([*item_hooks, _Cache(self, key, mlflow_hook, item.origin)])
+            cache = _Cache(self, key, mlflow_hook, item.origin)
+            item_hooks.insert(len(item_hooks) - (mlflow_hook is not None), cache)
+            hooks.append(item_hooks)
+            caches.append(cache)
         trainer = PopulationTrainer(configs[0], max_size=self.max_population)
         results = trainer.fit_many(
             [item.candidate for item in items],
@@ -330,7 +333,7 @@ class Evaluator:
             hooks=hooks,
             seeds=[config.seed for config in configs],
         )
-        runs = [h[-1].run_id for h in hooks]
+        runs = [cache.run_id for cache in caches]
         return [
             self._evaluation(item, key, result, run_id)
             for item, key, result, run_id in zip(items, keys, results, runs)
@@ -398,10 +401,12 @@ class _LinkedMLflowHook(MLflowHook):
 
 
 class _Cache(Hook):
-    """Caches a population member's result as soon as it ends, as :meth:`Evaluator.evaluate`
-    caches a run's (so that members that ended before an interruption are kept)."""
+    """Caches an evaluation's result as soon as it ends (so that population members that ended
+    before an interruption are kept), and before its MLflow run is ended: a worker killed in
+    between leaves a result that the study finds again, not one that it must train again."""
 
     population_safe = True
+    done = False
 
     def __init__(self, evaluator: Evaluator, key: str, mlflow_hook: MLflowHook | None, origin: str):
         self.evaluator, self.key, self.mlflow_hook, self.origin = (
@@ -413,8 +418,11 @@ class _Cache(Hook):
         self.run_id: str | None = None
 
     def on_train_end(self, state: Any, result: Result) -> None:
+        self.done = True
         if result.status == "interrupted":
             return
         self.evaluator.trained += 1
-        self.run_id = self.mlflow_hook.run_id if self.mlflow_hook is not None else None
-        self.evaluator.cache.put(self.key, CachedEvaluation(result, self.run_id, self.origin))
+        if self.mlflow_hook is not None:
+            self.run_id = self.mlflow_hook._start()  # the run of a set-up failure starts here
+        if result.status in ("ok", "failed", "pruned"):
+            self.evaluator.cache.put(self.key, CachedEvaluation(result, self.run_id, self.origin))

@@ -19,71 +19,35 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from losslab.data import SegmentationDataset, build_dataset
+from losslab.data import build_dataset
 from losslab.report import StudyProgress
 from losslab.search.backend import BackendContext, SearchBackend
 from losslab.search.deadline import DeadlineHook, TimeUp
-from losslab.search.evaluator import Evaluation, Evaluator
+from losslab.search.evaluator import Evaluator
 from losslab.search.ledger import (
     Proposal,
     Slot,
     StudyStore,
-    TrialRecord,
     default_storage_url,
     open_store,
     study_folder,
 )
 from losslab.search.registry import get_backend
+from losslab.search.study_batch import BatchRunner
 from losslab.search.study_checks import check_loaded_data, check_study
 from losslab.search.study_config import StudyConfig
 from losslab.search.study_console import describe, stop_line
+from losslab.search.study_outcome import StudyOutcome
 from losslab.search.study_runs import close_stale_runs, parent_run, tag_best
 from losslab.tracking import Tracker
-from losslab.training import Hook, Result, Trainer
+from losslab.training import Hook, Trainer
 
 __all__ = ["Study", "StudyOutcome", "run_study"]
 
 
-@dataclass
-class StudyOutcome:
-    """What a study holds after this invocation (all workers' entries, not only this one's)."""
-
-    config: StudyConfig
-    dataset: SegmentationDataset
-    records: list[TrialRecord]
-    baselines: list[Evaluation]
-    results: dict[str, Result]  # eval key -> result, for the records and baselines
-    parent_run_id: str
-    tracker: Tracker
-    storage_url: str
-    trained: int = 0  # evaluations this invocation trained
-    wall_time: float = 0.0
-    interrupted: bool = False  # stopped by Ctrl-C or a signal
-    out_of_time: bool = False  # the time budget ended during an evaluation (re-queued)
-    reclaimed: list[int] = field(default_factory=list)
-
-    def best(self, k: int | None = None) -> list[TrialRecord]:
-        """Completed entries by objective, best first, one per distinct evaluation."""
-        seen, ranked = set(), []
-        ok = [r for r in self.records if r.status == "ok" and not math.isnan(r.value)]
-        for record in sorted(ok, key=lambda r: (-r.value, r.number)):
-            if record.eval_key not in seen:
-                seen.add(record.eval_key)
-                ranked.append(record)
-        return ranked[: k or len(ranked)]
-
-    def counts(self) -> dict[str, int]:
-        counts = {"ok": 0, "pruned": 0, "failed": 0, "cached": 0}
-        for record in self.records:
-            counts[record.status] += 1
-            counts["cached"] += bool(record.cached_from)
-        return counts
-
-
-class Study:
+class Study(BatchRunner):
     """One invocation of a study (see the module docstring); :func:`run_study` drives it.
 
     Args:
@@ -169,6 +133,7 @@ class Study:
             cache=store.cache,
             tags={"backend": config.backend, "losslab.study": config.name},
             trainer=self.trainer,
+            max_population=config.workers.population_size(config.train),
         )
         self.outcome = StudyOutcome(config, dataset, [], [], {}, parent, tracker, storage_url)
         self.outcome.reclaimed = [r.number for r in store.reclaimed]
@@ -191,11 +156,11 @@ class Study:
 
     def _evaluate(self, proposal: Proposal, origin: str, tags: dict, hooks=(), on_run=None):
         candidate = proposal.candidate
-        run_hooks = [self.display.run_hook(f"{origin}: {candidate.name}"), *hooks]
-        if self.extra_hooks is not None:
-            run_hooks.extend(self.extra_hooks())
-        if self.deadline is not None:
-            run_hooks.append(DeadlineHook(self.deadline, self.config.budget.minutes))
+        run_hooks = [
+            self.display.run_hook(f"{origin}: {candidate.name}"),
+            *hooks,
+            *self._common_hooks(),
+        ]
         return self.evaluator.evaluate(
             candidate,
             overrides=proposal.overrides,
@@ -205,6 +170,13 @@ class Study:
             origin=origin,
             on_run=on_run,
         )
+
+    def _common_hooks(self) -> list[Hook]:
+        """The hooks every evaluation gets: the tests' extra ones, the time budget's."""
+        hooks = list(self.extra_hooks()) if self.extra_hooks is not None else []
+        if self.deadline is not None:
+            hooks.append(DeadlineHook(self.deadline, self.config.budget.minutes))
+        return hooks
 
     def time_left(self) -> bool:
         return self.deadline is None or time.perf_counter() < self.deadline
@@ -299,62 +271,6 @@ class Study:
                     f"{len(proposals)} proposals"
                 )
             self._run_batch(slots, [_replayed(s, p) for s, p in zip(slots, proposals)])
-
-    def _run_batch(self, slots: list[Slot], proposals: list[Proposal]) -> None:
-        # Every proposal of the batch is recorded before the first trains, so a worker killed
-        # inside a batch (a GP generation) leaves all of them to be reclaimed and run again.
-        for slot, proposal in zip(slots, proposals):
-            self.store.start(slot, proposal)
-        for index, (slot, proposal) in enumerate(zip(slots, proposals)):
-            if not self.time_left():
-                self._interrupt(slots[index:], proposals[index:], "the time budget ended")
-                return
-            if proposal.withdrawn:
-                self.store.interrupt(slot, "withdrawn: another worker took its candidate")
-                continue
-            if proposal.candidate is None:
-                record = self.store.finish(slot, None, proposal.invalid)
-                self.backend.tell(slot, proposal, record, None)
-                self._report_record(record)
-                continue
-            hooks = [self.store.epoch_hook(slot, self.config.objective), *proposal.hooks]
-            try:
-                evaluation = self._evaluate(
-                    proposal,
-                    f"trial {slot.number}",
-                    {
-                        **proposal.tags,
-                        "losslab.role": "trial",
-                        "losslab.trial": str(slot.number),
-                    },
-                    hooks,
-                    on_run=lambda run_id, slot=slot: self.store.link_run(slot, run_id),
-                )
-            except KeyboardInterrupt as stop:  # Ctrl-C, a signal, or the time budget (TimeUp)
-                why = (
-                    str(stop) if isinstance(stop, TimeUp) else "interrupted by the user or a signal"
-                )
-                self._interrupt(slots[index:], proposals[index:], why)
-                raise
-            record = self.store.finish(slot, evaluation)
-            self.backend.tell(slot, proposal, record, evaluation.result)
-            self._report_record(record)
-
-    def _interrupt(self, slots: Sequence[Slot], proposals: Sequence[Proposal], why: str) -> None:
-        for slot, proposal in zip(slots, proposals):
-            self.store.interrupt(slot, why, proposal)
-
-    def _report_record(self, record: TrialRecord) -> None:
-        name = record.candidate.name if record.candidate else "(invalid draw)"
-        line = describe(
-            f"trial {record.number}",
-            name,
-            record.status,
-            record.value,
-            record.reason,
-            bool(record.cached_from),
-        )
-        self._report(line, record.status, trial=True)
 
     # -- close -------------------------------------------------------------------------------
 

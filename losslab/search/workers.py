@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "STALE_AFTER",
@@ -47,16 +48,24 @@ class WorkerSettings:
     long a worker retries an unreachable storage (PostgreSQL restarting, a network blip) before
     it gives up. ``batch``: the most entries a worker reserves at once, so that workers share
     a large batch (a GP generation) and a worker's batch still fills a population on its GPU.
+    ``population``: the most evaluations of a batch trained at once as one batched network
+    (``losslab.training.population``); default 8 on a GPU and 1 (one at a time) on the CPU,
+    where batching the network gains nothing (``docs/benchmarks.md``).
     """
 
     stale_after: float = STALE_AFTER
     heartbeat: float | None = None
     retry_minutes: float = 2.0
     batch: int = 8
+    population: int | None = None
 
     def __post_init__(self) -> None:
         if type(self.batch) is not int or self.batch < 1:
             raise ValueError(f"batch={self.batch!r} must be a positive integer")
+        if self.population is not None and (
+            type(self.population) is not int or self.population < 1
+        ):
+            raise ValueError(f"population={self.population!r} must be a positive integer")
         for name in ("stale_after", "heartbeat", "retry_minutes"):
             value = getattr(self, name)
             if value is None and name == "heartbeat":
@@ -75,6 +84,14 @@ class WorkerSettings:
     def interval(self) -> float:
         """Seconds between two heartbeats."""
         return self.heartbeat if self.heartbeat is not None else min(60.0, self.stale_after / 5)
+
+    def population_size(self, train: Any) -> int:
+        """``population``, or its default for the device ``train`` (a ``TrainConfig``) uses."""
+        if self.population is not None:
+            return self.population
+        from losslab.training.config import resolve_device
+
+        return 8 if resolve_device(train.device).type == "cuda" else 1
 
     @property
     def retry_seconds(self) -> float:

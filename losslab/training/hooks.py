@@ -6,7 +6,7 @@ A hook may raise :class:`StopTraining` from ``on_epoch_end`` to end the run earl
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from losslab.training.result import EpochRecord, Result
@@ -20,7 +20,15 @@ class StopTraining(Exception):  # noqa: N818 - a control-flow signal, not an err
 
 
 class Hook:
-    """Base class: override what you need. The state is live; do not keep references to it."""
+    """Base class: override what you need. The state is live; do not keep references to it.
+
+    ``population_safe``: the hook works on the state of one member of a population
+    (``losslab.training.population``: reads it, may change its weights and raise
+    ``StopTraining``, but takes no training step of its own and does not restore the model).
+    ``False`` unless a hook class says so.
+    """
+
+    population_safe: ClassVar[bool] = False
 
     def on_train_start(self, state: TrainState) -> None:
         """After the model, optimiser and data are ready, before the first step."""

@@ -40,7 +40,7 @@ from losslab.training.result import EpochRecord, Result
 from losslab.training.state import TrainState
 from losslab.training.validation import choose_validation_patches, evaluate_patches
 
-__all__ = ["TrainState", "Trainer", "start_context", "train"]
+__all__ = ["TrainState", "Trainer", "start_context", "step_loss", "train"]
 
 
 class _Failure(Exception):
@@ -109,6 +109,31 @@ def start_context(dataset: SegmentationDataset, total_epochs: int) -> EpochConte
         total_epochs,
         balancing_frequencies=stats.class_frequencies(counts).tolist(),
     )
+
+
+def step_loss(state: TrainState, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """One step's total loss of ``state``'s candidate from the network's ``logits`` (no sync).
+
+    The terms reduced with the class weights, then weighed by the static term weights times the
+    term schedule, which takes its step here (``state.term_weights`` is set). Apart from
+    :meth:`Trainer.step`, the population trainer calls it once per member on its slice of the
+    batched network's output.
+    """
+    total_steps = state.config.epochs * state.config.steps_per_epoch
+    # A learned loss term may read the progress of training (a Python float: no sync); a
+    # loss without learned terms (or one swapped in by a hook or a test) is called as ever.
+    extra = {"progress": state.step / total_steps} if getattr(state.loss, "networks", {}) else {}
+    values = state.loss(logits, labels, state.class_weights, **extra)
+    reduced = CompiledLoss.reduce_terms(
+        values,
+        state.class_weights,
+        labels=labels,
+        absent_classes=state.candidate.absent_classes,
+    )
+    # Adaptive schedules (SoftAdapt, CoV) read this step's term values, detached.
+    schedule = state.term_schedule.step(state.step, total_steps, reduced.detach())
+    state.term_weights = state.alphas * schedule.to(state.device)
+    return (state.term_weights * reduced).sum()
 
 
 class Trainer:
@@ -273,23 +298,7 @@ class Trainer:
             enabled=state.amp_dtype is not None,
         ):
             logits = state.model(images)
-        total_steps = config.epochs * config.steps_per_epoch
-        # A learned loss term may read the progress of training (a Python float: no sync); a
-        # loss without learned terms (or one swapped in by a hook or a test) is called as ever.
-        extra = (
-            {"progress": state.step / total_steps} if getattr(state.loss, "networks", {}) else {}
-        )
-        values = state.loss(logits, labels, state.class_weights, **extra)
-        reduced = CompiledLoss.reduce_terms(
-            values,
-            state.class_weights,
-            labels=labels,
-            absent_classes=state.candidate.absent_classes,
-        )
-        # Adaptive schedules (SoftAdapt, CoV) read this step's term values, detached.
-        schedule = state.term_schedule.step(state.step, total_steps, reduced.detach())
-        state.term_weights = state.alphas * schedule.to(device)
-        total = (state.term_weights * reduced).sum()
+        total = step_loss(state, logits, labels)
         state.optimizer.zero_grad(set_to_none=True)
         total.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(state.trainable, config.grad_clip)

@@ -1,0 +1,51 @@
+"""What a study holds after one invocation: every worker's records, the baselines, results."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from losslab.data import SegmentationDataset
+from losslab.search.evaluator import Evaluation
+from losslab.search.ledger import TrialRecord
+from losslab.search.study_config import StudyConfig
+from losslab.tracking import Tracker
+from losslab.training import Result
+
+__all__ = ["StudyOutcome"]
+
+
+@dataclass
+class StudyOutcome:
+    """What a study holds after this invocation (all workers' entries, not only this one's)."""
+
+    config: StudyConfig
+    dataset: SegmentationDataset
+    records: list[TrialRecord]
+    baselines: list[Evaluation]
+    results: dict[str, Result]  # eval key -> result, for the records and baselines
+    parent_run_id: str
+    tracker: Tracker
+    storage_url: str
+    trained: int = 0  # evaluations this invocation trained
+    wall_time: float = 0.0
+    interrupted: bool = False  # stopped by Ctrl-C or a signal
+    out_of_time: bool = False  # the time budget ended during an evaluation (re-queued)
+    reclaimed: list[int] = field(default_factory=list)
+
+    def best(self, k: int | None = None) -> list[TrialRecord]:
+        """Completed entries by objective, best first, one per distinct evaluation."""
+        seen, ranked = set(), []
+        ok = [r for r in self.records if r.status == "ok" and not math.isnan(r.value)]
+        for record in sorted(ok, key=lambda r: (-r.value, r.number)):
+            if record.eval_key not in seen:
+                seen.add(record.eval_key)
+                ranked.append(record)
+        return ranked[: k or len(ranked)]
+
+    def counts(self) -> dict[str, int]:
+        counts = {"ok": 0, "pruned": 0, "failed": 0, "cached": 0}
+        for record in self.records:
+            counts[record.status] += 1
+            counts["cached"] += bool(record.cached_from)
+        return counts
