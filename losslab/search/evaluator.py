@@ -69,7 +69,8 @@ class EvaluationCache(ABC):
         return True
 
     def wait(self, key: str) -> CachedEvaluation | None:
-        """After a lost :meth:`claim`: the other worker's result, or ``None`` if it never came."""
+        """After a lost :meth:`claim`: the other worker's result, or ``None`` once this worker
+        holds the claim (the other died and this one took the claim over: train it here)."""
         return None
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 
-__all__ = ["RetryingStorage", "is_connection_error"]
+__all__ = ["RetryingStorage", "is_connection_error", "with_retries"]
 
 _log = logging.getLogger("losslab.storage")
 _CONNECTION_ERRORS = ("OperationalError", "InterfaceError", "DisconnectionError")
@@ -40,6 +40,29 @@ def is_connection_error(exc: BaseException) -> bool:
             return True
         current = current.__cause__ or current.__context__
     return False
+
+
+def with_retries(
+    call: Callable[[], Any], retry_seconds: float, sleep: Callable[[float], None] = time.sleep
+) -> Any:
+    """``call()``, retried like a storage call while the database is unreachable."""
+    deadline = time.monotonic() + retry_seconds
+    delay, failed = 0.25, False
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            if not is_connection_error(exc) or time.monotonic() + delay > deadline:
+                raise
+            if not failed:
+                _log.warning(
+                    "the study database is unreachable (%s); retrying for up to %.0f s",
+                    type(exc).__name__,
+                    retry_seconds,
+                )
+            failed = True
+            sleep(delay)
+            delay = min(2 * delay, 10.0)
 
 
 class RetryingStorage(BaseStorage):
@@ -60,28 +83,23 @@ class RetryingStorage(BaseStorage):
 
     def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         method = getattr(self.inner, name)
-        deadline = time.monotonic() + self.retry_seconds
-        delay, failed = 0.25, False
-        while True:
+        attempts = 0
+
+        def call() -> Any:
+            nonlocal attempts
+            attempts += 1
             try:
                 return method(*args, **kwargs)
             except UpdateFinishedTrialError:
-                if failed and name == "set_trial_state_values" and self._already_set(*args):
+                retried = attempts > 1 and name == "set_trial_state_values"
+                if retried and self._already_set(*args):
                     return True  # our own commit went through before the connection dropped
                 raise
-            except Exception as exc:
-                if not is_connection_error(exc) or time.monotonic() + delay > deadline:
-                    raise
-                if not failed:
-                    _log.warning(
-                        "the study storage is unreachable (%s); retrying for up to %.0f s",
-                        type(exc).__name__,
-                        self.retry_seconds,
-                    )
-                failed = True
-                self.waited += 1
-                self.sleep(delay)
-                delay = min(2 * delay, 10.0)
+
+        try:
+            return with_retries(call, self.retry_seconds, self.sleep)
+        finally:
+            self.waited += attempts - 1
 
     def _already_set(self, trial_id: int, state: Any, values: Any = None) -> bool:
         trial = self.inner.get_trial(trial_id)

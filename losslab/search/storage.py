@@ -23,13 +23,14 @@ from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
 from losslab.search.retrying_storage import RetryingStorage, is_connection_error
 
-__all__ = ["POSTGRES_EXTRA", "database_url", "open_storage"]
+__all__ = ["POSTGRES_EXTRA", "database_url", "journal_path", "open_storage"]
 
 POSTGRES_EXTRA = 'pip install "losslab[postgres]"'
 _DRIVERS = {"psycopg": "psycopg", "psycopg2": "psycopg2", "pg8000": "pg8000", "asyncpg": "asyncpg"}
 
 
-def _journal_path(url: str) -> str | None:
+def journal_path(url: str) -> str | None:
+    """The file of a journal storage URL (``None`` for a database URL)."""
     if url.startswith("journal:"):
         return url[len("journal:") :].removeprefix("//")
     if "://" not in url and url.endswith((".log", ".journal")):
@@ -66,7 +67,7 @@ def open_storage(url: str, *, retry_seconds: float = 120.0) -> BaseStorage:
     Raises:
         ValueError: a URL Optuna cannot open, or a driver missing, named.
     """
-    path = _journal_path(url)
+    path = journal_path(url)
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
@@ -82,7 +83,9 @@ def open_storage(url: str, *, retry_seconds: float = 120.0) -> BaseStorage:
     except Exception as exc:  # sqlalchemy raises many types; name the URL
         why = "unreachable" if is_connection_error(exc) else "cannot open"
         raise ValueError(f"storage {url!r}: {why}: {type(exc).__name__}: {exc}") from None
-    return RetryingStorage(get_storage(rdb), retry_seconds)
+    storage = RetryingStorage(get_storage(rdb), retry_seconds)
+    storage.rdb = rdb  # its engine holds the claims table (``claims.py``)
+    return storage
 
 
 class _Opener:

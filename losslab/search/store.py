@@ -25,6 +25,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from losslab.candidate import Candidate
+from losslab.search.claims import Claims, FileClaims, SqlClaims
 from losslab.search.evaluator import Evaluation, EvaluationCache
 from losslab.search.ledger import (
     BackendState,
@@ -36,7 +37,7 @@ from losslab.search.ledger import (
     TrialRecord,
 )
 from losslab.search.objective import Objective
-from losslab.search.storage import open_storage
+from losslab.search.storage import journal_path, open_storage
 from losslab.search.store_cache import AttrCache, AttrState
 from losslab.search.workers import Heartbeat, WorkerSettings, is_stale, worker_id
 from losslab.training import EpochRecord, Hook
@@ -85,7 +86,7 @@ class OptunaStudyStore(StudyStore):
         self.fingerprint, self.source = fingerprint, source
         self.workers = workers or WorkerSettings()
         self.stale_after = self.workers.stale_after
-        self.settle = min(1.0, self.workers.interval / 4)  # see AttrCache.claim
+        self.claims: Claims | None = None
         self.study: optuna.Study | None = None
         self.storage: Any = None
         self.reclaimed: list[Reclaimed] = []
@@ -113,6 +114,7 @@ class OptunaStudyStore(StudyStore):
                 "or seed); give this one another 'study' name"
             )
         self.study, self.storage = study, storage
+        self.claims = self._claims(study, storage)
         study.set_user_attr(ALIVE + worker_id(), time.time())
         self.reclaimed = self._reclaim(study, storage)
         worker_seed = self._worker_seed(study, seed)
@@ -134,6 +136,12 @@ class OptunaStudyStore(StudyStore):
             return seed
         salt = int(hashlib.sha256(me.encode()).hexdigest()[:8], 16)
         return (seed + 7919 * len(study.trials) + salt) % 2**32
+
+    def _claims(self, study: optuna.Study, storage: Any) -> Claims:
+        rdb = getattr(storage, "rdb", None)
+        if rdb is not None:
+            return SqlClaims(rdb.engine, self.study_name, self.workers.retry_seconds)
+        return FileClaims(study, f"{journal_path(self.url)}.claims.lock")
 
     def reclaim(self) -> list[Reclaimed]:
         """Reclaim the entries of workers that died since :meth:`open` (called as the study
@@ -189,17 +197,6 @@ class OptunaStudyStore(StudyStore):
     def holder_stale(self, holder: str, attrs: dict[str, Any]) -> bool:
         """Whether the worker ``holder`` (of a claim) is gone, by its process or heartbeat."""
         return is_stale(holder, attrs.get(ALIVE + holder), self.stale_after)
-
-    def others_alive(self, attrs: dict[str, Any]) -> bool:
-        """Whether another worker of the study has beaten recently."""
-        me, now = worker_id(), time.time()
-        return any(
-            name.startswith(ALIVE) and name != ALIVE + me and now - when <= self.stale_after
-            for name, when in attrs.items()
-        )
-
-    def queued(self) -> int:
-        return len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
     def running_elsewhere(self) -> int:
         """Entries RUNNING in other workers (they may still need reclaiming)."""

@@ -1,9 +1,10 @@
 """The evaluation cache, its claims and the backends' state, in an Optuna study's attributes.
 
 Study attributes are what every worker of a study reads and writes, on any storage:
-``losslab.eval.<key>`` holds a finished evaluation, ``losslab.claim.<key>`` the worker training
-it now, ``losslab.state.<backend>.<key>`` a backend's own values. Whether a claim's holder is
-still alive is the store's to say (its process, or its heartbeat: ``store.py``).
+``losslab.eval.<key>`` holds a finished evaluation, ``losslab.state.<backend>.<key>`` a backend's
+own values. Claims (the worker training an evaluation now, the worker that took a GP individual)
+are atomic, in ``claims.py``; whether a claim's holder is still alive is the store's to say (its
+process, or its heartbeat: ``store.py``).
 """
 
 from __future__ import annotations
@@ -51,11 +52,12 @@ class AttrCache(EvaluationCache):
             hit = self.get(key)
             if hit is not None:
                 return hit
-            attrs = self.study.user_attrs
-            holder = attrs.get(name, "")
-            if holder == worker_id() or self.store.holder_stale(holder, attrs):
-                return None  # the other worker died (or gave the key back): train it here
-            time.sleep(self.poll)
+            holder = self.store.claims.holder(name) or ""
+            if holder == worker_id():
+                return None
+            if self.store.holder_stale(holder, self.study.user_attrs) and self.claim(key):
+                return None  # the other worker died and this one took its claim: train it here
+            time.sleep(self.poll)  # alive, or another waiting worker took the claim over
 
 
 class AttrState(BackendState):
@@ -75,22 +77,16 @@ class AttrState(BackendState):
         return claim(self.store, f"{self.prefix}claim.{key}")
 
     def taken(self, key: str) -> bool:
-        attrs = self.study.user_attrs
-        holder = attrs.get(f"{self.prefix}claim.{key}")
-        return bool(holder) and holder != worker_id() and not self.store.holder_stale(holder, attrs)
+        holder = self.store.claims.holder(f"{self.prefix}claim.{key}")
+        if not holder or holder == worker_id():
+            return False
+        return not self.store.holder_stale(holder, self.study.user_attrs)
 
 
 def claim(store: OptunaStudyStore, name: str) -> bool:
-    """Write the attribute ``name`` = this worker and read it back (unless a live worker holds
-    it already): of workers claiming at once, the last writer wins. When other workers are
-    alive, the read waits ``store.settle`` seconds, longer than a write takes, so that two
-    workers that both wrote read the same last writer."""
-    study, me = store.study, worker_id()
-    attrs = study.user_attrs
-    holder = attrs.get(name)
-    if holder and holder != me and not store.holder_stale(holder, attrs):
-        return False
-    study.set_user_attr(name, me)
-    if store.others_alive(attrs):
-        time.sleep(store.settle)
-    return study.user_attrs.get(name) == me
+    """Claim ``name`` for this worker, atomically (``claims.py``): ``False`` when another live
+    worker holds it."""
+    study = store.study
+    return store.claims.acquire(
+        name, worker_id(), lambda h: store.holder_stale(h, study.user_attrs)
+    )
