@@ -198,6 +198,9 @@ class OptunaStudyStore(StudyStore):
         """Whether the worker ``holder`` (of a claim) is gone, by its process or heartbeat."""
         return is_stale(holder, attrs.get(ALIVE + holder), self.stale_after)
 
+    def queued(self) -> int:
+        return len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
     def running_elsewhere(self) -> int:
         """Entries RUNNING in other workers (they may still need reclaiming)."""
         mine = set(self._held)

@@ -238,10 +238,23 @@ class Study(BatchRunner):
         time.sleep(min(2.0, self.config.workers.interval))
         return True
 
+    def _nobody_else(self) -> bool:
+        """The backend waits, but no other worker has run anything for ``stale_after``: what
+        it waits for will never come (stop rather than hang)."""
+        if self.store.running_elsewhere():
+            self._idle_since = None
+            return False
+        now = time.monotonic()
+        self._idle_since = self._idle_since or now
+        if now - self._idle_since < self.config.workers.stale_after:
+            return False
+        self.display.line("the backend waits for evaluations that no worker runs: stopping")
+        return True
+
     def run(self) -> None:
         """Ask, evaluate, tell, until the budget is spent (and no other worker's entry may
         still come back to be run again)."""
-        self._last_reclaim, self._waiting = -math.inf, False
+        self._last_reclaim, self._waiting, self._idle_since = -math.inf, False, None
         while self.time_left():
             self._reclaim_dead()
             left = self._budget_left()
@@ -253,8 +266,11 @@ class Study(BatchRunner):
             if batch == SearchBackend.WAIT:  # the rest of a generation trains elsewhere
                 batch = self.store.queued()  # unless some of it came back to run again
                 if not batch:
+                    if self._nobody_else():
+                        return
                     time.sleep(min(2.0, self.config.workers.interval))
                     continue
+            self._idle_since = None
             if batch <= 0:  # the backend has nothing more to propose (its generations are done)
                 return
             batch = min(batch, self.config.workers.batch)

@@ -31,6 +31,8 @@ STUDY_OF = {
     "gp": {
         "space": {"target": "loss", "seeds": ["dice", "ce", "focal", "tversky"]},
         "gp": {"population": 4, "generations": 4, "screen_steps": 60},
+        # A worker takes at most 2 individuals at a time: two workers share each generation.
+        "workers": {"batch": 2},
     },
     "greedy": {
         "space": {"loss": {"tversky": {}, "f_beta": {}, "focal": {}}},
