@@ -26,7 +26,7 @@ __all__ = [
 CONFIG_FILE_KEYS = frozenset(
     {
         *("study", "backend", "data", "train", "fidelity", "objective", "budget", "seed"),
-        *("storage", "experiment", "tracking_uri", "baselines", "space", "top"),
+        *("storage", "experiment", "tracking_uri", "baselines", "space", "top", "workers"),
         *("optuna", "gp", "greedy", "ml3"),  # the backends' sections
         *("seeds", "reference", "candidates"),
     }
