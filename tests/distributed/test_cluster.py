@@ -109,20 +109,24 @@ def test_a_killed_workers_trial_is_reclaimed_and_run_once(tmp_path, database, ml
     assert found.running == 0
 
 
-def test_workers_ride_out_an_mlflow_server_restart(tmp_path, database, mlflow_server):
-    trials = 6
-    path = write_cluster_study(tmp_path, trials, fidelity={"epochs": 2, "steps_per_epoch": 6})
-    workers = [start_worker(path, database, mlflow_server.uri, f"node{i}") for i in range(2)]
-    storage = open_storage(database)
+def _some_trial_finished(storage):
+    """A predicate: whether the study holds a completed trial yet."""
 
-    def some_finished():
+    def finished():
         try:
             study = optuna.load_study(study_name="cluster", storage=storage)
         except KeyError:
             return False
         return any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
 
-    _wait_for(some_finished)
+    return finished
+
+
+def test_workers_ride_out_an_mlflow_server_restart(tmp_path, database, mlflow_server):
+    trials = 6
+    path = write_cluster_study(tmp_path, trials, fidelity={"epochs": 2, "steps_per_epoch": 6})
+    workers = [start_worker(path, database, mlflow_server.uri, f"node{i}") for i in range(2)]
+    _wait_for(_some_trial_finished(open_storage(database)))
     mlflow_server.stop()
     time.sleep(3)
     mlflow_server.start()
@@ -142,16 +146,7 @@ def test_workers_wait_for_an_unreachable_database(tmp_path, postgres, database, 
     trials = 6
     path = write_cluster_study(tmp_path, trials, fidelity={"epochs": 2, "steps_per_epoch": 6})
     workers = [start_worker(path, database, mlflow_server.uri, f"node{i}") for i in range(2)]
-    storage = open_storage(database)
-
-    def some_finished():
-        try:
-            study = optuna.load_study(study_name="cluster", storage=storage)
-        except KeyError:
-            return False
-        return any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
-
-    _wait_for(some_finished)
+    _wait_for(_some_trial_finished(open_storage(database)))
     postgres.stop()
     restart = threading.Timer(5.0, postgres.start)
     restart.start()
