@@ -261,20 +261,23 @@ class Candidate:
         return cls.from_dict(json.loads(text))
 
     def flat_params(self) -> dict[str, str]:
-        """The candidate flattened to MLflow params (strings, one key per field)."""
-        flat = {"candidate.name": self.name, "candidate.key": self.key}
-        for k, (term, alpha) in enumerate(zip(self.terms, self.term_weights)):
-            flat[f"candidate.term{k}"] = str(term)
-            flat[f"candidate.alpha{k}"] = repr(alpha)
-        flat["candidate.absent_classes"] = self.absent_classes
-        schedules = [("class_schedule", self.class_schedule), ("term_schedule", self.term_schedule)]
-        if self.param_schedule is not None:
-            schedules.append(("param_schedule", self.param_schedule))
-        for prefix, spec in schedules:
-            flat[f"candidate.{prefix}"] = spec.name
-            for pname, value in spec.params:
-                flat[f"candidate.{prefix}.{pname}"] = repr(value)
-        return flat
+        """The candidate as readable MLflow params: ``candidate.name``, ``candidate.key``,
+        ``loss`` (the expression), ``loss.<k>`` (a compound's terms), ``loss.<parameter>``,
+        ``term_weights``, ``absent_classes``, ``class_schedule`` and
+        ``class_schedule.<parameter>`` (its defaults too), the same for ``term_schedule`` and
+        ``param_schedule``; numbers to 4 significant digits (``to_json`` keeps every digit),
+        nothing empty (see :func:`losslab.tracking_format.candidate_params`)."""
+        from losslab.tracking_format import candidate_params
+
+        return candidate_params(self)
+
+    def describe(self, overrides: Mapping[str, Any] | None = None) -> str:
+        """One short line: ``tversky(alpha=0.283, beta=0.901) + cbs(zeta=0.2)`` (the parameters
+        that differ from the library's and the schedules' given ones, short numbers; train
+        ``overrides`` appended), as study tables and MLflow run names show it."""
+        from losslab.tracking_format import describe_candidate
+
+        return describe_candidate(self, overrides)
 
 
 def _parse_term(text: str) -> LossSpec | LearnedTerm:

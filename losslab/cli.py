@@ -73,9 +73,14 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
 
 def _train_options(parser: argparse.ArgumentParser) -> None:
     from losslab.data.commands import add_config_option, data_options
+    from losslab.losses import list_losses
+    from losslab.schedules import list_class_schedules
 
     parser.add_argument(
-        "--loss", default=None, help="library name or loss expression (default: dice_ce)"
+        "--loss",
+        default=None,
+        help="a library loss (" + ", ".join(list_losses()) + ") or a loss expression such as "
+        "'1 - vsum(p * y) / vsum(p + y)' (default: dice_ce)",
     )
     parser.add_argument(
         "--candidate",
@@ -89,25 +94,31 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
         "--absent-classes",
         choices=["keep", "ignore"],
         default="keep",
-        help="leave classes absent from a batch out of the class mean of the loss (ignore)",
+        help="leave classes absent from a batch out of the class mean of the loss (ignore) or "
+        "average every class as MONAI does (keep) (default: %(default)s)",
     )
     parser.add_argument(
         "--class-schedule",
         default="uniform",
-        help="class schedule: a name (tcf, pcf, cbs, median_frequency...) or a learned rule "
-        "expression such as 'where(s > 0.9, 0.1, 1)'",
+        help="class schedule: a name ("
+        + ", ".join(list_class_schedules())
+        + ") or a learned rule expression such as 'where(s > 0.9, 0.1, 1)' "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--class-schedule-params",
         nargs="+",
         default=[],
         metavar="KEY=VALUE",
-        help="parameters of the class schedule (threshold=0.8, cap=3...)",
+        help="parameters of the class schedule (threshold=0.8, cap=3...); default: the "
+        f"schedule's own ({_schedule_defaults()})",
     )
     parser.add_argument(
         "--tracking-uri", help="MLflow URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)"
     )
-    parser.add_argument("--experiment", default="losslab-train")
+    parser.add_argument(
+        "--experiment", default="losslab-train", help="MLflow experiment (default: %(default)s)"
+    )
     add_config_option(parser, "data:, train:, fidelity: and seed:")
     shown = {
         "cases": f"{TRAIN_PHANTOM_CASES} for the phantom, every case of a folder",
@@ -120,6 +131,22 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
         parser, "training options (the train: section of a study file)", TRAIN_DEFAULTS
     )
     parser.set_defaults(func=_run_train)
+
+
+def _schedule_defaults() -> str:
+    """``tcf: threshold=0.9 ...; pcf: ...``: the registered class schedules' default
+    parameters, for the help (from the registry)."""
+    from losslab.candidate import ScheduleSpec
+    from losslab.schedules import list_class_schedules
+    from losslab.tracking_format import schedule_params
+
+    parts = []
+    for name in list_class_schedules():
+        params = schedule_params("class", ScheduleSpec(name))
+        shown = " ".join(f"{k}={v}" for k, v in params.items() if v is not None)
+        if shown:
+            parts.append(f"{name}: {shown}")
+    return "; ".join(parts).replace("%", "%%")
 
 
 def _file_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -322,8 +349,17 @@ def _add_baselines(subparsers: argparse._SubParsersAction) -> None:
         help="train the hand-designed baselines and compare them per class",
         description="Train a suite of hand-designed candidates under one MLflow parent run.",
     )
-    parser.add_argument("config", nargs="?", default="search_spaces/baselines.yaml")
-    parser.add_argument("--tracking-uri", help="MLflow URI (overrides the config)")
+    parser.add_argument(
+        "config",
+        nargs="?",
+        default="search_spaces/baselines.yaml",
+        help="suite YAML (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        help="MLflow URI (default: the config's tracking_uri:, else $MLFLOW_TRACKING_URI, else "
+        "sqlite:///mlflow.db)",
+    )
     add_lossnets_option(parser)
     parser.set_defaults(func=_run_baselines)
 
@@ -336,7 +372,7 @@ def _run_baselines(args: argparse.Namespace) -> int:
 
     from losslab.compare import failures, run_suite, table_1
     from losslab.config import ConfigError, load_suite
-    from losslab.report import print_table
+    from losslab.report import print_table, suite_schedule_warnings
     from losslab.tracking import check_tracking_uri, resolve_tracking_uri
 
     # A suite table is wide: give it room when the output is not a terminal (a log file).
@@ -359,6 +395,8 @@ def _run_baselines(args: argparse.Namespace) -> int:
     print_table(console, table_1(suite))
     for name, reason in failures(suite):
         console.print(f"[red]{escape(name)} failed:[/] {escape(reason)}")
+    for line in suite_schedule_warnings(suite):  # a schedule that never changed a weight
+        console.print(line, highlight=False)
     console.print(
         f"MLflow parent run {suite.parent_run_id}; open it with: {suite.tracker.ui_command()}",
         soft_wrap=True,
@@ -370,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Return the top-level parser with every subcommand registered."""
     from losslab.data import commands as data_commands
     from losslab.search import commands as search_commands
+    from losslab.search import compare_commands
 
     parser = LazyParser(
         prog="losslab",
@@ -380,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(subparsers)
     _add_baselines(subparsers)
     search_commands.register(subparsers)
+    compare_commands.register(subparsers)
     data_commands.register(subparsers)
     return parser
 

@@ -261,15 +261,16 @@ class _FieldAction(argparse.Action):
         setattr(namespace, self.dest, value)
 
 
-def _show(value: Any) -> str:
-    if value is None:
-        return "none"
+def _shown_default(value: Any) -> str | None:
+    """A default as the help shows it; ``None`` for none to show (``None``, empty)."""
+    if value is None or (isinstance(value, tuple | list | Mapping) and not value):
+        return None
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, tuple | list):
         return " ".join(map(str, value))
     if isinstance(value, Mapping):
-        return " ".join(f"{k}={v}" for k, v in value.items()) or "none"
+        return " ".join(f"{k}={v}" for k, v in value.items())
     return str(value)
 
 
@@ -316,7 +317,8 @@ class OptionSet:
         shown: Mapping[str, str] | None = None,
     ) -> None:
         """Add one option per field, in an argument group; ``defaults`` (field -> value) and
-        ``shown`` (field -> text) say what the help gives as the default."""
+        ``shown`` (field -> text) say what the help gives as the default (a ``None`` or empty
+        default is not shown)."""
         defaults, shown = dict(defaults or {}), dict(shown or {})
         hints = _hints(self.cls)
         docs = field_docs(self.cls)
@@ -326,17 +328,19 @@ class OptionSet:
             if f.name in shown:
                 default = shown[f.name]
             elif f.name in defaults:
-                default = _show(defaults[f.name])
+                default = _shown_default(defaults[f.name])
             elif f.default is not dataclasses.MISSING:
-                default = _show(f.default)
+                default = _shown_default(f.default)
             elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-                default = _show(f.default_factory())  # type: ignore[misc]
+                default = _shown_default(f.default_factory())  # type: ignore[misc]
             else:
                 default = "required"
             text = docs.get(f.name, f.name.replace("_", " "))
             if spec.usage:
                 text = f"{text} [{spec.usage}]"
-            text = f"{text} (default: {default})".replace("%", "%%")
+            if default is not None:
+                text = f"{text} (default: {default})"
+            text = text.replace("%", "%%")
             kwargs: dict[str, Any] = {"dest": self.dest(f.name), "default": argparse.SUPPRESS}
             if spec.flag:
                 group.add_argument(

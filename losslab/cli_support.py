@@ -27,6 +27,7 @@ CONFIG_FILE_KEYS = frozenset(
     {
         *("study", "backend", "data", "train", "fidelity", "objective", "budget", "seed"),
         *("storage", "experiment", "tracking_uri", "baselines", "space", "top", "workers"),
+        "final",
         *("optuna", "gp", "greedy", "ml3"),  # the backends' sections
         *("seeds", "reference", "candidates"),
     }

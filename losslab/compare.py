@@ -12,7 +12,7 @@ from rich.table import Table
 from losslab.classwise import nanmean
 from losslab.config import SuiteConfig
 from losslab.data import SegmentationDataset, build_dataset
-from losslab.report import STAR_BELOW, ProgressHook, class_table
+from losslab.report import ProgressHook, class_table, split_title
 from losslab.search.evaluator import Evaluator
 from losslab.search.fidelity import Fidelity
 from losslab.search.objective import Objective
@@ -69,7 +69,12 @@ def run_suite(config: SuiteConfig, *, progress: bool = True) -> SuiteResult:
                 hooks = []
                 if progress:
                     hooks.append(ProgressHook(description=f"{candidate.name} (seed {seed})"))
-                evaluation = evaluator.evaluate(candidate, seed=seed, hooks=hooks)
+                evaluation = evaluator.evaluate(
+                    candidate,
+                    seed=seed,
+                    hooks=hooks,
+                    origin=f"baseline {candidate.name} seed {seed}",
+                )
                 results.setdefault(candidate.name, []).append(evaluation.result)
     finally:
         tracker.end_run(parent, "FINISHED" if len(results) == len(config.candidates) else "KILLED")
@@ -79,18 +84,18 @@ def run_suite(config: SuiteConfig, *, progress: bool = True) -> SuiteResult:
 def table_1(suite: SuiteResult) -> Table:
     """Classes in rows with their voxel share, candidates in columns, the mean at the top.
 
-    A class whose Dice beats the reference candidate is marked with ``+`` (green), and a class
-    under 0.8 Dice is starred, as in Table 1 of paper 000.
+    The title says which split and how many cases and seeds the values cover. With one seed no
+    class is marked (a single run's difference says nothing); with several, a class whose mean
+    Dice beats the reference candidate's is marked ``+`` (green), as in Table 1 of paper 000.
     """
     shares = suite.dataset.foreground_shares()
     columns = {c.name: suite.class_dice(c.name) for c in suite.config.candidates}
-    return class_table(
-        f"Test Dice per class (reference: {suite.config.reference}; * < {STAR_BELOW})",
-        suite.dataset.class_names,
-        shares,
-        columns,
-        suite.config.reference,
-    )
+    seeds = len(suite.config.seeds)
+    title = split_title("Test Dice per class", suite.dataset, seeds)
+    reference = suite.config.reference if seeds > 1 else None
+    if reference is not None:
+        title += f"; +: above the mean of {reference}"
+    return class_table(title, suite.dataset.class_names, shares, columns, reference)
 
 
 def failures(suite: SuiteResult) -> list[tuple[str, str]]:

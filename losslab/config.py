@@ -39,6 +39,7 @@ __all__ = [
     "check_train_limits",
     "load_suite",
     "parse_candidate",
+    "parse_yaml_mapping",
     "read_yaml_mapping",
 ]
 
@@ -291,9 +292,15 @@ def read_yaml_mapping(path: Path) -> tuple[str, Mapping[str, Any]]:
     """
     try:
         source = path.read_text()
-        raw = yaml.safe_load(source)
     except OSError as exc:
         raise ConfigError(str(path), f"cannot read: {exc.strerror or exc}") from None
+    return parse_yaml_mapping(source, path)
+
+
+def parse_yaml_mapping(source: str, path: Path | str) -> tuple[str, Mapping[str, Any]]:
+    """``source`` parsed as YAML holding a mapping; errors name ``path``."""
+    try:
+        raw = yaml.safe_load(source)
     except yaml.YAMLError as exc:
         raise ConfigError(str(path), f"malformed YAML: {exc}") from None
     if not isinstance(raw, Mapping):

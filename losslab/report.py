@@ -1,4 +1,4 @@
-"""Console output: progress bars and per-class tables (rich)."""
+"""Console output: progress bars, per-class tables (rich) and warnings about results."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -25,10 +26,10 @@ __all__ = [
     "nanmean",
     "per_class_table",
     "print_table",
+    "split_title",
+    "unchanged_schedule_warnings",
     "worst_classes",
 ]
-
-STAR_BELOW = 0.8  # paper 000 stars classes under 0.8 Dice
 
 _COLUMNS = (("dice", "Dice"), ("sensitivity", "SEN"), ("precision", "PRC"), ("hd95", "HD95 mm"))
 
@@ -73,9 +74,14 @@ def per_class_table(result: Result, *, worst: int = 3, title: str | None = None)
     """Per-class test metrics (Dice, SEN, PRC, HD95), the ``worst`` foreground classes marked.
 
     Classes are marked "(worst)" only when more than ``worst`` foreground classes have a Dice
-    (see :func:`worst_classes`). Print it with :func:`print_table` so no cell is cut.
+    (see :func:`worst_classes`); the title says how many test cases it covers, when known.
+    Print it with :func:`print_table` so no cell is cut.
     """
-    table = Table(title=title or f"Test metrics per class ({result.status})")
+    title = title or f"Test metrics per class ({result.status})"
+    cases = len(result.test_case_ids)
+    if cases:  # which cases the table covers
+        title += f" (test split, {cases} case{'s' * (cases != 1)}; one seed)"
+    table = Table(title=title)
     _name_column(table, "class")
     metrics = [(key, label) for key, label in _COLUMNS if key in result.test_metrics]
     for _, label in metrics:
@@ -141,9 +147,10 @@ def class_table(
 ) -> Table:
     """Classes in rows with their voxel share, one column per candidate, the mean on top.
 
-    The layout of Table 1 of paper 000: a class whose Dice beats the ``reference`` column is
-    marked ``+`` (green), and a class under 0.8 Dice is starred. Index 0 (background) is skipped.
-    Print it with :func:`print_table` so no cell is cut.
+    The layout of Table 1 of paper 000; with a ``reference`` column, a class whose Dice beats
+    it is marked ``+`` (green): give one only where the columns average several seeds (a
+    single seed's difference says nothing). Index 0 (background) is skipped. Print it with
+    :func:`print_table` so no cell is cut.
     """
     table = Table(title=title)
     _name_column(table, "class")
@@ -168,10 +175,88 @@ def class_table(
 def _cell(value: float, reference: float) -> str:
     if math.isnan(value):
         return "-"
-    text = f"{value:.3f}" + ("*" if value < STAR_BELOW else "")
+    text = f"{value:.3f}"
     if not math.isnan(reference) and value > reference:
         return f"[green]+{text}[/]"
     return text
+
+
+def split_title(title: str, dataset, seeds: int, split: str = "test") -> str:
+    """``Test Dice per class (test split, 3 cases; one seed)``: which cases a table covers."""
+    cases = len(dataset.splits.get(split, []))
+    runs = "one seed" if seeds == 1 else f"mean of {seeds} seeds"
+    return f"{title} ({split} split, {cases} case{'s' * (cases != 1)}; {runs})"
+
+
+def _why_unchanged(name: str, params: Mapping, epochs: int) -> str:
+    """Why the class schedule ``name`` (resolved ``params``) may have changed no weight in
+    ``epochs`` epochs."""
+    frozen = params.get("frozen_weight")
+    if frozen == 1:
+        return "its frozen_weight is 1, so freezing a class leaves its weight at 1"
+    if name == "tcf":
+        return (
+            f"no class's validation Dice rose above threshold={params.get('threshold')} at "
+            "this fidelity; lengthen the fidelity or lower threshold"
+        )
+    delta = params.get("delta")
+    if name in ("pcf", "cbs") and isinstance(delta, int) and epochs <= delta + 2:
+        return (
+            f"{name.upper()} can first trigger at the end of epoch delta + 2 = {delta + 2} (its "
+            f"plateau window of delta={delta} epochs starts after the first), so a weight it "
+            f"changes is first used in epoch {delta + 3}; lengthen the fidelity or lower delta"
+        )
+    if name in ("pcf", "cbs"):
+        return (
+            f"no class met its trigger at this fidelity: {name.upper()} needs the best unfrozen "
+            f"class's validation Dice to plateau, its best of the last delta="
+            f"{params.get('delta')} epochs more than epsilon={params.get('epsilon')} below "
+            "its best since the last trigger; lengthen the fidelity or lower delta or epsilon"
+        )
+    if name == "rule":
+        return "its rule gave every class weight 1 at every epoch of this fidelity"
+    return "it gave every class weight 1 at every epoch of this fidelity"
+
+
+def unchanged_schedule_warnings(items) -> list[str]:
+    """Yellow lines for the ok results ``(label, candidate, result)`` whose class schedule (not
+    ``uniform``) kept every class weight at 1 in every epoch: they trained exactly as without
+    it, and why (the schedule's trigger, from its parameters). Results of one schedule, epoch
+    count and reason share a line; a label appears once."""
+    from losslab.tracking_format import schedule_params
+
+    groups: dict[tuple[str, int, str], list[str]] = {}
+    for label, candidate, result in items:
+        spec = candidate.class_schedule
+        history = result.history
+        if not result.ok or spec.name == "uniform" or not history:
+            continue
+        if any(w != 1.0 for record in history for w in record.class_weights):
+            continue
+        why = _why_unchanged(spec.name, schedule_params("class", spec), len(history))
+        labels = groups.setdefault((spec.name, len(history), why), [])
+        if label not in labels:
+            labels.append(label)
+    lines = []
+    for (name, epochs, why), labels in groups.items():
+        shown = ", ".join(labels[:6]) + (f" and {len(labels) - 6} more" if len(labels) > 6 else "")
+        verb = "it trained" if len(labels) == 1 else "each trained"
+        lines.append(
+            f"[yellow]{escape(shown)}: the class schedule {name} never changed a weight in "
+            f"{epochs} epoch{'s' * (epochs != 1)}, so {verb} exactly as without it "
+            f"({escape(why)})[/]"
+        )
+    return lines
+
+
+def suite_schedule_warnings(suite) -> list[str]:
+    """:func:`unchanged_schedule_warnings` of a baseline suite's runs (every seed)."""
+    items = [
+        (candidate.name, candidate, result)
+        for candidate in suite.config.candidates
+        for result in suite.results.get(candidate.name, [])
+    ]
+    return unchanged_schedule_warnings(items)
 
 
 class _RunProgress(Hook):

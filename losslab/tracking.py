@@ -1,15 +1,16 @@
 """MLflow tracking: the only module that imports MLflow.
 
-One run per evaluation, nested under a parent run when called from a study or a suite. A run
-holds what it takes to reproduce the evaluation (candidate JSON, seed, fidelity, data fingerprint,
-package version), per-epoch per-class metrics (``val_dice/liver`` at step = epoch), class weights
-per epoch (``weight/liver``), final per-class test metrics, tags (backend, candidate key, status,
-failure reason) and artifacts (``candidate.json``, ``history.json``, ``per_class.csv``, and the
-file of each learned loss network under ``lossnets/``).
-A failed evaluation is a run with status FAILED and its reason, never a missing run.
-
+One run per evaluation, nested under a parent run when called from a study or a suite, named
+by its role and content (``trial-004 tversky(alpha=0.283)``). It holds what reproduces it
+(``candidate.json`` with every digit, seed, fidelity, data fingerprint, version; readable params,
+see ``tracking_format``), curves per epoch (``val_dice/<class>``, ``weight/<class>``,
+``term_weight/<k>``, ``objective``, ``train_loss``), single values (``test_<metric>/mean``,
+``test_objective``, ``objective``, ``wall_time``, ``steps``), the per-class test metrics as a
+table (``test_per_class.json``, compared across runs in MLflow's artifact view) and
+``per_class.csv``, tags (status, failure reason...), ``history.json`` and learned networks
+(``lossnets/``). A failed evaluation is a FAILED run with its reason, never a missing run.
+Connecting quiets MLflow: no INFO lines (unless ``MLFLOW_LOGGING_LEVEL`` is set), no run links.
 The tracking URI is, in order: the one given, ``MLFLOW_TRACKING_URI``, ``sqlite:///mlflow.db``.
-
 A local SQLite store is created atomically, under a lock (see ``sqlite_store``): a process
 killed while it creates the store leaves nothing that a later start cannot open.
 """
@@ -17,15 +18,29 @@ killed while it creates the store leaves nothing that a later start cannot open.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from losslab import __version__
 from losslab.sqlite_store import init_lock, prepare_store, sqlite_path
+from losslab.tracking_format import (
+    RUN_NAME_LIMIT,
+    RunRecord,
+    epoch_metrics,
+    fit_name,
+    metric_key,
+    param_text,
+    per_class_csv,
+    per_class_table,
+    run_name,
+    series_by_step,
+    summary_metrics,
+)
 from losslab.training.hooks import Hook
 
 if TYPE_CHECKING:
@@ -71,6 +86,20 @@ def check_tracking_uri(uri: str) -> None:
         ) from None
 
 
+def quiet_mlflow() -> None:
+    """No MLflow INFO lines (store creation, migrations) and no printed run links in the user's
+    terminal; ``MLFLOW_LOGGING_LEVEL`` set by the user wins."""
+    import mlflow  # noqa: F401  (configures its loggers on import: set the levels after)
+
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    if os.environ.get("MLFLOW_LOGGING_LEVEL"):
+        return
+    for name in ("mlflow", "alembic"):
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.WARNING:
+            logger.setLevel(logging.WARNING)
+
+
 def _release_engines(path: str) -> None:
     """Close MLflow's cached connections to the file ``path`` (best effort: MLflow internals)."""
     with contextlib.suppress(Exception):
@@ -96,23 +125,6 @@ def _quoted(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def _metric_key(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "_-./ " else "_" for ch in name)
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """What a search of runs returns (plain data, no MLflow types)."""
-
-    run_id: str
-    name: str
-    status: str
-    start_time: int
-    tags: dict[str, str]
-    metrics: dict[str, float]
-    params: dict[str, str]
-
-
 class Tracker:
     """A thin wrapper over one MLflow client and one experiment."""
 
@@ -124,6 +136,7 @@ class Tracker:
         """
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         self.experiment = experiment
+        quiet_mlflow()
         try:
             check_tracking_uri(self.tracking_uri)
         except ValueError as exc:
@@ -171,9 +184,12 @@ class Tracker:
         return run.info.run_id
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        """Log ``params`` as text: floats to 4 significant digits, lists and mappings as JSON,
+        ``None`` and empty values left out (``tracking_format.param_text``)."""
         from mlflow.entities import Param
 
-        items = [Param(str(k), str(v)[:6000]) for k, v in params.items()]
+        texts = {str(k): param_text(v) for k, v in params.items()}
+        items = [Param(k, v[:6000]) for k, v in texts.items() if v is not None]
         for i in range(0, len(items), 100):
             self.client.log_batch(run_id, params=items[i : i + 100])
 
@@ -183,7 +199,7 @@ class Tracker:
 
         now = int(time.time() * 1000)
         items = [
-            Metric(_metric_key(k), float(v), now, step)
+            Metric(metric_key(k), float(v), now, step)
             for k, v in metrics.items()
             if v is not None and math.isfinite(v)
         ]
@@ -198,9 +214,35 @@ class Tracker:
     def log_text(self, run_id: str, text: str, path: str) -> None:
         self.client.log_text(run_id, text, path)
 
+    def log_table(self, run_id: str, data: Mapping[str, Sequence[Any]], path: str) -> None:
+        """A table (column -> values, all of one length) as the JSON artifact ``path``, which
+        MLflow's artifact view shows and compares across runs."""
+        with warnings.catch_warnings():  # pandas deprecations inside MLflow
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.client.log_table(run_id, {k: list(v) for k, v in data.items()}, path)
+
+    def run_name(self, run_id: str) -> str:
+        return self.client.get_run(run_id).info.run_name or ""
+
+    def rename_run(self, run_id: str, name: str) -> None:
+        """Rename a run (cut to MLflow's limit of 250 characters)."""
+        self.client.update_run(run_id, name=fit_name(name, RUN_NAME_LIMIT))
+
     def log_artifact(self, run_id: str, local_path: str | os.PathLike, folder: str = "") -> None:
         """Copy the file ``local_path`` into the run's artifacts (under ``folder`` if given)."""
         self.client.log_artifact(run_id, os.fspath(local_path), folder or None)
+
+    def log_files(self, run_id: str, files: Mapping[str, bytes]) -> None:
+        """Artifacts from bytes (``{"plots/val_dice.png": b"..."}``), in one upload."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="losslab-artifacts-") as folder:
+            for name, data in files.items():
+                target = os.path.join(folder, name)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                with open(target, "wb") as handle:
+                    handle.write(data)
+            self.client.log_artifacts(run_id, folder)
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status)
@@ -269,21 +311,12 @@ class Tracker:
         return f"mlflow ui --backend-store-uri {self.tracking_uri}"
 
 
-def per_class_csv(result: Result) -> str:
-    """One row per class, one column per test metric."""
-    metrics = list(result.test_metrics)
-    lines = ["class," + ",".join(metrics)]
-    for c, name in enumerate(result.class_names):
-        values = [result.test_metrics[m][c] for m in metrics]
-        lines.append(name + "," + ",".join("" if math.isnan(v) else f"{v:.6g}" for v in values))
-    return "\n".join(lines) + "\n"
-
-
 class MLflowHook(Hook):
     """Records one evaluation as one MLflow run (created even if the run fails in set-up).
 
     ``epoch_metrics`` and ``final_metrics`` add metrics of the caller's (a study's objective) to
-    each epoch's and to the final ones.
+    each epoch's and to the final ones. ``run_name`` names the run (default: the candidate's
+    name, else its description: ``tracking_format.run_name``).
     """
 
     population_safe = True  # one run per member, from its own state (losslab.training.population)
@@ -300,8 +333,11 @@ class MLflowHook(Hook):
         extra_params: Mapping[str, Any] | None = None,
         epoch_metrics: Callable[[EpochRecord], Mapping[str, float]] | None = None,
         final_metrics: Callable[[Result], Mapping[str, float]] | None = None,
+        run_name: str | None = None,
     ):
         self.tracker = tracker
+        self.run_name = run_name
+        self.shares: list[float] | None = None  # voxel share per class, from the dataset
         self.candidate = candidate
         self.config = config
         self.data_fingerprint = data_fingerprint
@@ -316,7 +352,7 @@ class MLflowHook(Hook):
         if self.run_id is None:
             tags = {"candidate.key": self.candidate.key, "status": "running", **self.tags}
             self.run_id = self.tracker.start_run(
-                self.candidate.name or self.candidate.key,
+                self.run_name or run_name("", self.candidate),
                 parent_run_id=self.parent_run_id,
                 tags=tags,
             )
@@ -344,40 +380,23 @@ class MLflowHook(Hook):
                     self.tracker.log_artifact(self.run_id, term.path(), "lossnets")
 
     def on_train_start(self, state: TrainState) -> None:
+        with contextlib.suppress(Exception):  # the table goes without its voxel share
+            self.shares = [math.nan, *state.dataset.foreground_shares()]
         self._start()
 
     def on_epoch_end(self, state: TrainState, record: EpochRecord) -> None:
-        names = state.dataset.class_names
-        metrics: dict[str, float] = {"train_loss": record.train_loss}
-        for c, name in enumerate(names):
-            metrics[f"val_dice/{name}"] = record.val_dice[c]
-            metrics[f"weight/{name}"] = record.class_weights[c]
-        foreground = [v for v in record.val_dice[1:] if not math.isnan(v)]
-        if foreground:
-            metrics["val_dice/mean"] = sum(foreground) / len(foreground)
-        for k, alpha in enumerate(record.term_weights):
-            metrics[f"term_weight/{k}"] = alpha
+        metrics = epoch_metrics(state.dataset.class_names, record)
         if self.epoch_metrics is not None:
             metrics.update(self.epoch_metrics(record))
         self.tracker.log_metrics(self._start(), metrics, step=record.epoch)
 
     def on_train_end(self, state: TrainState | None, result: Result) -> None:
         run_id = self._start()
-        metrics: dict[str, float] = {"wall_time": result.wall_time, "steps": result.steps}
-        for metric, values in result.test_metrics.items():
-            for c, name in enumerate(result.class_names):
-                metrics[f"test_{metric}/{name}"] = values[c]
-            foreground = [v for v in values[1:] if not math.isnan(v)]
-            if foreground:
-                metrics[f"test_{metric}/mean"] = sum(foreground) / len(foreground)
+        metrics = summary_metrics(result)  # per class: test_per_class.json
         if self.final_metrics is not None:
             metrics.update(self.final_metrics(result))
         self.tracker.log_metrics(run_id, metrics, step=len(result.history))
-        by_step: dict[int, dict[str, float]] = {}
-        for name, points in result.series.items():
-            for step, value in points:
-                by_step.setdefault(int(step), {})[name] = float(value)
-        for step, values in sorted(by_step.items()):
+        for step, values in series_by_step(result):
             self.tracker.log_metrics(run_id, values, step=step)
         for path, text in result.artifacts.items():
             self.tracker.log_text(run_id, text, path)
@@ -390,4 +409,15 @@ class MLflowHook(Hook):
         self.tracker.log_text(run_id, result.to_json(), "history.json")
         if result.test_metrics:
             self.tracker.log_text(run_id, per_class_csv(result), "per_class.csv")
+            table = per_class_table(result, self.shares)
+            self.tracker.log_table(run_id, table, "test_per_class.json")
+        self._log_plots(run_id, result)
         self.tracker.end_run(run_id, _STATUS.get(result.status, "FAILED"))
+
+    def _log_plots(self, run_id: str, result: Result) -> None:
+        """Per-class validation Dice, class and term weights, logit margins (``plots/``)."""
+        from losslab.plots import evaluation_plots
+
+        plots = evaluation_plots(result)  # {} when LOSSLAB_PLOTS=0
+        if plots:
+            self.tracker.log_files(run_id, plots)

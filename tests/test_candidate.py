@@ -38,9 +38,10 @@ def test_flat_params_name_every_field():
     flat = Candidate.from_loss(
         "focal", class_schedule=ScheduleSpec.of("tcf", threshold=0.9)
     ).flat_params()
-    assert flat["candidate.term0"].endswith("gamma=2")
-    assert flat["candidate.class_schedule"] == "tcf"
-    assert flat["candidate.class_schedule.threshold"] == "0.9"
+    assert flat["loss"].endswith("gamma=2") and flat["loss.gamma"] == "2"
+    assert flat["class_schedule"] == "tcf"
+    assert flat["class_schedule.threshold"] == "0.9"
+    assert flat["class_schedule.frozen_weight"] == "0.1"  # a default, logged too
 
 
 LEARNED = "lossnet:" + "ab" * 32

@@ -82,7 +82,7 @@ def test_train_with_absent_classes_ignored_records_it(tmp_path, monkeypatch, cap
     assert code == 0
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("cli").experiment_id])
-    assert run.data.params["candidate.absent_classes"] == "ignore"
+    assert run.data.params["absent_classes"] == "ignore"
 
 
 # --- options generated from DataConfig and TrainConfig (one definition) ------------------------
@@ -321,7 +321,7 @@ def test_train_takes_a_whole_candidate_from_its_json_file(tmp_path, monkeypatch,
     run = MlflowClient(uri).search_runs(
         [MlflowClient(uri).get_experiment_by_name("cli").experiment_id]
     )[0]
-    assert run.data.params["candidate.param_schedule"] == "piecewise"
+    assert run.data.params["param_schedule"] == "piecewise"
     assert run.data.params["candidate.name"] == "tversky /G replay"
 
 
@@ -359,7 +359,7 @@ def test_train_takes_a_learned_candidate_with_its_network_folder(tmp_path, monke
     assert code == 0, capsys.readouterr().err
     client = MlflowClient(uri)
     run = client.search_runs([client.get_experiment_by_name("cli").experiment_id])[0]
-    assert run.data.params["candidate.term0"] == f"lossnet:{digest}"
+    assert run.data.params["loss"] == f"lossnet:{digest}"
     listed = [a.path for a in client.list_artifacts(run.info.run_id, "lossnets")]
     assert listed == [f"lossnets/{digest}.lossnet"]
 

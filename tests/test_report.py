@@ -135,7 +135,8 @@ def test_the_mean_row_is_over_scored_foreground_classes_and_marks_the_reference(
         Console(file=out, width=120), class_table("t", names, [0.2, 0.3, 0.5], columns, "ref")
     )
     mean_line = _line_of(out.getvalue(), "mean")
-    assert " 0.500* " in mean_line and " +0.600* " in mean_line
+    assert " 0.500 " in mean_line and " +0.600 " in mean_line
+    assert "*" not in out.getvalue()  # no star: a star on every cell under 0.8 said nothing
 
 
 def test_a_table_with_no_scored_foreground_class_shows_a_dash_for_the_mean() -> None:

@@ -67,19 +67,21 @@ def test_run_holds_params_metrics_and_artifacts(uri, phantom, config, tmp_path, 
     assert row["tags.backend"] == "test"
     assert row["params.seed"] == "0"
     assert row["params.data.fingerprint"] == phantom.fingerprint
-    assert row["params.candidate.term0"].startswith("1 - (2 * vsum(p * y)")
+    assert row["params.loss.0"].startswith("1 - (2 * vsum(p * y)")
     assert row["params.candidate.key"] == Candidate.from_loss("dice_ce").key
-    assert math.isclose(
-        row["metrics.test_dice/liver"], result.test_metrics["dice"][6], rel_tol=1e-6
-    )
-    assert "metrics.test_hd95/mean" in row
+    # Per class: a table (test_per_class.json), not one single-point metric per class.
+    assert "metrics.test_dice/liver" not in row and "metrics.test_hd95/mean" in row
+    table = json.loads(mlflow.artifacts.load_text(f"runs:/{run_id}/test_per_class.json"))
+    liver = dict(zip(table["columns"], table["data"][6]))
+    assert liver["class"] == "liver"
+    assert math.isclose(liver["dice"], result.test_metrics["dice"][6], rel_tol=1e-6)
     client = MlflowClient(uri)
     history = client.get_metric_history(run_id, "val_dice/liver")
     assert [m.step for m in history] == [1, 2]
     assert [m.value for m in history] == pytest.approx([r.val_dice[6] for r in result.history])
     assert [m.value for m in client.get_metric_history(run_id, "weight/pancreas")] == [1.0, 1.0]
     artifacts = {a.path for a in client.list_artifacts(run_id)}
-    assert {"candidate.json", "history.json", "per_class.csv"} <= artifacts
+    assert {"candidate.json", "history.json", "per_class.csv", "test_per_class.json"} <= artifacts
     candidate = Candidate.from_json(mlflow.artifacts.load_text(f"runs:/{run_id}/candidate.json"))
     assert candidate == Candidate.from_loss("dice_ce")  # reproducible from what MLflow holds
 

@@ -1,9 +1,12 @@
-"""``losslab search CONFIG [--resume]``: run or continue a study and print the comparison."""
+"""``losslab search CONFIG [--resume]``: run or continue a study and print the comparison,
+the class schedules that never changed a weight, and how to look at the study (MLflow,
+optuna-dashboard)."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 import signal
 import sys
 
@@ -24,16 +27,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("config", help="study YAML (see search_spaces/quickstart.yaml)")
     parser.add_argument(
-        "--resume", action="store_true", help="continue the study; an error if it does not exist"
+        "--resume",
+        action="store_true",
+        help="continue the study; an error if it does not exist (default: start it, or "
+        "continue it when it exists)",
     )
-    parser.add_argument("--trials", type=int, help="override budget.trials (whole study)")
-    parser.add_argument("--minutes", type=float, help="override budget.minutes (this invocation)")
+    parser.add_argument(
+        "--trials",
+        type=int,
+        help="override budget.trials, counted over the whole study (default: the config's)",
+    )
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        help="override budget.minutes, for this invocation (default: the config's)",
+    )
     parser.add_argument(
         "--storage",
-        help="study storage: an Optuna storage URL or journal:PATH (overrides the config)",
+        help="study storage: an Optuna storage URL or journal:PATH (default: the config's "
+        "storage:, else the journal file optuna-studies.log beside a local MLflow store)",
     )
-    parser.add_argument("--tracking-uri", help="MLflow URI (overrides the config)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--tracking-uri",
+        help="MLflow URI (default: the config's tracking_uri:, else $MLFLOW_TRACKING_URI, else "
+        "sqlite:///mlflow.db)",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bars (default: show them)"
+    )
     add_lossnets_option(parser)
     parser.set_defaults(func=run)
 
@@ -50,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from losslab.report import print_table
     from losslab.search.study import run_study
     from losslab.search.study_config import Budget, load_study
-    from losslab.search.summary import best_table, class_dice_table
+    from losslab.search.summary import best_table, class_dice_table, schedule_warnings
     from losslab.tracking import check_tracking_uri
 
     errors = Console(stderr=True)
@@ -94,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
     per_class = class_dice_table(outcome)
     if per_class is not None:
         print_table(console, per_class)
+    for line in schedule_warnings(outcome):
+        console.print(line, highlight=False)
     counts = outcome.counts()
     console.print(
         f"{len(outcome.records)} trials in the study ({counts['ok']} ok, {counts['pruned']} "
@@ -109,8 +132,21 @@ def run(args: argparse.Namespace) -> int:
     if outcome.reclaimed:
         console.print(f"Re-queued trials of stopped workers: {outcome.reclaimed}")
     console.print(f"Study storage: {outcome.storage_url}", soft_wrap=True)
+    dashboard = escape(dashboard_command(outcome.storage_url))
+    console.print(f"Optuna dashboard: {dashboard}", soft_wrap=True, highlight=False)
     console.print(
         f"MLflow parent run {outcome.parent_run_id}; open it with: {outcome.tracker.ui_command()}",
         soft_wrap=True,
     )
     return 0
+
+
+def dashboard_command(storage_url: str) -> str:
+    """The optuna-dashboard command that serves the study store at ``storage_url``: a journal
+    file needs ``--storage-class JournalFileStorage``, a database is given by its URL."""
+    from losslab.search.storage import journal_path
+
+    path = journal_path(storage_url)
+    if path is not None:
+        return f"optuna-dashboard --storage-class JournalFileStorage {shlex.quote(path)}"
+    return f"optuna-dashboard {shlex.quote(storage_url)}"

@@ -33,6 +33,7 @@ from losslab.search.fidelity import Fidelity
 from losslab.search.objective import Objective
 from losslab.search.workers import worker_id
 from losslab.tracking import MLflowHook, Tracker
+from losslab.tracking_format import run_name
 from losslab.training import Hook, PopulationTrainer, Result, TrainConfig, Trainer
 from losslab.training.population import DEFAULT_MAX_SIZE, population_safe
 
@@ -289,7 +290,14 @@ class Evaluator:
         """The item's hooks and, last, its MLflow hook (``None`` without a tracker)."""
         overrides = dict(item.overrides or {})
         mlflow_hook = self._mlflow_hook(
-            item.candidate, config, key, overrides, item.tags, item.on_run, item.variant
+            item.candidate,
+            config,
+            key,
+            overrides,
+            item.tags,
+            item.on_run,
+            item.variant,
+            item.origin,
         )
         return [*item.hooks, *([mlflow_hook] if mlflow_hook else [])], mlflow_hook
 
@@ -353,7 +361,10 @@ class Evaluator:
         tags: Mapping[str, str] | None,
         on_run: Callable[[str], None] | None,
         variant: Mapping[str, Any] | None = None,
+        origin: str = "",
     ) -> MLflowHook | None:
+        """The run of one evaluation, named by its origin and candidate (``trial 4`` ->
+        ``trial-004 tversky(alpha=0.283)``, ``baseline X`` -> ``baseline X``: ``run_name``)."""
         if self.tracker is None:
             return None
         objective = self.objective
@@ -383,6 +394,7 @@ class Evaluator:
             },
             epoch_metrics=lambda record: {"objective": objective.of_epoch(record)},
             final_metrics=final,
+            run_name=run_name(origin, candidate, overrides),
         )
         hook.on_run = on_run
         return hook

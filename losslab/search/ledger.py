@@ -144,6 +144,11 @@ class StudyStore(ABC):
         worker's seed: ``seed`` for the first worker of a fresh study, a derived one for the
         others, so that workers starting together do not propose the same candidates."""
 
+    def load(self) -> None:
+        """Open an existing study only to read it: nothing written, no worker registered
+        (``ValueError`` when there is no such study)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be opened to read")
+
     @property
     @abstractmethod
     def cache(self) -> EvaluationCache:
@@ -250,11 +255,17 @@ def open_store(
     fingerprint: str,
     source: str = "",
     workers: WorkerSettings | None = None,
+    metric_name: str = "objective",
 ) -> StudyStore:
     """The study store at ``url`` (an Optuna storage URL or ``journal:PATH``; see
     ``storage.py``); not opened yet."""
     from losslab.search.store import OptunaStudyStore
 
     return OptunaStudyStore(
-        url, study_name=study_name, fingerprint=fingerprint, source=source, workers=workers
+        url,
+        study_name=study_name,
+        fingerprint=fingerprint,
+        source=source,
+        workers=workers,
+        metric_name=metric_name,
     )

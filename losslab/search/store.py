@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import math
 import time
+import warnings
 from typing import Any
 
 import optuna
@@ -81,8 +82,10 @@ class OptunaStudyStore(StudyStore):
         fingerprint: str,
         source: str = "",
         workers: WorkerSettings | None = None,
+        metric_name: str = "objective",
     ):
         self.url, self.study_name = url, study_name
+        self.metric_name = metric_name  # the objective's name in optuna-dashboard
         self.fingerprint, self.source = fingerprint, source
         self.workers = workers or WorkerSettings()
         self.stale_after = self.workers.stale_after
@@ -103,6 +106,10 @@ class OptunaStudyStore(StudyStore):
         study = optuna.create_study(
             study_name=self.study_name, storage=storage, direction="maximize", load_if_exists=True
         )
+        with warnings.catch_warnings():  # set_metric_names is experimental in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            if study.metric_names != [self.metric_name]:
+                study.set_metric_names([self.metric_name])
         known = study.user_attrs.get("losslab.fingerprint")
         if known is None:
             study.set_user_attr("losslab.fingerprint", self.fingerprint)
@@ -120,6 +127,33 @@ class OptunaStudyStore(StudyStore):
         worker_seed = self._worker_seed(study, seed)
         study.sampler = optuna.samplers.RandomSampler(seed=worker_seed)
         return worker_seed
+
+    def load(self) -> None:
+        """Open an existing study to read it (``losslab show``, ``report``): nothing is written,
+        no worker registered, nothing reclaimed.
+
+        Raises:
+            ValueError: no study of this name in the storage (the message lists those there),
+                or one with another configuration (``StudyMismatch``).
+        """
+        storage = open_storage(self.url, retry_seconds=self.workers.retry_seconds)
+        names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+        if self.study_name not in names:
+            there = ", ".join(names) if names else "none"
+            raise ValueError(
+                f"no study '{self.study_name}' in the storage {self.url} (studies there: {there})"
+            )
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.load_study(study_name=self.study_name, storage=storage)
+        known = study.user_attrs.get("losslab.fingerprint")
+        if known is not None and known != self.fingerprint:
+            raise StudyMismatch(
+                f"the storage {self.url} holds a study '{self.study_name}' with a different "
+                "configuration (space, data, training, fidelity, objective, backend or seed) "
+                "than the file given"
+            )
+        self.study, self.storage = study, storage
+        self.claims = self._claims(study, storage)
 
     def _worker_seed(self, study: optuna.Study, seed: int) -> int:
         """Each worker registers itself (``losslab.worker.<host:pid>`` = time): the earliest,

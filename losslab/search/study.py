@@ -40,7 +40,8 @@ from losslab.search.study_checks import check_loaded_data, check_study
 from losslab.search.study_config import StudyConfig
 from losslab.search.study_console import describe, stop_line
 from losslab.search.study_outcome import StudyOutcome
-from losslab.search.study_runs import close_stale_runs, parent_run, tag_best
+from losslab.search.study_plots import study_plots
+from losslab.search.study_runs import close_stale_runs, describe_study, parent_run, tag_best
 from losslab.tracking import Tracker
 from losslab.training import Hook, Trainer
 
@@ -92,6 +93,7 @@ class Study(BatchRunner):
             fingerprint=config.fingerprint,
             source=config.source,
             workers=config.workers,
+            metric_name=f"val {config.objective.describe()}",
         )
         seed = store.open(resume=resume, seed=config.seed)
         self.store = store
@@ -306,6 +308,10 @@ class Study(BatchRunner):
         best = outcome.best(1)
         tracker, parent = outcome.tracker, outcome.parent_run_id
         tag_best(tracker, parent, best[0] if best else None, step=len(outcome.records))
+        describe_study(outcome)  # the parent run's markdown description, best_candidate.json
+        plots = study_plots(outcome.records, f"val {outcome.config.objective.describe()}")
+        if plots:
+            tracker.log_files(parent, {f"plots/{name}": png for name, png in plots.items()})
         counts = outcome.counts()
         tracker.log_metrics(parent, {f"trials_{k}": v for k, v in counts.items()}, step=0)
         self.backend.close()  # before the parent run ends: a backend may log its last figures

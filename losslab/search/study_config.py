@@ -13,6 +13,8 @@
     storage: null                      # any Optuna storage URL; default: a journal file
     experiment: losslab-quickstart
     workers: {stale_after: 300, heartbeat: 60, retry_minutes: 2}  # workers sharing the study
+    final: {epochs: 40, steps_per_epoch: 30}   # losslab compare's fidelity (or named ones:
+                                               # final: {long: {epochs: 40}, short: {...}})
     optuna: {sampler: {name: tpe}, pruner: {name: hyperband, min_resource: 1}}  # the backend's
     baselines: [{loss: dice}, {name: dice+cbs, loss: dice, class_schedule: cbs}]
     space: {loss: ..., class_schedule: ..., term_schedule: ..., train: ...}   # see space.py
@@ -37,6 +39,7 @@ from losslab.config import (
     check_at_most,
     check_schedule,
     parse_candidate,
+    parse_yaml_mapping,
     read_yaml_mapping,
 )
 from losslab.data import DataConfig
@@ -73,6 +76,7 @@ _KEYS = {
     "space",
     "top",
     "workers",
+    "final",
 }
 _SPACE_KEYS = {"loss", "class_schedule", "term_schedule", "train"}
 
@@ -122,6 +126,7 @@ class StudyConfig:
     baselines: tuple[Candidate, ...] = ()
     top: int = 3
     workers: WorkerSettings = field(default_factory=WorkerSettings)
+    final: dict[str, Fidelity] = field(default_factory=dict)  # losslab compare's fidelities
     path: str = ""
     source: str = ""
 
@@ -144,6 +149,24 @@ class StudyConfig:
         }
         text = json.dumps(kept, sort_keys=True, default=repr)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def final_fidelity(self, name: str | None = None) -> tuple[str, Fidelity]:
+        """The fidelity ``losslab compare`` trains at: ``name`` (one of ``final:``'s, or
+        ``search``: the study's own, or ``full``: the ``train:`` section with no cut), by
+        default the first of ``final:``, else ``full``.
+
+        Raises:
+            ValueError: an unknown name (the message lists the known ones).
+        """
+        known = {**self.final, "search": self.fidelity, "full": Fidelity()}
+        if name is None:
+            name = next(iter(self.final), "full")
+        if name not in known:
+            raise ValueError(
+                f"fidelity {name!r} is not defined by the study {self.name!r}; known: "
+                f"{', '.join(known)} (define more under 'final:' in {self.path or 'the file'})"
+            )
+        return name, known[name]
 
     def run_params(self, storage_url: str) -> dict[str, Any]:
         """What the study's MLflow parent run records as parameters."""
@@ -278,8 +301,26 @@ def parse_space(raw: Any, structural: frozenset[str] = frozenset()) -> SearchSpa
     return space
 
 
-def load_study(path: str | Path) -> StudyConfig:
-    """Read and validate a study YAML file.
+def _finals(raw: Any, where: str) -> dict[str, Fidelity]:
+    """``final:``: one fidelity (named ``final``) or a mapping of names to fidelities."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping) or not raw:
+        raise ConfigError(where, f"a fidelity mapping such as {{epochs: 40}}, got {raw!r}")
+    named = all(isinstance(v, Mapping) for v in raw.values())
+    items = raw.items() if named else [("final", raw)]
+    finals = {}
+    for name, body in items:
+        if name in ("search", "full") or not isinstance(name, str):
+            raise ConfigError(f"{where}.{name}", "'search' and 'full' are reserved names")
+        at = f"{where}.{name}" if named else where
+        finals[name] = _typed(body, Fidelity.from_dict, at)
+    return finals
+
+
+def load_study(path: str | Path, *, text: str | None = None) -> StudyConfig:
+    """Read and validate a study YAML file (or ``text``, the file's content as a study's store
+    keeps it, ``path`` then naming where it came from).
 
     Raises:
         ConfigError: ``file: key.path: problem`` for malformed YAML, an unknown key, a bad value,
@@ -287,7 +328,7 @@ def load_study(path: str | Path) -> StudyConfig:
             maximum, or a value that does not fit the data (see ``study_checks``).
     """
     path = Path(path)
-    source, raw = read_yaml_mapping(path)
+    source, raw = read_yaml_mapping(path) if text is None else parse_yaml_mapping(text, path)
     where = f"{path}: "
     backends = backend_names()
     unknown = sorted(set(raw) - _KEYS - set(backends))
@@ -358,6 +399,7 @@ def load_study(path: str | Path) -> StudyConfig:
             lambda r: from_mapping(WorkerSettings, r, "workers"),
             where + "workers",
         ),
+        final=_finals(raw.get("final"), where + "final"),
         path=str(path),
         source=source,
     )

@@ -1,26 +1,35 @@
-"""The end of a study: its best candidates against the baselines, as tables and CSV."""
+"""The end of a study: its best candidates against the baselines, as console tables, as the
+markdown description of the study's MLflow parent run, and warnings about schedules that never
+changed a weight."""
 
 from __future__ import annotations
 
 import math
-import re
 
 from rich.table import Table
 
-from losslab.losses.learned_term import is_learned
-from losslab.report import STAR_BELOW, class_table
-from losslab.search.study import StudyOutcome
+from losslab.report import class_table, split_title, unchanged_schedule_warnings
+from losslab.search.study_outcome import StudyOutcome
 
-__all__ = ["best_table", "class_dice_table", "summary_rows"]
+__all__ = [
+    "best_table",
+    "class_dice_table",
+    "markdown_summary",
+    "schedule_warnings",
+    "summary_rows",
+]
 
 
 def _fmt(value: float) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.3f}"
 
 
-def _row(name: str, role: str, value: float, result, candidate, run_id, objective) -> dict:
+def _row(
+    name: str, role: str, value: float, result, candidate, run_id, objective, overrides=None
+) -> dict:
     usable = result is not None and result.ok
     return {
+        "overrides": dict(overrides or {}),
         "name": name,
         "role": role,
         "objective": value,
@@ -44,6 +53,7 @@ def summary_rows(outcome: StudyOutcome) -> list[dict]:
             r.candidate,
             r.run_id,
             objective,
+            r.overrides,
         )
         for r in outcome.best(outcome.config.top)
     ]
@@ -59,6 +69,7 @@ def summary_rows(outcome: StudyOutcome) -> list[dict]:
                 evaluation.candidate,
                 evaluation.run_id,
                 objective,
+                evaluation.overrides,
             )
         )
     return sorted(
@@ -66,49 +77,9 @@ def summary_rows(outcome: StudyOutcome) -> list[dict]:
     )
 
 
-def _short_numbers(text: str) -> str:
-    """``gamma=2.6096718162507537`` -> ``gamma=2.61`` (display only; MLflow keeps all digits)."""
-    return re.sub(r"\d+\.\d{4,}(?:e[-+]?\d+)?", lambda m: f"{float(m.group()):.3g}", text)
-
-
-def _term_text(term: object) -> str:
-    """A term as printed, a learned network's 64-digit hash cut to 12 (display only)."""
-    text = str(term)
-    return f"{text[:20]}..." if is_learned(term) else text
-
-
 def _describe_candidate(row: dict) -> str:
-    candidate = row["candidate"]
-    parts = [_short_numbers(" + ".join(map(_term_text, candidate.terms)))]
-    if len(candidate.terms) > 1:
-        parts.append("alpha=" + ",".join(f"{a:.3g}" for a in candidate.term_weights))
-    for spec in (candidate.class_schedule, candidate.term_schedule):
-        if spec.name not in ("uniform", "static") or spec.params:
-            params = ", ".join(
-                f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in spec.params
-            )
-            parts.append(f"{spec.name}({params})")
-    if candidate.param_schedule is not None:
-        parts.append(_describe_param_schedule(candidate))
-    return "; ".join(parts)
-
-
-def _describe_param_schedule(candidate) -> str:
-    """``beta 0.7 -> 0.875 (3 changes)``: where a replayed parameter trajectory starts and ends."""
-    values = dict(candidate.param_schedule.params).get("values", {})
-    start = candidate.loss_parameters()
-    moves = []
-    for address, series in values.items():
-        before = [start.get(address, series[0]), *series[:-1]]
-        changes = sum(a != b for a, b in zip(before, series))
-        if changes:
-            plural = "s" * (changes != 1)
-            moves.append(
-                f"{address} {before[0]:.3g} -> {series[-1]:.3g} ({changes} change{plural})"
-            )
-        else:
-            moves.append(f"{address} {before[0]:.3g} (unchanged)")
-    return f"{candidate.param_schedule.name}: " + ", ".join(moves)
+    """What a row's candidate is (``Candidate.describe``: the same text as its run's name)."""
+    return row["candidate"].describe(row["overrides"])
 
 
 def best_table(outcome: StudyOutcome) -> Table:
@@ -148,8 +119,8 @@ def best_table(outcome: StudyOutcome) -> Table:
 
 
 def class_dice_table(outcome: StudyOutcome) -> Table | None:
-    """Test Dice per class of the best trials and the baselines (Table 1 layout); the
-    reference for the ``+`` marks is the first baseline."""
+    """Test Dice per class of the best trials and the baselines (Table 1 layout), one seed
+    each, so with no marks (intervals and marks come with ``losslab compare``)."""
     rows = [r for r in summary_rows(outcome) if r["class_dice"]]
     if not rows:
         return None
@@ -157,7 +128,75 @@ def class_dice_table(outcome: StudyOutcome) -> Table | None:
     for row in rows:
         label = row["name"] if row["role"] == "baseline" else f"{row['name']} (#{row['role'][6:]})"
         columns[label] = row["class_dice"]
-    reference = next((label for label, r in zip(columns, rows) if r["role"] == "baseline"), None)
     shares = outcome.dataset.foreground_shares()
-    title = f"Test Dice per class (reference: {reference or '-'}; * < {STAR_BELOW})"
-    return class_table(title, outcome.dataset.class_names, shares, columns, reference)
+    title = split_title("Test Dice per class", outcome.dataset, seeds=1)
+    return class_table(title, outcome.dataset.class_names, shares, columns)
+
+
+def schedule_warnings(outcome: StudyOutcome) -> list[str]:
+    """A line per class schedule that never changed a weight in the study's ok evaluations
+    (``report.unchanged_schedule_warnings``)."""
+    items = [(e.candidate.name, e.candidate, e.result) for e in outcome.baselines]
+    for record in outcome.records:
+        result = outcome.results.get(record.eval_key)
+        if record.candidate is not None and result is not None:
+            items.append((f"trial {record.number}", record.candidate, result))
+    return unchanged_schedule_warnings(items)
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_summary(outcome: StudyOutcome, limit: int = 5000) -> str:
+    """The study in markdown (the MLflow parent run's description): name, backend, objective,
+    fidelity, data and budget used, then the best trials and the baselines as a table, the
+    best marked ★ (definitions shortened, then rows dropped from the end, to stay within
+    ``limit`` characters: the tag's limit in :meth:`Tracker.set_tags`)."""
+    config, dataset = outcome.config, outcome.dataset
+    counts = outcome.counts()
+    splits = " / ".join(f"{k} {len(v)}" for k, v in dataset.splits.items())
+    budget = f"{len(outcome.records)} trials"
+    if config.budget.trials is not None:
+        budget += f" of {config.budget.trials}"
+    if config.budget.minutes is not None:
+        budget += f" ({config.budget.minutes:g} minutes per invocation)"
+    head = [
+        f"**Study {_cell(config.name)}**: backend `{config.backend}`, objective "
+        f"{_cell(config.objective.describe())} on the validation split",
+        "",
+        f"- fidelity: {_cell(config.fidelity.describe())}",
+        f"- data: {_cell(dataset.name)}, {len(dataset.case_ids)} cases ({splits})",
+        f"- budget: {budget}: {counts['ok']} ok, {counts['pruned']} pruned, "
+        f"{counts['failed']} failed, {counts['cached']} from the cache",
+        "",
+        "| candidate | role | val objective | test objective | test mean Dice | definition |",
+        "|---|---|--:|--:|--:|---|",
+    ]
+    best = outcome.best(1)
+    best_run = best[0].run_id if best else None
+    rows = []
+    for row in summary_rows(outcome):
+        mark = " ★" if row["role"] != "baseline" and row["run_id"] == best_run else ""
+        cells = [
+            _cell(row["name"]) + mark,
+            row["role"],
+            _fmt(row["objective"]),
+            _fmt(row["test_objective"]),
+            _fmt(row["test_dice"]),
+            _cell(_describe_candidate(row)),
+        ]
+        rows.append(cells)
+    for width in (None, 120, 60):
+        for cells in rows:
+            if width is not None and len(cells[5]) > width:
+                cells[5] = cells[5][: width - 3] + "..."
+        kept = list(rows)
+        while kept and len("\n".join(head + ["| " + " | ".join(c) + " |" for c in kept])) > limit:
+            kept.pop()
+        if len(kept) == len(rows):
+            break
+    lines = head + ["| " + " | ".join(c) + " |" for c in kept]
+    if len(kept) < len(rows):
+        lines.append(f"\n({len(rows) - len(kept)} more rows in the study's console table)")
+    return "\n".join(lines)[:limit]

@@ -4,13 +4,61 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import torch
 from monai.inferers import sliding_window_inference
 
 from losslab.training.metrics import confusion_matrix, hd95_per_class, overlap_metrics
 
-__all__ = ["evaluate_split"]
+__all__ = ["LOGIT_EDGES", "SplitDetails", "evaluate_split"]
+
+LOGIT_EDGES = torch.linspace(-20.0, 20.0, 81)  # margins beyond +-20 land in the end bins
+
+
+@dataclass
+class SplitDetails:
+    """What :func:`evaluate_split` can collect besides the means: the per-case values (paired
+    comparisons pair by case) and, per foreground class, histograms of its logit margin (its
+    logit minus the largest other one; > 0 where it is predicted) at its own voxels
+    (``foreground``) and at all others (``background``), as in Li et al.'s analysis of under-
+    and over-segmentation."""
+
+    per_case: dict[str, list[list[float]]] = field(default_factory=dict)
+    foreground: torch.Tensor | None = None  # [C, bins] counts (row 0 unused)
+    background: torch.Tensor | None = None
+
+    def add_logits(self, logits: torch.Tensor, label: torch.Tensor) -> None:
+        """Accumulate the margin histograms of one case (``logits`` ``[C, D, H, W]``)."""
+        logits = logits.float()
+        classes = logits.shape[0]
+        bins = len(LOGIT_EDGES) - 1
+        if self.foreground is None:
+            self.foreground = torch.zeros(classes, bins, dtype=torch.float64)
+            self.background = torch.zeros(classes, bins, dtype=torch.float64)
+        top2 = logits.topk(min(2, classes), dim=0).values
+        edges = LOGIT_EDGES.to(logits.device)
+        for c in range(1, classes):
+            best_other = torch.where(logits[c] >= top2[0], top2[-1], top2[0])
+            margin = (logits[c] - best_other).clamp(edges[0], edges[-1])
+            index = torch.bucketize(margin, edges[1:-1]).flatten()
+            own = (label == c).flatten()
+            self.foreground[c] += torch.bincount(index[own], minlength=bins).double().cpu()
+            self.background[c] += torch.bincount(index[~own], minlength=bins).double().cpu()
+
+    def histograms(self, class_names: Sequence[str]) -> dict[str, dict[str, list[float]]]:
+        """``Result.logit_hist``: class name -> edges and the two histograms."""
+        if self.foreground is None:
+            return {}
+        edges = LOGIT_EDGES.tolist()
+        return {
+            class_names[c]: {
+                "edges": edges,
+                "foreground": self.foreground[c].tolist(),
+                "background": self.background[c].tolist(),
+            }
+            for c in range(1, len(class_names))
+        }
 
 
 def _pad_value(image: torch.Tensor, patch_size: tuple[int, int, int]) -> float:
@@ -47,6 +95,7 @@ def evaluate_split(
     amp_dtype: torch.dtype | None = None,
     metrics: tuple[str, ...] = ("dice",),
     spacing: Sequence[float] | Sequence[Sequence[float]] | None = None,
+    details: SplitDetails | None = None,
 ) -> dict[str, list[float]]:
     """Per-class metrics averaged over cases, a class absent from a case excluded from it.
 
@@ -61,6 +110,7 @@ def evaluate_split(
         metrics: any of ``dice``, ``iou``, ``sensitivity``, ``precision``, ``hd95``.
         spacing: voxel size in mm for HD95: one per case (a list of triples), or one for all
             cases, or None (1 mm).
+        details: when given, filled with the per-case values and the logit-margin histograms.
 
     Returns:
         metric -> ``[C]`` floats (NaN for a class absent from every case).
@@ -84,6 +134,8 @@ def evaluate_split(
                     cval=_pad_value(image, patch_size),
                 )
             pred = logits.argmax(1)[0]
+            if details is not None:
+                details.add_logits(logits[0], label)
             overlap_values = overlap_metrics(confusion_matrix(pred, label, num_classes))
             for metric in metrics:
                 if metric == "hd95":
@@ -93,6 +145,11 @@ def evaluate_split(
     finally:
         model.train(was_training)
     out = {}
+    if details is not None:
+        details.per_case = {
+            m: [v.tolist() if torch.is_tensor(v) else list(v) for v in values]
+            for m, values in per_case.items()
+        }
     for metric, values in per_case.items():
         if values:
             out[metric] = torch.stack(values).nanmean(0).tolist()

@@ -139,7 +139,7 @@ class Population:
             self.drop()
         for member in list(self.live):
             try:
-                member.result.test_metrics = member.trainer()._test(member.state)
+                member.trainer().test(member.state, member.result)
             except OutOfMemory:
                 raise
             except Exception as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from losslab.classwise import foreground_mean as _foreground_mean
@@ -41,6 +41,12 @@ class Result:
             name -> ``[[step, value], ...]``, logged as MLflow metrics at those steps.
         artifacts: text files a hook adds (file name -> content), logged as MLflow artifacts.
         tags: short facts a hook adds (``greedy.mode``), logged as MLflow tags.
+        test_cases: metric -> one ``[C]`` list per test case (NaN: class absent from the case),
+            the values ``test_metrics`` averages; ``test_case_ids`` names the cases.
+        logit_hist: class name -> ``{"edges": [E+1], "foreground": [E], "background": [E]}``,
+            histograms over the test split of the class's logit margin (its logit minus the
+            largest other logit; > 0 where the class is predicted) at the voxels of the class
+            (foreground) and at all other voxels (background); foreground classes only.
     """
 
     status: str
@@ -55,6 +61,9 @@ class Result:
     series: dict[str, list[list[float]]] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    test_cases: dict[str, list[list[float]]] = field(default_factory=dict)
+    test_case_ids: list[str] = field(default_factory=list)
+    logit_hist: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -80,4 +89,5 @@ class Result:
     def from_dict(cls, data: dict[str, Any]) -> Result:
         data = dict(data)
         data["history"] = [EpochRecord(**r) for r in data.get("history", [])]
-        return cls(**data)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

@@ -35,7 +35,7 @@ from losslab.schedules import (
 from losslab.training.config import TrainConfig, resolve_device
 from losslab.training.determinism import TorchFlags, configure_determinism
 from losslab.training.hooks import Hook, StopTraining
-from losslab.training.inference import evaluate_split
+from losslab.training.inference import SplitDetails, evaluate_split
 from losslab.training.result import EpochRecord, Result
 from losslab.training.state import TrainState
 from losslab.training.validation import choose_validation_patches, evaluate_patches
@@ -161,7 +161,7 @@ class Trainer:
                 state.class_weights = weights.to(state.device, torch.float32)
                 for hook in self.hooks:
                     hook.on_epoch_end(state, record)
-            result.test_metrics = self._test(state)
+            self.test(state, result)
             result.status = "ok"
         except StopTraining as stop:
             result.status, result.reason = "pruned", str(stop) or "pruned"
@@ -355,7 +355,11 @@ class Trainer:
         )[metric]
 
     def _scores(
-        self, state: TrainState, split: str, metrics: tuple[str, ...]
+        self,
+        state: TrainState,
+        split: str,
+        metrics: tuple[str, ...],
+        details: SplitDetails | None = None,
     ) -> dict[str, list[float]]:
         indices = state.dataset.splits[split]
         return evaluate_split(
@@ -369,13 +373,21 @@ class Trainer:
             amp_dtype=state.amp_dtype,
             metrics=metrics,
             spacing=[state.dataset.spacings[i] for i in indices],
+            details=details,
         )
 
-    def _test(self, state: TrainState) -> dict[str, list[float]]:
+    def test(self, state: TrainState, result: Result) -> None:
+        """Score the test split into ``result``: per-class means, per-case values, case ids and
+        the logit-margin histograms."""
         metrics = ("dice", "iou", "sensitivity", "precision") + (
             ("hd95",) if self.config.hd95 else ()
         )
-        return self._scores(state, "test", metrics)
+        details = SplitDetails()
+        result.test_metrics = self._scores(state, "test", metrics, details)
+        result.test_cases = details.per_case
+        dataset = state.dataset
+        result.test_case_ids = [dataset.case_ids[i] for i in dataset.splits["test"]]
+        result.logit_hist = details.histograms(dataset.class_names)
 
 
 def train(

@@ -75,7 +75,7 @@ def test_a_candidate_with_a_schedule_round_trips_and_others_keep_their_keys():
     assert Candidate.from_json(scheduled.to_json()) == scheduled
     assert scheduled.key != plain.key and Candidate.from_loss("tversky").key == key_before
     assert "param_schedule" not in plain.to_dict()
-    assert scheduled.flat_params()["candidate.param_schedule"] == "piecewise"
+    assert scheduled.flat_params()["param_schedule"] == "piecewise"
 
 
 @pytest.mark.parametrize(

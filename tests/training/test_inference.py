@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from losslab.data import PatchSampler, SegmentationDataset
@@ -85,3 +86,45 @@ def test_hd95_uses_each_case_its_own_spacing():
         spacing=(3.0, 1.0, 1.0),
     )
     assert math.isclose(single["hd95"][1], per_case[1], rel_tol=1e-9)
+
+
+def test_details_hold_the_per_case_values_and_the_logit_margin_histograms():
+    """The per-case values are those the means average; the Oracle's one-hot logits put every
+    voxel of class c at margin +1 and every other voxel at margin -1 (or 0 where the Oracle
+    predicts c for a voxel that is not c)."""
+    from losslab.training.inference import LOGIT_EDGES, SplitDetails
+
+    target = torch.zeros(8, 8, 8, dtype=torch.long)
+    target[2:5, 2:5, 2:5] = 1
+    target[6:, 6:, 6:] = 2
+    wrong = target.clone()
+    wrong[2, 2, 2] = 0  # one voxel of class 1 predicted as background in the second case
+    details = SplitDetails()
+    out = evaluate_split(
+        Oracle(3),
+        [target[None].float(), wrong[None].float()],
+        [target, target],
+        3,
+        patch_size=(8, 8, 8),
+        metrics=("dice", "sensitivity"),
+        details=details,
+    )
+    assert len(details.per_case["dice"]) == 2
+    assert details.per_case["dice"][0][1] == 1.0
+    assert details.per_case["dice"][1][1] < 1.0
+    for metric in ("dice", "sensitivity"):
+        mean = [sum(col) / 2 for col in zip(*details.per_case[metric])]
+        assert mean == pytest.approx(out[metric])
+    hist = details.histograms(["background", "a", "b"])
+    assert set(hist) == {"a", "b"}
+    edges = hist["a"]["edges"]
+    assert edges == LOGIT_EDGES.tolist()
+
+    def count_at(values: list[float], margin: float) -> float:
+        return values[int(torch.bucketize(torch.tensor(margin), LOGIT_EDGES[1:-1]))]
+
+    fg, bg = hist["a"]["foreground"], hist["a"]["background"]
+    assert sum(fg) == 2 * 27 and sum(bg) == 2 * (512 - 27)
+    assert count_at(fg, 1.0) == 2 * 27 - 1  # all of class a's voxels are predicted a ...
+    assert count_at(fg, -1.0) == 1  # ... but the one the second case misses (margin -1)
+    assert count_at(bg, -1.0) == sum(bg)  # no other voxel is predicted a

@@ -72,7 +72,7 @@ def test_a_learned_candidate_trains_and_logs_its_network(
     assert listed == [f"lossnets/{digest}.lossnet"]
     copy = tracker.client.download_artifacts(run_id, listed[0], str(tmp_path / "copy"))
     assert Path(copy).read_bytes() == path.read_bytes()
-    assert tracker.client.get_run(run_id).data.params["candidate.term0"] == f"lossnet:{digest}"
+    assert tracker.client.get_run(run_id).data.params["loss"] == f"lossnet:{digest}"
 
 
 def test_a_missing_network_fails_the_run_naming_it(phantom, small, tracking_uri):

@@ -1,0 +1,235 @@
+"""``losslab compare``, ``losslab report`` and ``losslab show``: a finished study, looked at again.
+
+A study is named by its YAML file or by its name in a storage (``--storage``; default: the
+journal beside the local MLflow store). Bad input (no such study, ``--top`` larger than the
+finished trials, ``--seeds`` < 1, a study whose trials all failed) is a message naming it and
+exit code 2, before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["register"]
+
+
+def _study_options(parser: argparse.ArgumentParser, many: bool = False) -> None:
+    parser.add_argument(
+        "study",
+        nargs="+" if many else None,
+        help="study YAML file, or a study's name in --storage",
+    )
+    parser.add_argument(
+        "--storage",
+        help="study storage: an Optuna storage URL or journal:PATH (default: the study file's, "
+        "else the journal beside the local MLflow store)",
+    )
+    parser.add_argument("--tracking-uri", help="MLflow URI (default: the study file's)")
+
+
+def _compare_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--top",
+        type=int,
+        help="best trials per study to compare (default: the study file's 'top', 3)",
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=5, help="seeds per candidate and baseline (default: 5)"
+    )
+    parser.add_argument(
+        "--fidelity",
+        help="a fidelity named under 'final:' in the study file, or 'search' (the study's own) "
+        "or 'full' (the train: section); default: the first under 'final:', else 'full'",
+    )
+    parser.add_argument(
+        "--reference",
+        help="the baseline the per-class marks compare with (default: the first baseline)",
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    compare = subparsers.add_parser(
+        "compare",
+        help="retrain a study's best candidates and its baselines over seeds; intervals, tests",
+        description=(
+            "Train the best candidates of finished studies and the study's baselines again at "
+            "the final fidelity (the study file's 'final:'), over several seeds, and compare "
+            "them per class: means with 95%% bootstrap intervals, Wilcoxon signed-rank tests "
+            "against each baseline over (seed, case) pairs, Holm-corrected across classes, and "
+            "Spearman's rank correlation of the search's objective with the final one. Nothing "
+            "is trained twice: a stopped comparison continues when rerun."
+        ),
+    )
+    _study_options(compare, many=True)
+    _compare_options(compare)
+    compare.add_argument("--no-progress", action="store_true", help="no progress bars")
+    compare.set_defaults(func=run_compare)
+
+    report = subparsers.add_parser(
+        "report",
+        help="write one self-contained HTML page of a study and its comparison",
+        description=(
+            "Write an HTML page (plots embedded, no other files) with the study's settings, its "
+            "best trials against the baselines, its plots, the comparison of 'losslab compare' "
+            "(if it has run; nothing is trained here) and links to the MLflow runs."
+        ),
+    )
+    _study_options(report)
+    _compare_options(report)
+    report.add_argument(
+        "--out", default="report.html", help="the page to write (default: %(default)s)"
+    )
+    report.set_defaults(func=run_report)
+
+    show = subparsers.add_parser(
+        "show",
+        help="print a study's final tables again, from its stores",
+        description="Print the tables a study ended with, from its stores (nothing is trained).",
+    )
+    _study_options(show)
+    show.set_defaults(func=run_show)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
+def _error(text: str) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+
+    Console(stderr=True).print(f"[red]error:[/] {escape(text)}", highlight=False)
+    return 2
+
+
+def _open(specs: list[str], args: argparse.Namespace):
+    from losslab.search.finished import open_finished, resolve_study
+
+    return [
+        open_finished(resolve_study(spec, storage=args.storage, tracking_uri=args.tracking_uri))
+        for spec in specs
+    ]
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
+    from losslab.config import ConfigError
+    from losslab.search.compare_log import log_comparison
+    from losslab.search.compare_tables import comparison_tables, rank_line, to_rich
+    from losslab.search.comparison import check_request, run_comparison
+    from losslab.search.comparison_stats import compute_stats
+    from losslab.tables import print_table
+
+    try:
+        studies = _open(args.study, args)
+        check_request(
+            studies,
+            fidelity=args.fidelity,
+            top=args.top,
+            seeds=args.seeds,
+            reference=args.reference,
+        )
+    except (ConfigError, ValueError) as exc:
+        return _error(str(exc))
+    console = _console()
+    try:
+        comparison = run_comparison(
+            studies,
+            fidelity=args.fidelity,
+            top=args.top,
+            seeds=args.seeds,
+            reference=args.reference,
+            progress=not args.no_progress,
+        )
+    except KeyboardInterrupt:
+        console.print(
+            "[yellow]comparison stopped;[/] finished evaluations are kept. Continue with the "
+            "same command."
+        )
+        return 130
+    stats = compute_stats(comparison)
+    tables = comparison_tables(comparison, stats)
+    for data in tables:
+        print_table(console, to_rich(data))
+    console.print(rank_line(stats), highlight=False)
+    log_comparison(comparison, stats, tables)
+    total = len(comparison.entrants) * len(comparison.seeds)
+    console.print(
+        f"{total} evaluations; {comparison.trained} trained now, {total - comparison.trained} "
+        "from the cache."
+    )
+    spec = escape(args.study[0])
+    console.print(
+        f"MLflow parent run {comparison.parent_run_id}; open it with: "
+        f"{comparison.tracker.ui_command()}",
+        soft_wrap=True,
+    )
+    console.print(f"The report: losslab report {spec} --out report.html", soft_wrap=True)
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from losslab.config import ConfigError
+    from losslab.html_report import write_report
+    from losslab.search.comparison import cached_comparison, check_request
+    from losslab.search.comparison_stats import compute_stats
+    from losslab.search.report_page import build_report
+    from losslab.tracking import Tracker
+
+    try:
+        (study,) = _open([args.study], args)
+        if args.seeds < 1:
+            raise ValueError(f"--seeds must be a positive integer, got {args.seeds!r}")
+        comparison = None
+        if study.ranked():
+            check_request(
+                [study], fidelity=args.fidelity, top=args.top, seeds=1, reference=args.reference
+            )
+            comparison = cached_comparison(
+                study, fidelity=args.fidelity, top=args.top, reference=args.reference
+            )
+    except (ConfigError, ValueError) as exc:
+        return _error(str(exc))
+    stats = compute_stats(comparison) if comparison is not None else None
+    tracker = Tracker(study.config.tracking_uri, experiment=study.config.experiment)
+    html = build_report(
+        study,
+        comparison,
+        stats,
+        experiment_id=tracker.experiment_id,
+        tracking_uri=tracker.tracking_uri,
+        ui_command=tracker.ui_command(),
+    )
+    path = write_report(args.out, html)
+    note = "" if comparison is not None else " (no comparison yet: run losslab compare first)"
+    _console().print(f"Report written to {path}{note}", soft_wrap=True, highlight=False)
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from losslab.config import ConfigError
+    from losslab.search.summary import best_table, class_dice_table
+    from losslab.tables import print_table
+
+    try:
+        (study,) = _open([args.study], args)
+    except (ConfigError, ValueError) as exc:
+        return _error(str(exc))
+    outcome = study.outcome()
+    console = _console()
+    print_table(console, best_table(outcome))
+    per_class = class_dice_table(outcome)
+    if per_class is not None:
+        print_table(console, per_class)
+    counts = outcome.counts()
+    console.print(
+        f"{len(outcome.records)} trials ({counts['ok']} ok, {counts['pruned']} pruned, "
+        f"{counts['failed']} failed); storage {study.storage_url}",
+        soft_wrap=True,
+        highlight=False,
+    )
+    return 0

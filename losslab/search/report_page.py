@@ -1,0 +1,184 @@
+"""``losslab report``: one self-contained HTML page of a study, from its stores alone.
+
+The page holds the study's settings, its best trials against the baselines at the search's
+fidelity, the study's plots (objective over trials, parallel coordinates, GP fitness), the
+comparison of ``losslab compare`` at the final fidelity (when it has run: tables with intervals
+and significance marks, the rank correlation, and each entrant's plots of its first seed), links
+to the MLflow runs, and the study file. Nothing is trained: what the stores lack is said.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from losslab.html_report import HtmlImage, HtmlSection, HtmlTable, render_report
+from losslab.plots import evaluation_plots
+from losslab.search.compare_tables import TableData, comparison_tables, rank_line
+from losslab.search.comparison import Comparison
+from losslab.search.comparison_stats import ComparisonStats
+from losslab.search.finished import FinishedStudy
+from losslab.search.study_plots import study_plots
+from losslab.search.summary import summary_rows
+
+__all__ = ["build_report", "html_table", "run_url"]
+
+_PLOT_TITLES = {
+    "plots/val_dice.png": "validation Dice per class over epochs",
+    "plots/class_weights.png": "class weights over epochs",
+    "plots/term_weights.png": "loss-term weights over epochs",
+    "plots/logits.png": "logit margins of foreground and background voxels (test split)",
+    "objective_history.png": "objective over trials, with the running best",
+    "parallel_coordinates.png": "searched parameters against the objective",
+    "gp_fitness.png": "fitness per generation",
+}
+
+
+def html_table(data: TableData, links: list[list[str]] | None = None) -> HtmlTable:
+    return HtmlTable(
+        data.title,
+        list(data.headers),
+        [list(r) for r in data.rows],
+        classes=[list(r) for r in data.classes] if data.classes else None,
+        note=data.note,
+        links=links,
+    )
+
+
+def run_url(tracking_uri: str, experiment_id: str | None, run_id: str | None) -> str:
+    """The MLflow UI's address of a run on a tracking server ("" for a local store)."""
+    if not run_id or not experiment_id or not tracking_uri.startswith(("http://", "https://")):
+        return ""
+    return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def _fmt(value: float) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.3f}"
+
+
+def _search_section(study: FinishedStudy, experiment_id: str | None, uri: str) -> HtmlSection:
+    outcome = study.outcome()
+    counts = outcome.counts()
+    config = study.config
+    rows, links = [], []
+    for row in summary_rows(outcome):
+        rows.append(
+            [
+                row["name"],
+                row["role"],
+                _fmt(row["objective"]),
+                _fmt(row["test_objective"]),
+                _fmt(row["test_dice"]),
+                row["candidate"].describe() if row["candidate"] is not None else "",
+            ]
+        )
+        links.append([run_url(uri, experiment_id, row["run_id"]), "", "", "", "", ""])
+    test_cases = len(study.dataset.splits.get("test", []))
+    table = HtmlTable(
+        f"Best {min(config.top, counts['ok'])} trials against the baselines at the search "
+        f"fidelity (one seed; test split, {test_cases} cases)",
+        ["candidate", "from", "val objective", "test objective", "test mean Dice", "definition"],
+        rows,
+        links=links if any(any(r) for r in links) else None,
+        note=f"Objective: {config.objective.describe()}; the search maximised the validation one.",
+    )
+    images = [
+        HtmlImage(_PLOT_TITLES.get(name, name), png)
+        for name, png in study_plots(study.records, config.objective.describe()).items()
+    ]
+    text = (
+        f"{len(study.records)} trials ({counts['ok']} ok, {counts['pruned']} pruned, "
+        f"{counts['failed']} failed, {counts['cached']} answered from the cache)."
+    )
+    return HtmlSection("Search", text=text, tables=[table], images=images)
+
+
+def _comparison_section(
+    comparison: Comparison | None,
+    stats: ComparisonStats | None,
+    study: FinishedStudy,
+    experiment_id: str | None,
+    uri: str,
+) -> HtmlSection:
+    if comparison is None or stats is None:
+        name, final = study.config.final_fidelity()
+        return HtmlSection(
+            "Comparison",
+            text=(
+                f"No comparison at the final fidelity ({name}: {final.describe()}) is recorded "
+                "yet. Run it with: losslab compare " + (study.config.path or study.config.name)
+            ),
+        )
+    tables = []
+    for data in comparison_tables(comparison, stats):
+        links = None
+        if data.links and data.rows and data.headers[0] == "entrant":
+            links = []
+            for entrant, row in zip(comparison.entrants, data.rows):
+                first = next((r for r in entrant.run_ids if r), None)
+                links.append([run_url(uri, experiment_id, first)] + [""] * (len(row) - 1))
+            if not any(any(r) for r in links):
+                links = None
+        tables.append(html_table(data, links))
+    images = []
+    for entrant in comparison.entrants:
+        result = next((r for r in entrant.results if r.ok), None)
+        if result is None:
+            continue
+        for name, png in evaluation_plots(result).items():
+            title = f"{entrant.label}: {_PLOT_TITLES.get(name, name)} (seed {comparison.seeds[0]})"
+            images.append(HtmlImage(title, png))
+    text = (
+        rank_line(stats)
+        + "\n\n"
+        + (
+            f"{len(comparison.entrants)} entrants x {len(comparison.seeds)} seeds at the final "
+            f"fidelity {comparison.fidelity_name} ({comparison.fidelity.describe()}); the test "
+            "split is scored with HD95."
+        )
+    )
+    return HtmlSection("Comparison", text=text, tables=tables, images=images)
+
+
+def build_report(
+    study: FinishedStudy,
+    comparison: Comparison | None,
+    stats: ComparisonStats | None,
+    *,
+    experiment_id: str | None = None,
+    tracking_uri: str = "",
+    ui_command: str = "",
+) -> str:
+    """The page's HTML (see the module docstring)."""
+    config = study.config
+    splits = study.dataset.splits
+    settings = [
+        ("study", config.name),
+        ("backend", config.backend),
+        ("objective", config.objective.describe()),
+        ("data", f"{study.dataset.name}: {len(study.dataset.images)} cases"),
+        ("splits", ", ".join(f"{k} {len(v)}" for k, v in splits.items())),
+        ("classes", ", ".join(study.dataset.class_names)),
+        ("search fidelity", config.fidelity.describe()),
+        ("final fidelity", "{}: {}".format(*_final(config))),
+        ("budget", f"trials {config.budget.trials}, minutes {config.budget.minutes}"),
+        ("seed", str(config.seed)),
+        ("storage", study.storage_url),
+        ("MLflow", ui_command or tracking_uri),
+    ]
+    sections: Sequence[HtmlSection] = [
+        HtmlSection("Settings", settings=settings),
+        _comparison_section(comparison, stats, study, experiment_id, tracking_uri),
+        _search_section(study, experiment_id, tracking_uri),
+        HtmlSection("Study file", code=config.source),
+    ]
+    return render_report(
+        f"losslab study {config.name}",
+        sections,
+        subtitle=f"{config.backend} search of {study.dataset.name}",
+    )
+
+
+def _final(config) -> tuple[str, str]:
+    name, fidelity = config.final_fidelity()
+    return name, fidelity.describe()

@@ -1,0 +1,363 @@
+"""Statistics of ``losslab compare``: intervals, paired tests, Holm correction, rank agreement.
+
+``losslab compare`` re-trains the best candidates of a study and the hand-designed baselines
+over a few seeds (typically 3-5) and reports, per class and for the objective:
+
+* a mean with a bootstrap confidence interval (:func:`mean_interval`);
+* a paired comparison of each candidate against each baseline over the same seeds and test
+  cases (:func:`paired_test`), whose p-values are Holm-corrected across classes
+  (:func:`holm`) and shown as a mark (:func:`significance_mark`);
+* how well the search's ranking of the candidates predicts their re-trained ranking
+  (:func:`rank_correlation`, :func:`describe_rank_correlation`).
+
+Resampling is SciPy's (``scipy.stats.bootstrap``, ``wilcoxon``, ``permutation_test``,
+``spearmanr``), seeded so that the same inputs give the same report. NaN values mean "not
+measured" (a class absent from a test case) and are dropped, never treated as zero.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy import stats as _sp
+
+__all__ = [
+    "BETTER",
+    "WORSE",
+    "Interval",
+    "PairedTest",
+    "RankCorrelation",
+    "describe_rank_correlation",
+    "holm",
+    "mean_interval",
+    "paired_test",
+    "rank_correlation",
+    "significance_mark",
+]
+
+BETTER, WORSE = "▲", "▼"
+"""Marks of a significant difference (after Holm) in favour of, or against, a candidate."""
+
+_PAIRED_METHODS = ("wilcoxon", "permutation")
+
+# |rho| this close to 1 is a perfect ranking that floating point missed (spearmanr gives
+# 0.9999999999999999 for identical ranks of five).
+_PERFECT_TOL = 1e-12
+
+
+def _fmt(value: float, digits: int) -> str:
+    """A number with ``digits`` decimals, or ``-`` for NaN (a cell with nothing to show)."""
+    return "-" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _finite_1d(values: ArrayLike) -> np.ndarray:
+    """The values as a flat float array without NaNs (NaN = not measured, e.g. absent class)."""
+    arr = np.asarray(values, dtype=float).ravel()
+    return arr[~np.isnan(arr)]
+
+
+def _check_confidence(confidence: float) -> None:
+    """Reject a confidence level outside (0, 1), which SciPy would turn into a NaN interval."""
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean with its confidence interval over ``n`` values (NaN parts: nothing to show)."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    def format(self, digits: int = 3) -> str:
+        """``mean [low, high]`` with ``digits`` decimals; NaN parts print as ``-``.
+
+        With no values at all (``n == 0``) the whole cell is ``-``, so that tables of classes
+        absent from every case stay readable.
+        """
+        if self.n == 0:
+            return "-"
+        return f"{_fmt(self.mean, digits)} [{_fmt(self.low, digits)}, {_fmt(self.high, digits)}]"
+
+    def __str__(self) -> str:
+        """``0.812 [0.790, 0.833]``: three decimals, see :meth:`format`."""
+        return self.format(3)
+
+
+def mean_interval(
+    values: ArrayLike,
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = 9999,
+    seed: int = 0,
+) -> Interval:
+    """The mean of ``values`` with a bootstrap confidence interval (BCa, SciPy).
+
+    NaN values are dropped first (a class absent from a case has no score). With no values the
+    mean and the bounds are NaN. With one value, or when all values are equal, there is no
+    spread to resample, so the interval is the point ``[mean, mean]``.
+
+    Otherwise the interval is ``scipy.stats.bootstrap`` with the bias-corrected and
+    accelerated (BCa) method, seeded by ``seed`` so the report is reproducible. BCa needs the
+    jackknife acceleration, which can be undefined on degenerate or tiny samples (SciPy then
+    warns and returns NaN); in that case the percentile bootstrap of the same resamples is
+    used instead, without the warning reaching the user.
+    """
+    _check_confidence(confidence)
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be positive, got {n_resamples}")
+    x = _finite_1d(values)
+    n = int(x.size)
+    if n == 0:
+        return Interval(math.nan, math.nan, math.nan, 0)
+    if bool(np.all(x == x[0])):  # also n == 1; exact value, np.mean would round
+        value = float(x[0])
+        return Interval(value, value, value, n)
+    mean = float(np.mean(x))
+
+    def bootstrap(method: str) -> tuple[float, float]:
+        result = _sp.bootstrap(
+            (x,),
+            np.mean,
+            confidence_level=confidence,
+            n_resamples=n_resamples,
+            method=method,
+            random_state=np.random.default_rng(seed),
+        )
+        ci = result.confidence_interval
+        return float(ci.low), float(ci.high)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        low, high = bootstrap("BCa")
+    if caught or not (math.isfinite(low) and math.isfinite(high)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            low, high = bootstrap("percentile")
+    return Interval(mean, low, high, n)
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """A paired comparison of ``a`` against ``b``: the mean difference and a two-sided p."""
+
+    difference: Interval
+    p: float
+    method: str
+    n: int
+
+
+def _mean_difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Mean of the paired differences, vectorised for ``scipy.stats.permutation_test``."""
+    return np.mean(x - y, axis=axis)
+
+
+def paired_test(
+    a: ArrayLike,
+    b: ArrayLike,
+    *,
+    method: str = "wilcoxon",
+    confidence: float = 0.95,
+    seed: int = 0,
+    n_resamples: int = 9999,
+) -> PairedTest:
+    """Paired two-sided test of ``a`` against ``b`` and the bootstrap interval of ``a - b``.
+
+    ``a[i]`` and ``b[i]`` must be the same unit measured twice (same seed, same test case), so
+    both have the same shape; pairs with a NaN on either side are dropped and ``n`` counts the
+    pairs left. ``difference`` is :func:`mean_interval` of ``a - b`` (positive: ``a`` better
+    when higher is better).
+
+    Methods:
+
+    * ``"wilcoxon"``: ``scipy.stats.wilcoxon`` (signed ranks, SciPy's ``method="auto"``:
+      exact null distribution for small samples without ties or zeros). When every difference
+      is zero there is no evidence either way and p is 1.0 (SciPy would warn).
+    * ``"permutation"``: the paired sign-flip permutation test of the mean difference,
+      ``scipy.stats.permutation_test(..., permutation_type="samples")``, exact (all ``2**n``
+      sign patterns) when ``2**n <= n_resamples``, else ``n_resamples`` random ones seeded by
+      ``seed``. A single pair has two sign patterns, ``+d`` and ``-d``, so p is 1.0.
+
+    With no pairs p is NaN.
+
+    Power: with 3 seeds and one score per seed the smallest possible two-sided exact Wilcoxon
+    p is ``2 / 2**3 = 0.25``, so no difference can ever be significant at 0.05. Pairing by
+    (seed, test case) is what makes a difference detectable; the caller pairs by (seed, case).
+    """
+    if method not in _PAIRED_METHODS:
+        raise ValueError(
+            f"unknown paired test method {method!r}; known: {', '.join(_PAIRED_METHODS)}"
+        )
+    _check_confidence(confidence)
+    xa = np.asarray(a, dtype=float)
+    xb = np.asarray(b, dtype=float)
+    if xa.shape != xb.shape:
+        raise ValueError(
+            f"paired samples differ in length: a has {xa.size} values {xa.shape}, "
+            f"b has {xb.size} values {xb.shape}"
+        )
+    xa, xb = xa.ravel(), xb.ravel()
+    keep = ~(np.isnan(xa) | np.isnan(xb))
+    xa, xb = xa[keep], xb[keep]
+    n = int(xa.size)
+    difference = mean_interval(xa - xb, confidence=confidence, n_resamples=n_resamples, seed=seed)
+    if n == 0:
+        p = math.nan
+    elif bool(np.all(xa == xb)):
+        p = 1.0
+    elif method == "wilcoxon":
+        p = float(_sp.wilcoxon(xa, xb, alternative="two-sided").pvalue)
+    elif n == 1:
+        p = 1.0
+    else:
+        result = _sp.permutation_test(
+            (xa, xb),
+            _mean_difference,
+            vectorized=True,
+            permutation_type="samples",
+            alternative="two-sided",
+            n_resamples=n_resamples,
+            random_state=np.random.default_rng(seed),
+        )
+        p = float(result.pvalue)
+    return PairedTest(difference=difference, p=p, method=method, n=n)
+
+
+def holm(p_values: Sequence[float] | ArrayLike) -> list[float]:
+    """Holm-Bonferroni step-down adjusted p-values, in the input order.
+
+    Holm controls the family-wise error over the ``m`` tests (here: the classes of one
+    candidate-baseline comparison) and is uniformly more powerful than Bonferroni. With the
+    p-values sorted ascending, ``adj_(i) = max_{j <= i} (m - j) * p_(j)`` (0-based ``j``),
+    capped at 1. NaN entries (no test: e.g. a class without pairs) stay NaN and do not count
+    in ``m``.
+    """
+    p = np.asarray(p_values, dtype=float).ravel()
+    adjusted = np.full(p.shape, math.nan)
+    finite = np.flatnonzero(~np.isnan(p))
+    m = finite.size
+    order = finite[np.argsort(p[finite], kind="stable")]
+    running = 0.0
+    for j, index in enumerate(order):
+        running = max(running, min(1.0, (m - j) * float(p[index])))
+        adjusted[index] = running
+    return [float(v) for v in adjusted]
+
+
+@dataclass(frozen=True)
+class RankCorrelation:
+    """Spearman's rho between two rankings, its confidence interval and p-value, over n."""
+
+    rho: float
+    low: float
+    high: float
+    p: float
+    n: int
+
+    def __str__(self) -> str:
+        """``0.40 [-0.55, 0.89] (n=5, p=0.50)``; NaN parts print as ``-``."""
+        p_text = f"p={_fmt(self.p, 2)}" if math.isnan(self.p) or self.p >= 0.01 else "p<0.01"
+        return (
+            f"{_fmt(self.rho, 2)} [{_fmt(self.low, 2)}, {_fmt(self.high, 2)}] "
+            f"(n={self.n}, {p_text})"
+        )
+
+
+def rank_correlation(x: ArrayLike, y: ArrayLike, *, confidence: float = 0.95) -> RankCorrelation:
+    """Spearman's rank correlation of ``x`` and ``y`` with a Fisher-z confidence interval.
+
+    Used to ask whether the search's scores of the candidates (``x``) rank them as their
+    re-trained scores (``y``) do. Pairs with a NaN on either side are dropped. With fewer than
+    three pairs, or when one side is constant (no ranking), rho, the interval and p are NaN.
+    rho and p are ``scipy.stats.spearmanr``'s (p from its t approximation).
+
+    Interval: ``tanh(atanh(rho) +- z * sqrt(1.06 / (n - 3)))`` with ``z`` the normal quantile
+    of ``confidence``; the standard error ``sqrt(1.06 / (n - 3))`` of the Fisher transform of
+    Spearman's rho is that of Fieller, Hartley & Pearson (1957), "Tests for rank correlation
+    coefficients. I", Biometrika 44(3/4), 470-481. For ``n == 3`` that error is undefined and
+    the interval is ``[-1, 1]`` (three candidates can order themselves perfectly by chance one
+    time in six). For ``n > 3`` and ``rho == +-1`` the transform is infinite and the interval
+    is ``[rho, rho]``; a rho that is not exactly +-1 is clipped just inside before ``atanh``.
+    """
+    _check_confidence(confidence)
+    xa = np.asarray(x, dtype=float)
+    ya = np.asarray(y, dtype=float)
+    if xa.shape != ya.shape:
+        raise ValueError(f"x has {xa.size} values and y has {ya.size}: they must be paired")
+    xa, ya = xa.ravel(), ya.ravel()
+    keep = ~(np.isnan(xa) | np.isnan(ya))
+    xa, ya = xa[keep], ya[keep]
+    n = int(xa.size)
+    if n < 3 or bool(np.all(xa == xa[0])) or bool(np.all(ya == ya[0])):
+        return RankCorrelation(math.nan, math.nan, math.nan, math.nan, n)
+    result = _sp.spearmanr(xa, ya)
+    rho = float(result.statistic)
+    p = float(result.pvalue)
+    if abs(abs(rho) - 1.0) <= _PERFECT_TOL:
+        rho = math.copysign(1.0, rho)
+    if n == 3:
+        low, high = -1.0, 1.0
+    elif abs(rho) == 1.0:
+        low = high = rho
+    else:
+        z = math.atanh(float(np.clip(rho, -1.0 + 1e-15, 1.0 - 1e-15)))
+        half = float(_sp.norm.ppf(0.5 + confidence / 2.0)) * math.sqrt(1.06 / (n - 3))
+        low, high = math.tanh(z - half), math.tanh(z + half)
+    return RankCorrelation(rho=rho, low=low, high=high, p=p, n=n)
+
+
+def describe_rank_correlation(rc: RankCorrelation) -> str:
+    """One plain-English sentence on what ``rc`` means for the search.
+
+    A low value is a finding about the search (its fidelity does not rank candidates as full
+    training does), not an error, so this always returns a sentence. Bands: rho >= 0.7 with an
+    interval above 0 predicts well; 0.3 <= rho < 0.7 with an interval above 0 predicts weakly;
+    below 0.3, or an interval that includes 0, does not predict.
+    """
+    if rc.n < 3:
+        return (
+            f"Too few candidates to say (n={rc.n}) whether the search's ranking "
+            "predicts the final ranking."
+        )
+    if math.isnan(rc.rho):
+        return (
+            "One side scored every candidate the same, so there is no ranking to compare: "
+            "too few distinct candidates to say whether the search's ranking predicts the "
+            "final ranking."
+        )
+    head = f"Spearman's rho = {rc}:"
+    if rc.low > 0 and rc.rho >= 0.7:
+        return f"{head} the search's ranking predicts the final ranking well."
+    if rc.low > 0 and rc.rho >= 0.3:
+        return (
+            f"{head} the search's ranking predicts the final ranking only weakly; "
+            "treat candidates close in the search as ties."
+        )
+    reason = "rho is below 0.3" if rc.rho < 0.3 else "its interval includes 0"
+    return (
+        f"{head} the search's ranking does not predict the final ranking ({reason}); "
+        "the search fidelity is too short or too noisy to rank candidates; "
+        "lengthen fidelity or add seeds."
+    )
+
+
+def significance_mark(adjusted_p: float, difference: float, alpha: float = 0.05) -> str:
+    """``BETTER`` or ``WORSE`` when the (Holm-adjusted) p is below ``alpha``, else ``""``.
+
+    The direction is the sign of ``difference`` (candidate minus baseline, higher is better);
+    a NaN p or difference, or a zero difference, gives no mark.
+    """
+    if math.isnan(adjusted_p) or math.isnan(difference) or adjusted_p >= alpha:
+        return ""
+    if difference > 0:
+        return BETTER
+    if difference < 0:
+        return WORSE
+    return ""
