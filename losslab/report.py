@@ -188,6 +188,11 @@ def split_title(title: str, dataset, seeds: int, split: str = "test") -> str:
     return f"{title} ({split} split, {cases} case{'s' * (cases != 1)}; {runs})"
 
 
+def _g(value: object) -> str:
+    """A parameter as a person reads it (3 significant digits for a float)."""
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
 def _why_unchanged(name: str, params: Mapping, epochs: int) -> str:
     """Why the class schedule ``name`` (resolved ``params``) may have changed no weight in
     ``epochs`` epochs."""
@@ -196,7 +201,7 @@ def _why_unchanged(name: str, params: Mapping, epochs: int) -> str:
         return "its frozen_weight is 1, so freezing a class leaves its weight at 1"
     if name == "tcf":
         return (
-            f"no class's validation Dice rose above threshold={params.get('threshold')} at "
+            f"no class's validation Dice rose above threshold={_g(params.get('threshold'))} at "
             "this fidelity; lengthen the fidelity or lower threshold"
         )
     delta = params.get("delta")
@@ -210,7 +215,7 @@ def _why_unchanged(name: str, params: Mapping, epochs: int) -> str:
         return (
             f"no class met its trigger at this fidelity: {name.upper()} needs the best unfrozen "
             f"class's validation Dice to plateau, its best of the last delta="
-            f"{params.get('delta')} epochs more than epsilon={params.get('epsilon')} below "
+            f"{params.get('delta')} epochs more than epsilon={_g(params.get('epsilon'))} below "
             "its best since the last trigger; lengthen the fidelity or lower delta or epsilon"
         )
     if name == "rule":

@@ -161,7 +161,7 @@ def build_report(
         ("classes", ", ".join(study.dataset.class_names)),
         ("search fidelity", config.fidelity.describe()),
         ("final fidelity", "{}: {}".format(*_final(config))),
-        ("budget", f"trials {config.budget.trials}, minutes {config.budget.minutes}"),
+        ("budget", _budget(config)),
         ("seed", str(config.seed)),
         ("storage", study.storage_url),
         ("MLflow", ui_command or tracking_uri),
@@ -177,6 +177,13 @@ def build_report(
         sections,
         subtitle=f"{config.backend} search of {study.dataset.name}",
     )
+
+
+def _budget(config) -> str:
+    parts = [f"{config.budget.trials} trials"] if config.budget.trials is not None else []
+    if config.budget.minutes is not None:
+        parts.append(f"{config.budget.minutes:g} minutes per invocation")
+    return ", ".join(parts)
 
 
 def _final(config) -> tuple[str, str]:

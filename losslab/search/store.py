@@ -5,8 +5,10 @@ processes on one machine share, SQLite, or PostgreSQL for many machines. Each le
 trial: reserved with ``ask()`` (RUNNING, so every worker counts it against the budget), its
 candidate and worker in the trial's user attributes, its per-epoch objective as intermediate
 values, its outcome told as COMPLETE, PRUNED or FAIL (``losslab.failure`` says why). The
-evaluation cache and its claims are study attributes (``losslab.eval.<key>``,
-``losslab.claim.<key>``), and so is each backend's state (``losslab.state.<backend>.<key>``).
+evaluation cache's results live beside the storage, not in the study's attributes
+(``results_table.py``: the table ``losslab_results``, or ``<journal file>.results/<study>/``;
+a study made before keeps them as ``losslab.eval.<key>``, still read). Its claims are
+``losslab.claim.<key>``, each backend's state ``losslab.state.<backend>.<key>``.
 
 A backend that draws through Optuna (TPE) sets its sampler and pruner on :attr:`study` (given to
 it as ``context.native``) and draws in the slot's trial (``slot.native``); any other backend
@@ -38,8 +40,9 @@ from losslab.search.ledger import (
     TrialRecord,
 )
 from losslab.search.objective import Objective
+from losslab.search.results_table import Results, open_results
 from losslab.search.storage import journal_path, open_storage
-from losslab.search.store_cache import AttrCache, AttrState
+from losslab.search.store_cache import AttrState, ResultsCache
 from losslab.search.workers import Heartbeat, WorkerSettings, is_stale, worker_id
 from losslab.training import EpochRecord, Hook
 
@@ -90,6 +93,7 @@ class OptunaStudyStore(StudyStore):
         self.workers = workers or WorkerSettings()
         self.stale_after = self.workers.stale_after
         self.claims: Claims | None = None
+        self.results: Results | None = None  # the evaluation cache's (results_table.py)
         self.study: optuna.Study | None = None
         self.storage: Any = None
         self.reclaimed: list[Reclaimed] = []
@@ -122,6 +126,7 @@ class OptunaStudyStore(StudyStore):
             )
         self.study, self.storage = study, storage
         self.claims = self._claims(study, storage)
+        self.results = open_results(storage, self.url, self.study_name, self.workers, create=True)
         study.set_user_attr(ALIVE + worker_id(), time.time())
         self.reclaimed = self._reclaim(study, storage)
         worker_seed = self._worker_seed(study, seed)
@@ -154,6 +159,7 @@ class OptunaStudyStore(StudyStore):
             )
         self.study, self.storage = study, storage
         self.claims = self._claims(study, storage)
+        self.results = open_results(storage, self.url, self.study_name, self.workers, create=False)
 
     def _worker_seed(self, study: optuna.Study, seed: int) -> int:
         """Each worker registers itself (``losslab.worker.<host:pid>`` = time): the earliest,
@@ -258,7 +264,7 @@ class OptunaStudyStore(StudyStore):
 
     @property
     def cache(self) -> EvaluationCache:
-        return AttrCache(self)
+        return ResultsCache(self)
 
     def state(self, namespace: str) -> BackendState:
         return AttrState(self, namespace)

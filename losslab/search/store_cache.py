@@ -1,10 +1,13 @@
-"""The evaluation cache, its claims and the backends' state, in an Optuna study's attributes.
+"""The evaluation cache, its claims and the backends' state, shared by every worker of a study.
 
-Study attributes are what every worker of a study reads and writes, on any storage:
-``losslab.eval.<key>`` holds a finished evaluation, ``losslab.state.<backend>.<key>`` a backend's
-own values. Claims (the worker training an evaluation now, the worker that took a GP individual)
-are atomic, in ``claims.py``; whether a claim's holder is still alive is the store's to say (its
-process, or its heartbeat: ``store.py``).
+A finished evaluation is kept under its key in losslab's own results store beside the Optuna
+storage (``results_table.py``: a table ``losslab_results`` in the study's database, or one JSON
+file per key beside a journal file), out of the study's attributes. A study made before that
+kept them as study attributes ``losslab.eval.<key>``: a get still finds those (a resumed study
+never trains again), but nothing is written there any more. A backend's own values are study
+attributes ``losslab.state.<backend>.<key>``. Claims (the worker training an evaluation now, the
+worker that took a GP individual) are atomic, in ``claims.py``; whether a claim's holder is
+still alive is the store's to say (its process, or its heartbeat: ``store.py``).
 """
 
 from __future__ import annotations
@@ -20,26 +23,30 @@ from losslab.training import Result
 if TYPE_CHECKING:
     from losslab.search.store import OptunaStudyStore
 
-__all__ = ["AttrCache", "AttrState", "claim"]
+__all__ = ["LEGACY", "AttrCache", "AttrState", "ResultsCache", "claim"]
+
+LEGACY = "losslab.eval."  # + key: where a study made before the results store kept a result
 
 
-class AttrCache(EvaluationCache):
-    """Evaluations in the study's attributes: shared by every worker and every resume."""
+class ResultsCache(EvaluationCache):
+    """Evaluations in the store's results (module docstring): shared by every worker and every
+    resume. Cheap to make: the results store itself is made once, as the study store opens."""
 
     def __init__(self, store: OptunaStudyStore, poll: float = 0.5):
         self.store, self.study, self.poll = store, store.study, poll
+        self.results = store.results
 
     def get(self, key: str) -> CachedEvaluation | None:
-        entry = self.study.user_attrs.get(f"losslab.eval.{key}")
+        entry = self.results.get(key) if self.results is not None else None
+        if entry is None:  # a study made before the results store
+            entry = self.study.user_attrs.get(LEGACY + key)
         if entry is None:
             return None
         return CachedEvaluation(Result.from_dict(entry["result"]), entry["run_id"], entry["origin"])
 
     def put(self, key: str, entry: CachedEvaluation) -> None:
-        self.study.set_user_attr(
-            f"losslab.eval.{key}",
-            {"result": entry.result.to_dict(), "run_id": entry.run_id, "origin": entry.origin},
-        )
+        body = {"result": entry.result.to_dict(), "run_id": entry.run_id, "origin": entry.origin}
+        self.results.put(key, body)
 
     def claim(self, key: str) -> bool:
         """Claim ``losslab.claim.<key>``: of workers claiming at once, one trains and the
@@ -58,6 +65,9 @@ class AttrCache(EvaluationCache):
             if self.store.holder_stale(holder, self.study.user_attrs) and self.claim(key):
                 return None  # the other worker died and this one took its claim: train it here
             time.sleep(self.poll)  # alive, or another waiting worker took the claim over
+
+
+AttrCache = ResultsCache  # its name when results were study attributes
 
 
 class AttrState(BackendState):
