@@ -19,7 +19,7 @@ import io
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -347,13 +347,19 @@ def evaluation_plots(result: Result) -> dict[str, bytes]:
     """
     if not plots_enabled():
         return {}
+    return draw_all([(path, lambda draw=draw: draw(result)) for path, draw in _PLOTS])
+
+
+def draw_all(plots: Sequence[tuple[str, Callable[[], bytes | None]]]) -> dict[str, bytes]:
+    """Name -> PNG of each ``(name, draw)`` that draws; one that raises is left out (logged):
+    a plot must never fail an evaluation or a study."""
     out: dict[str, bytes] = {}
-    for path, draw in _PLOTS:
+    for name, draw in plots:
         try:
-            png = draw(result)
-        except Exception as exc:  # a plot must never fail an evaluation
-            _log.warning("could not draw %s: %s", path, exc)
+            png = draw()
+        except Exception as exc:
+            _log.warning("could not draw %s: %s", name, exc)
             png = None
         if png is not None:
-            out[path] = png
+            out[name] = png
     return out

@@ -13,6 +13,7 @@ import mlflow
 import optuna
 import pytest
 import yaml
+from search.studies import BASE
 
 from losslab.candidate import Candidate, ScheduleSpec
 from losslab.data import load_dataset
@@ -32,20 +33,10 @@ from losslab.tracking_format import BEST_MARK, RUN_NAME_LIMIT, run_name
 from losslab.training import EpochRecord, Result, TrainConfig
 
 STUDY = {
+    **BASE,
     "study": "ux",
-    "data": {"source": "phantom", "cases": 6, "shape": [24, 24, 24], "seed": 0},
-    "train": {
-        "model": "unet3d",
-        "batch_size": 1,
-        "patch_size": [16, 16, 16],
-        "hd95": False,
-        "lr": 0.003,
-        "device": "cpu",
-    },
     "fidelity": {"epochs": 2, "steps_per_epoch": 1},
-    "objective": {"kind": "mean"},
     "budget": {"trials": 2},
-    "seed": 0,
     "baselines": [{"name": "dice+cbs", "loss": "dice", "class_schedule": "cbs"}],
     "space": {
         "loss": {"focal": {"gamma": {"float": [0.5, 4.0]}}},

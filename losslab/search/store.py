@@ -114,19 +114,7 @@ class OptunaStudyStore(StudyStore):
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             if study.metric_names != [self.metric_name]:
                 study.set_metric_names([self.metric_name])
-        known = study.user_attrs.get("losslab.fingerprint")
-        if known is None:
-            study.set_user_attr("losslab.fingerprint", self.fingerprint)
-            study.set_user_attr("losslab.config", self.source)
-        elif known != self.fingerprint:
-            raise StudyMismatch(
-                f"the storage {self.url} already holds a study '{self.study_name}' with a "
-                "different configuration (space, data, training, fidelity, objective, backend "
-                "or seed); give this one another 'study' name"
-            )
-        self.study, self.storage = study, storage
-        self.claims = self._claims(study, storage)
-        self.results = open_results(storage, self.url, self.study_name, self.workers, create=True)
+        self._attach(study, storage, write=True)
         study.set_user_attr(ALIVE + worker_id(), time.time())
         self.reclaimed = self._reclaim(study, storage)
         worker_seed = self._worker_seed(study, seed)
@@ -150,16 +138,24 @@ class OptunaStudyStore(StudyStore):
             )
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.load_study(study_name=self.study_name, storage=storage)
+        self._attach(study, storage, write=False)
+
+    def _attach(self, study: optuna.Study, storage: Any, *, write: bool) -> None:
+        """Check the study's configuration (recorded on a new study when ``write``) and take
+        its claims and results (their table or folder created when ``write``)."""
         known = study.user_attrs.get("losslab.fingerprint")
-        if known is not None and known != self.fingerprint:
+        if known is None and write:
+            study.set_user_attr("losslab.fingerprint", self.fingerprint)
+            study.set_user_attr("losslab.config", self.source)
+        elif known is not None and known != self.fingerprint:
             raise StudyMismatch(
-                f"the storage {self.url} holds a study '{self.study_name}' with a different "
-                "configuration (space, data, training, fidelity, objective, backend or seed) "
-                "than the file given"
+                f"the storage {self.url} already holds a study '{self.study_name}' with a "
+                "different configuration (space, data, training, fidelity, objective, backend "
+                "or seed); give this one another 'study' name"
             )
         self.study, self.storage = study, storage
         self.claims = self._claims(study, storage)
-        self.results = open_results(storage, self.url, self.study_name, self.workers, create=False)
+        self.results = open_results(storage, self.url, self.study_name, self.workers, create=write)
 
     def _worker_seed(self, study: optuna.Study, seed: int) -> int:
         """Each worker registers itself (``losslab.worker.<host:pid>`` = time): the earliest,

@@ -11,13 +11,12 @@ The objective is maximised (``losslab.search.objective``): the running best is a
 
 from __future__ import annotations
 
-import logging
 import math
 import statistics
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from losslab.plots import figure_png, new_figure, plots_enabled
+from losslab.plots import draw_all, figure_png, new_figure, plots_enabled
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -35,7 +34,6 @@ GENERATION = "gp.generation"
 MAX_AXES = 12  # searched parameters drawn in the parallel coordinates plot
 MAX_CATEGORIES = 12  # a categorical parameter with more values (GP expressions) is left out
 _MISSING = -0.12  # where a trial without the parameter (a conditional one) crosses the axis
-_log = logging.getLogger(__name__)
 
 
 def _finite(value: Any) -> bool:
@@ -303,13 +301,4 @@ def study_plots(
         ("parallel_coordinates.png", lambda: parallel_coordinates_plot(records, objective_name)),
         ("gp_fitness.png", lambda: generation_fitness_plot(records)),
     )
-    out: dict[str, bytes] = {}
-    for name, draw in plots:
-        try:
-            png = draw()
-        except Exception as exc:  # a plot must never fail a study
-            _log.warning("could not draw %s: %s", name, exc)
-            png = None
-        if png is not None:
-            out[name] = png
-    return out
+    return draw_all(plots)
