@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+from pathlib import Path
 
 import mlflow
 import optuna
@@ -271,3 +272,29 @@ def test_an_evaluation_on_a_new_store_prints_no_mlflow_info(tmp_path, capfd, lou
     assert "INFO" not in out + err and "View run" not in out + err
     assert os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] == "true"
     assert tracker.run_name(evaluation.run_id) == "baseline dice"
+
+
+def test_evaluations_and_the_study_log_their_plots(tmp_path, monkeypatch):
+    """With plots on, each evaluation's run holds its PNGs under plots/ (the logit margins
+    from the test split among them) and the study's parent run its own."""
+    monkeypatch.setenv("LOSSLAB_PLOTS", "1")
+    config = dict(
+        STUDY,
+        study="plots",
+        budget={"trials": 1},
+        baselines=[],
+        storage=f"journal:{tmp_path / 'optuna.log'}",
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+    )
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    loaded = load_study(path)
+    outcome = run_study(loaded, progress=False)
+    client = Tracker(loaded.tracking_uri, experiment=loaded.experiment).client
+    (record,) = outcome.records
+    names = {f.path for f in client.list_artifacts(record.run_id, "plots")}
+    assert {"plots/val_dice.png", "plots/class_weights.png", "plots/logits.png"} <= names
+    parent = {f.path for f in client.list_artifacts(outcome.parent_run_id, "plots")}
+    assert "plots/objective_history.png" in parent
+    local = client.download_artifacts(record.run_id, "plots/logits.png", str(tmp_path))
+    assert Path(local).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

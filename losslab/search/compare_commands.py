@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from losslab.cli_support import add_lossnets_option, use_lossnets
+
 __all__ = ["register"]
 
 
@@ -26,6 +28,7 @@ def _study_options(parser: argparse.ArgumentParser, many: bool = False) -> None:
         "else the journal beside the local MLflow store)",
     )
     parser.add_argument("--tracking-uri", help="MLflow URI (default: the study file's)")
+    add_lossnets_option(parser)
 
 
 def _compare_options(parser: argparse.ArgumentParser) -> None:
@@ -55,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Train the best candidates of finished studies and the study's baselines again at "
             "the final fidelity (the study file's 'final:'), over several seeds, and compare "
-            "them per class: means with 95%% bootstrap intervals, Wilcoxon signed-rank tests "
+            "them per class: means with 95% bootstrap intervals, Wilcoxon signed-rank tests "
             "against each baseline over (seed, case) pairs, Holm-corrected across classes, and "
             "Spearman's rank correlation of the search's objective with the final one. Nothing "
             "is trained twice: a stopped comparison continues when rerun."
@@ -108,6 +111,7 @@ def _error(text: str) -> int:
 def _open(specs: list[str], args: argparse.Namespace):
     from losslab.search.finished import open_finished, resolve_study
 
+    use_lossnets(args)
     return [
         open_finished(resolve_study(spec, storage=args.storage, tracking_uri=args.tracking_uri))
         for spec in specs

@@ -141,6 +141,12 @@ def check_request(
                 f"studies {first.config.name!r} and {study.config.name!r} use different data; "
                 "compare studies of one dataset"
             )
+        if study.config.train.model != first.config.train.model:
+            raise ValueError(
+                f"studies {first.config.name!r} and {study.config.name!r} train different "
+                f"networks ({first.config.train.model}, {study.config.train.model}); every "
+                f"candidate is trained again with the first study's train: section"
+            )
     names = [b.name for b in first.config.baselines]
     if reference is not None and reference not in names:
         raise ValueError(

@@ -14,8 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from losslab.data import SegmentationDataset, build_dataset
+from losslab.losses.learned_term import add_search_folder
 from losslab.search.evaluator import Evaluation, Evaluator
-from losslab.search.ledger import StudyStore, TrialRecord, default_storage_url, open_store
+from losslab.search.ledger import (
+    StudyStore,
+    TrialRecord,
+    default_storage_url,
+    open_store,
+    study_folder,
+)
 from losslab.search.study_config import StudyConfig, load_study
 from losslab.search.study_outcome import StudyOutcome
 from losslab.tracking import resolve_tracking_uri
@@ -158,5 +165,8 @@ def open_finished(config: StudyConfig) -> FinishedStudy:
         workers=config.workers,
     )
     store.load()
+    lossnets = study_folder(url, resolve_tracking_uri(config.tracking_uri)) / "lossnets"
+    if lossnets.is_dir():  # an ML3 study's networks, for its candidates to train again
+        add_search_folder(lossnets)
     dataset = build_dataset(config.data)
     return FinishedStudy(config, store, dataset, store.records(), url)
