@@ -74,6 +74,24 @@ def _legend(comparison: Comparison) -> str:
     )
 
 
+def power_note(comparison: Comparison, stats: ComparisonStats) -> str:
+    """Why no class can be marked, when the pairs are too few: the smallest two-sided exact
+    Wilcoxon p of n pairs is 2 / 2**n, and Holm multiplies the smallest of m by m."""
+    if comparison.reference is None:
+        return ""
+    pairs = len(comparison.seeds) * stats.cases
+    classes = comparison.dataset.num_classes - 1
+    smallest = 2.0 / 2**pairs if pairs else 1.0
+    if pairs and smallest * classes < 0.05:
+        return ""
+    return (
+        f" With {pairs} (seed, case) pairs a class's smallest possible p is {smallest:.2g}, "
+        f"which Holm's correction over {classes} classes lifts to "
+        f"{min(1.0, smallest * classes):.2g}: no class can be marked at this size; add seeds "
+        "or test cases."
+    )
+
+
 def summary_table(comparison: Comparison, stats: ComparisonStats) -> TableData:
     reference = comparison.reference
     objective = comparison.config.objective.describe()
@@ -145,7 +163,9 @@ def class_table(comparison: Comparison, stats: ComparisonStats, metric: str) -> 
         headers,
         rows,
         classes,
-        note=_legend(comparison) + " Share: the class's share of foreground voxels.",
+        note=_legend(comparison)
+        + " Share: the class's share of foreground voxels."
+        + power_note(comparison, stats),
     )
 
 

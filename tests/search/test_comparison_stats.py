@@ -121,3 +121,17 @@ def test_tables_show_intervals_marks_and_the_split():
     summary = summary_table(comparison, stats)
     assert summary.rows[0][5] == "1/0" and summary.rows[1][5] == "-"
     assert not math.isnan(stats.objective["base"].mean)
+
+
+def test_the_tables_say_when_no_class_can_be_marked():
+    """3 seeds x 3 cases = 9 pairs: smallest p 2/512 = 0.0039; over 2 classes Holm gives 0.0078
+    (markable); over 13 classes 0.051 (not)."""
+    from losslab.search.compare_tables import power_note
+
+    comparison = _scripted()
+    stats = compute_stats(comparison)
+    assert power_note(comparison, stats) == ""
+    comparison.dataset.num_classes = 14
+    note = power_note(comparison, stats)
+    assert "9 (seed, case) pairs" in note and "0.0039" in note and "13 classes" in note
+    assert "0.051" in note

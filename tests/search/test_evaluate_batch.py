@@ -7,6 +7,7 @@ so results are compared with ``pytest.approx`` at a relative 1e-6.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 
@@ -63,6 +64,12 @@ class RecordingTracker:
 
     def log_text(self, run_id, text, path) -> None:
         self.runs[run_id]["texts"][path] = text
+
+    def log_table(self, run_id, data, path) -> None:
+        self.runs[run_id]["texts"][path] = json.dumps(data, sort_keys=True)
+
+    def log_files(self, run_id, files) -> None:
+        self.runs[run_id]["texts"].update({k: len(v) for k, v in files.items()})
 
     def log_artifact(self, run_id, local_path, folder="") -> None:
         pass
