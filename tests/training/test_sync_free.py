@@ -128,12 +128,12 @@ def test_the_gpu_check_covers_every_step_but_the_first_and_no_epoch_end(
     """The hook's modes, seen on the CPU through a stand-in for ``set_sync_debug_mode``."""
     mode, seen = ["default"], []
     monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", lambda m: mode.__setitem__(0, m))
-    for name in ("step", "_validate", "_test"):
+    for name in ("step", "_validate", "test"):
         original = getattr(Trainer, name)
 
         def recording(self, state, *args, _name=name, _original=original):
             seen.append((_name, mode[0]))
-            return {} if _name == "_test" else _original(self, state, *args)  # (test: no time)
+            return None if _name == "test" else _original(self, state, *args)  # (test: no time)
 
         monkeypatch.setattr(Trainer, name, recording)
     result = Trainer(small_config, [SyncCheck()]).fit(Candidate.from_loss("dice"), phantom)
@@ -145,7 +145,7 @@ def test_the_gpu_check_covers_every_step_but_the_first_and_no_epoch_end(
         ("step", "error"),
         ("step", "error"),
         ("_validate", "default"),
-        ("_test", "default"),
+        ("test", "default"),
     ]
     assert mode == ["default"]
 
