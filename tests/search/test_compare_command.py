@@ -263,3 +263,16 @@ def test_the_report_loads_in_a_browser_with_the_comparison_numbers(
     for table, data in zip(shown, expected):
         assert table[0] == data.headers
         assert table[1:] == data.rows  # the numbers of the comparison, cell by cell
+
+
+def test_a_report_before_any_comparison_says_how_to_run_one(tmp_path, capsys):
+    path = write_study(tmp_path, baselines=["dice"])
+    run_study(load_study(path), progress=False, trainer=FakeTrainer)
+    out = tmp_path / "report.html"
+    assert main(["report", str(path), "--out", str(out)]) == 0
+    assert "no comparison yet" in capsys.readouterr().out
+    page = out.read_text()
+    assert "No comparison at the final fidelity" in page and "losslab compare" in page
+    assert "Best 3 trials against the baselines" in page
+    assert main(["report", str(path), "--top", "7", "--out", str(tmp_path / "x.html")]) == 2
+    assert not (tmp_path / "x.html").exists()
