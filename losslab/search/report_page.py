@@ -45,11 +45,22 @@ def html_table(data: TableData, links: list[list[str]] | None = None) -> HtmlTab
     )
 
 
+LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local store by default
+
+
+def ui_address(tracking_uri: str) -> str:
+    """Where the MLflow UI of ``tracking_uri`` is: the server itself, or ``mlflow ui``'s
+    default address for a local store."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return tracking_uri.rstrip("/")
+    return LOCAL_UI
+
+
 def run_url(tracking_uri: str, experiment_id: str | None, run_id: str | None) -> str:
-    """The MLflow UI's address of a run on a tracking server ("" for a local store)."""
-    if not run_id or not experiment_id or not tracking_uri.startswith(("http://", "https://")):
+    """The MLflow UI's address of a run ("" when there is no run)."""
+    if not run_id or not experiment_id:
         return ""
-    return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{ui_address(tracking_uri)}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def _fmt(value: float) -> str:
@@ -164,7 +175,7 @@ def build_report(
         ("budget", _budget(config)),
         ("seed", str(config.seed)),
         ("storage", study.storage_url),
-        ("MLflow", ui_command or tracking_uri),
+        ("MLflow", _mlflow_line(tracking_uri, ui_command)),
     ]
     sections: Sequence[HtmlSection] = [
         HtmlSection("Settings", settings=settings),
@@ -177,6 +188,12 @@ def build_report(
         sections,
         subtitle=f"{config.backend} search of {study.dataset.name}",
     )
+
+
+def _mlflow_line(tracking_uri: str, ui_command: str) -> str:
+    if ui_address(tracking_uri) != LOCAL_UI:
+        return f"{tracking_uri} (the links to runs open there)"
+    return f"{ui_command} (the links to runs open once it serves at {LOCAL_UI})"
 
 
 def _budget(config) -> str:

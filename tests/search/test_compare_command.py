@@ -199,6 +199,7 @@ def test_report_holds_the_comparison(finished, tmp_path, capsys, monkeypatch):
     assert "Final comparison (test split, 1 case x 2 seeds" in page
     assert "data:image/png;base64," in page
     assert "Spearman" in page and "losslab study tiny" in page
+    assert re.search(r'href="http://127\.0\.0\.1:5000/#/experiments/\d+/runs/[0-9a-f]{32}"', page)
     config = resolve_study(str(finished))
     assert "study: tiny" in config.source and "study: tiny" in page  # the study file is shown
 
