@@ -343,69 +343,9 @@ def _train_candidate(args: argparse.Namespace, num_classes: int):
     )
 
 
-def _add_baselines(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "baselines",
-        help="train the hand-designed baselines and compare them per class",
-        description="Train a suite of hand-designed candidates under one MLflow parent run.",
-    )
-    parser.add_argument(
-        "config",
-        nargs="?",
-        default="search_spaces/baselines.yaml",
-        help="suite YAML (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--tracking-uri",
-        help="MLflow URI (default: the config's tracking_uri:, else $MLFLOW_TRACKING_URI, else "
-        "sqlite:///mlflow.db)",
-    )
-    add_lossnets_option(parser)
-    parser.set_defaults(func=_run_baselines)
-
-
-def _run_baselines(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from rich.console import Console
-    from rich.markup import escape
-
-    from losslab.compare import failures, run_suite, table_1
-    from losslab.config import ConfigError, load_suite
-    from losslab.report import print_table, suite_schedule_warnings
-    from losslab.tracking import check_tracking_uri, resolve_tracking_uri
-
-    # A suite table is wide: give it room when the output is not a terminal (a log file).
-    console = Console(width=None if sys.stdout.isatty() else 200)
-    try:
-        use_lossnets(args)
-        config = load_suite(args.config)
-    except (ConfigError, OptionError) as exc:
-        Console(stderr=True).print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
-        return 2
-    if args.tracking_uri:
-        config = dataclasses.replace(config, tracking_uri=args.tracking_uri)
-    try:
-        check_tracking_uri(resolve_tracking_uri(config.tracking_uri))
-    except ValueError as exc:
-        where = "--tracking-uri" if args.tracking_uri else f"{args.config}: tracking_uri"
-        Console(stderr=True).print(f"[red]error:[/] {where}: {escape(str(exc))}", highlight=False)
-        return 2
-    suite = run_suite(config)
-    print_table(console, table_1(suite))
-    for name, reason in failures(suite):
-        console.print(f"[red]{escape(name)} failed:[/] {escape(reason)}")
-    for line in suite_schedule_warnings(suite):  # a schedule that never changed a weight
-        console.print(line, highlight=False)
-    console.print(
-        f"MLflow parent run {suite.parent_run_id}; open it with: {suite.tracker.ui_command()}",
-        soft_wrap=True,
-    )
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Return the top-level parser with every subcommand registered."""
+    from losslab import baselines_commands
     from losslab.data import commands as data_commands
     from losslab.search import commands as search_commands
     from losslab.search import compare_commands
@@ -417,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"losslab {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(subparsers)
-    _add_baselines(subparsers)
+    baselines_commands.register(subparsers)
     search_commands.register(subparsers)
     compare_commands.register(subparsers)
     data_commands.register(subparsers)

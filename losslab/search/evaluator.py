@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 from losslab.candidate import Candidate
 from losslab.data import SegmentationDataset
 from losslab.data.cache import sha256_json
+from losslab.search.evaluation_cache import CachedEvaluation, EvaluationCache, MemoryCache
 from losslab.search.fidelity import Fidelity
 from losslab.search.objective import Objective
 from losslab.search.workers import worker_id
@@ -45,50 +45,6 @@ __all__ = [
     "Evaluator",
     "MemoryCache",
 ]
-
-
-@dataclass(frozen=True)
-class CachedEvaluation:
-    """What a cache holds for one key."""
-
-    result: Result
-    run_id: str | None = None
-    origin: str = ""  # who evaluated it first, e.g. "trial 3" or "baseline dice"
-
-
-class EvaluationCache(ABC):
-    """Maps evaluation keys to results."""
-
-    @abstractmethod
-    def get(self, key: str) -> CachedEvaluation | None: ...
-
-    @abstractmethod
-    def put(self, key: str, entry: CachedEvaluation) -> None: ...
-
-    def claim(self, key: str) -> bool:
-        """Reserve ``key`` before training it; ``False`` when another live worker trains it now."""
-        return True
-
-    def wait(self, key: str) -> CachedEvaluation | None:
-        """After a lost :meth:`claim`: the other worker's result, or ``None`` once this worker
-        holds the claim (the other died and this one took the claim over: train it here)."""
-        return None
-
-
-class MemoryCache(EvaluationCache):
-    """A dict: lives as long as the process."""
-
-    def __init__(self) -> None:
-        self._entries: dict[str, CachedEvaluation] = {}
-
-    def get(self, key: str) -> CachedEvaluation | None:
-        return self._entries.get(key)
-
-    def put(self, key: str, entry: CachedEvaluation) -> None:
-        self._entries[key] = entry
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
 
 @dataclass
