@@ -117,8 +117,11 @@ class FinishedStudy:
         )
 
     def ranked(self) -> list[TrialRecord]:
-        """Finished (ok) entries, best objective first, one per evaluation key."""
-        return self.outcome().best()
+        """Finished (ok) entries that can be trained again as they are, best objective first,
+        one per evaluation key. A run steered by its backend's hooks (a greedy controller's:
+        ``variant``) is left out: its candidate alone is the unsteered loss, and its replay (a
+        trial of its own) is what reproduces it."""
+        return [r for r in self.outcome().best() if not r.variant]
 
     def baselines(self) -> list[Evaluation]:
         """The baselines the study evaluated at its fidelity, from the cache (those it has)."""

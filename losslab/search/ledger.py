@@ -103,6 +103,7 @@ class TrialRecord:
     overrides: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     worker: str = ""
+    variant: dict[str, Any] = field(default_factory=dict)  # what its hooks changed (greedy)
 
 
 @dataclass(frozen=True)

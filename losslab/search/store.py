@@ -400,4 +400,5 @@ class OptunaStudyStore(StudyStore):
             overrides=dict(attrs.get(OVERRIDES, {})),
             params=dict(trial.params) or dict(attrs.get(PARAMS, {})),
             worker=attrs.get(WORKER, ""),
+            variant=dict(attrs.get(VARIANT, {})),
         )

@@ -277,3 +277,22 @@ def test_a_report_before_any_comparison_says_how_to_run_one(tmp_path, capsys):
     assert "Best 3 trials against the baselines" in page
     assert main(["report", str(path), "--top", "7", "--out", str(tmp_path / "x.html")]) == 2
     assert not (tmp_path / "x.html").exists()
+
+
+def test_a_steered_run_is_not_compared_its_replay_is(monkeypatch):
+    """A greedy controller's steered trial (its record has a variant) would train as the plain
+    loss without its controller: compare skips it; the replay trial stands for it."""
+    from types import SimpleNamespace
+
+    from losslab.search.finished import FinishedStudy
+    from losslab.search.ledger import TrialRecord
+
+    records = [
+        TrialRecord(1, None, "ok", 0.9, eval_key="a", variant={"greedy": {"every": 2}}),
+        TrialRecord(2, None, "ok", 0.8, eval_key="b"),
+    ]
+    study = FinishedStudy(None, None, None, records, "")
+    monkeypatch.setattr(
+        FinishedStudy, "outcome", lambda self: SimpleNamespace(best=lambda: records)
+    )
+    assert [r.number for r in study.ranked()] == [2]
