@@ -13,8 +13,7 @@ from pathlib import Path
 import mlflow
 import optuna
 import pytest
-import yaml
-from search.studies import BASE
+from search.studies import write_study
 
 from losslab.candidate import Candidate, ScheduleSpec
 from losslab.data import load_dataset
@@ -33,8 +32,7 @@ from losslab.tracking import Tracker
 from losslab.tracking_format import BEST_MARK, RUN_NAME_LIMIT, run_name
 from losslab.training import EpochRecord, Result, TrainConfig
 
-STUDY = {
-    **BASE,
+STUDY = {  # changes to the tiny study of tests/search/studies.py
     "study": "ux",
     "fidelity": {"epochs": 2, "steps_per_epoch": 1},
     "budget": {"trials": 2},
@@ -50,15 +48,7 @@ STUDY = {
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     """A tiny study (two focal trials with a searched lr, a CBS baseline), run once."""
-    folder = tmp_path_factory.mktemp("ux")
-    config = dict(
-        STUDY,
-        storage=f"journal:{folder / 'optuna.log'}",
-        tracking_uri=f"sqlite:///{folder / 'mlflow.db'}",
-    )
-    path = folder / "study.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    loaded = load_study(path)
+    loaded = load_study(write_study(tmp_path_factory.mktemp("ux"), **STUDY))
     outcome = run_study(loaded, progress=False)
     tracker = Tracker(loaded.tracking_uri, experiment=loaded.experiment)
     runs = {r.run_id: r for r in tracker.find_runs()}
@@ -278,17 +268,8 @@ def test_evaluations_and_the_study_log_their_plots(tmp_path, monkeypatch):
     """With plots on, each evaluation's run holds its PNGs under plots/ (the logit margins
     from the test split among them) and the study's parent run its own."""
     monkeypatch.setenv("LOSSLAB_PLOTS", "1")
-    config = dict(
-        STUDY,
-        study="plots",
-        budget={"trials": 1},
-        baselines=[],
-        storage=f"journal:{tmp_path / 'optuna.log'}",
-        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-    )
-    path = tmp_path / "study.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    loaded = load_study(path)
+    changes = {**STUDY, "study": "plots", "budget": {"trials": 1}, "baselines": []}
+    loaded = load_study(write_study(tmp_path, **changes))
     outcome = run_study(loaded, progress=False)
     client = Tracker(loaded.tracking_uri, experiment=loaded.experiment).client
     (record,) = outcome.records
