@@ -149,7 +149,8 @@ class SegmentationDataset:
         return out
 
     def to(self, device: str | torch.device) -> SegmentationDataset:
-        """A copy with every tensor moved to ``device`` once (statistics kept)."""
+        """A copy with every tensor moved to ``device`` once; the class counts are counted
+        here (once per dataset, where the labels are) and shared with the copy."""
         out = SegmentationDataset(
             name=self.name,
             class_names=self.class_names,
@@ -161,5 +162,5 @@ class SegmentationDataset:
             case_ids=list(self.case_ids),
             spacings=list(self.spacings),
         )
-        out._counts = self._counts
+        out._counts = self.case_class_counts
         return out

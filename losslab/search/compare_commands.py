@@ -38,9 +38,6 @@ def _compare_options(parser: argparse.ArgumentParser) -> None:
         help="best trials per study to compare (default: the study file's 'top', 3)",
     )
     parser.add_argument(
-        "--seeds", type=int, default=5, help="seeds per candidate and baseline (default: 5)"
-    )
-    parser.add_argument(
         "--fidelity",
         help="a fidelity named under 'final:' in the study file, or 'search' (the study's own) "
         "or 'full' (the train: section); default: the first under 'final:', else 'full'",
@@ -66,6 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _study_options(compare, many=True)
     _compare_options(compare)
+    compare.add_argument(
+        "--seeds", type=int, default=5, help="seeds per candidate and baseline (default: 5)"
+    )
     compare.add_argument("--no-progress", action="store_true", help="no progress bars")
     compare.set_defaults(func=run_compare)
 
@@ -186,8 +186,6 @@ def run_report(args: argparse.Namespace) -> int:
 
     try:
         (study,) = _open([args.study], args)
-        if args.seeds < 1:
-            raise ValueError(f"--seeds must be a positive integer, got {args.seeds!r}")
         comparison = None
         if study.ranked():
             check_request(

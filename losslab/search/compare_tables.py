@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from rich.markup import escape
 from rich.table import Table
 
 from losslab.search.comparison import Comparison
@@ -230,15 +231,9 @@ def to_rich(data: TableData) -> Table:
         cells = []
         for c, text in enumerate(row):
             style = _STYLE.get(styles[c] if c < len(styles) else "", "")
-            cells.append(f"[{style}]{_escape(text)}[/]" if style else _escape(text))
+            cells.append(f"[{style}]{escape(text)}[/]" if style else escape(text))
         table.add_row(*cells)
     return table
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
 
 
 def to_markdown(data: TableData) -> str:

@@ -24,7 +24,6 @@ from losslab.report import StudyProgress
 from losslab.search.evaluator import BatchItem, Evaluator
 from losslab.search.fidelity import Fidelity
 from losslab.search.finished import FinishedStudy
-from losslab.search.ledger import open_store
 from losslab.search.study_config import StudyConfig
 from losslab.tracking import Tracker
 from losslab.training import Hook, Result, Trainer
@@ -265,14 +264,7 @@ def run_comparison(
     config = first.config
     entrants = _entrants(studies, top)
     seed_list = [config.seed + i for i in range(seeds)]
-    store = open_store(
-        first.storage_url,
-        study_name=config.name,
-        fingerprint=config.fingerprint,
-        source=config.source,
-        workers=config.workers,
-        metric_name=f"val {config.objective.describe()}",
-    )
+    store = config.store(first.storage_url)  # opened as a worker: it trains and claims
     store.open(resume=True, seed=config.seed)
     tracker = Tracker(config.tracking_uri, experiment=config.experiment)
     params = {

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from losslab.classwise import foreground_mean
 from losslab.search.comparison import Comparison, Entrant
 from losslab.stats import (
     Interval,
@@ -84,14 +85,6 @@ def _case_values(entrant: Entrant, metric: str) -> dict[tuple[int, str], list[fl
     return out
 
 
-def _foreground_case_means(values: dict[tuple[int, str], list[float]]) -> list[float]:
-    means = []
-    for row in values.values():
-        present = [v for v in row[1:] if not math.isnan(v)]
-        means.append(sum(present) / len(present) if present else math.nan)
-    return means
-
-
 def _paired(a: dict, b: dict, classes: int, lower_better: bool, seed: int):
     keys = sorted(set(a) & set(b))
     tests: list[PairedTest | None] = [None]
@@ -126,7 +119,10 @@ def compute_stats(comparison: Comparison, *, seed: int = 0) -> ComparisonStats:
             for m in metrics
         }
         foreground[entrant.label] = {
-            m: mean_interval(_foreground_case_means(case_values[entrant.label][m]), seed=seed)
+            m: mean_interval(
+                [foreground_mean(row) for row in case_values[entrant.label][m].values()],
+                seed=seed,
+            )
             for m in metrics
         }
         objective_ci[entrant.label] = mean_interval(

@@ -20,7 +20,6 @@ from losslab.search.ledger import (
     StudyStore,
     TrialRecord,
     default_storage_url,
-    open_store,
     study_folder,
 )
 from losslab.search.study_config import StudyConfig, load_study
@@ -116,12 +115,17 @@ class FinishedStudy:
             cache=self.store.cache,
         )
 
+    def _outcome(self) -> StudyOutcome:
+        return StudyOutcome(
+            self.config, self.dataset, self.records, [], {}, "", None, self.storage_url
+        )
+
     def ranked(self) -> list[TrialRecord]:
         """Finished (ok) entries that can be trained again as they are, best objective first,
         one per evaluation key. A run steered by its backend's hooks (a greedy controller's:
         ``variant``) is left out: its candidate alone is the unsteered loss, and its replay (a
         trial of its own) is what reproduces it."""
-        return [r for r in self.outcome().best() if not r.variant]
+        return [r for r in self._outcome().best() if not r.variant]
 
     def baselines(self) -> list[Evaluation]:
         """The baselines the study evaluated at its fidelity, from the cache (those it has)."""
@@ -139,18 +143,9 @@ class FinishedStudy:
 
     def outcome(self) -> StudyOutcome:
         """The study as ``losslab search`` ends it (its tables print from this)."""
-        outcome = StudyOutcome(
-            self.config, self.dataset, self.records, [], {}, "", None, self.storage_url
-        )
+        outcome = self._outcome()
         outcome.baselines = self.baselines()
-        for evaluation in outcome.baselines:
-            outcome.results[evaluation.key] = evaluation.result
-        cache = self.store.cache
-        for record in self.records:
-            if record.eval_key and record.eval_key not in outcome.results:
-                hit = cache.get(record.eval_key)
-                if hit is not None:
-                    outcome.results[record.eval_key] = hit.result
+        outcome.collect_results(self.store.cache)
         return outcome
 
 
@@ -160,13 +155,7 @@ def open_finished(config: StudyConfig) -> FinishedStudy:
     url = _storage_url(config.storage, None, config.tracking_uri)
     if _missing(url):
         raise ValueError(f"no study '{config.name}': the storage {url} does not exist")
-    store = open_store(
-        url,
-        study_name=config.name,
-        fingerprint=config.fingerprint,
-        source=config.source,
-        workers=config.workers,
-    )
+    store = config.store(url)
     store.load()
     lossnets = study_folder(url, resolve_tracking_uri(config.tracking_uri)) / "lossnets"
     if lossnets.is_dir():  # an ML3 study's networks, for its candidates to train again

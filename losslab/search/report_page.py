@@ -163,6 +163,7 @@ def build_report(
     """The page's HTML (see the module docstring)."""
     config = study.config
     splits = study.dataset.splits
+    final_name, final = config.final_fidelity()
     settings = [
         ("study", config.name),
         ("backend", config.backend),
@@ -171,7 +172,7 @@ def build_report(
         ("splits", ", ".join(f"{k} {len(v)}" for k, v in splits.items())),
         ("classes", ", ".join(study.dataset.class_names)),
         ("search fidelity", config.fidelity.describe()),
-        ("final fidelity", "{}: {}".format(*_final(config))),
+        ("final fidelity", f"{final_name}: {final.describe()}"),
         ("budget", _budget(config)),
         ("seed", str(config.seed)),
         ("storage", study.storage_url),
@@ -201,8 +202,3 @@ def _budget(config) -> str:
     if config.budget.minutes is not None:
         parts.append(f"{config.budget.minutes:g} minutes per invocation")
     return ", ".join(parts)
-
-
-def _final(config) -> tuple[str, str]:
-    name, fidelity = config.final_fidelity()
-    return name, fidelity.describe()

@@ -31,7 +31,6 @@ from losslab.search.ledger import (
     Slot,
     StudyStore,
     default_storage_url,
-    open_store,
     study_folder,
 )
 from losslab.search.registry import get_backend
@@ -87,14 +86,7 @@ class Study(BatchRunner):
         check_loaded_data(config, dataset)
         tracker = Tracker(config.tracking_uri, experiment=config.experiment)
         storage_url = config.storage or default_storage_url(tracker.tracking_uri)
-        store = open_store(
-            storage_url,
-            study_name=config.name,
-            fingerprint=config.fingerprint,
-            source=config.source,
-            workers=config.workers,
-            metric_name=f"val {config.objective.describe()}",
-        )
+        store = config.store(storage_url)
         seed = store.open(resume=resume, seed=config.seed)
         self.store = store
         backend_type = get_backend(config.backend)
@@ -297,19 +289,12 @@ class Study(BatchRunner):
         outcome, store = self.outcome, self.store
         outcome.records = store.records()
         outcome.trained = self.evaluator.trained
-        for evaluation in outcome.baselines:
-            outcome.results[evaluation.key] = evaluation.result
-        cache = store.cache
-        for record in outcome.records:
-            if record.eval_key and record.eval_key not in outcome.results:
-                hit = cache.get(record.eval_key)
-                if hit is not None:
-                    outcome.results[record.eval_key] = hit.result
+        outcome.collect_results(store.cache)
         best = outcome.best(1)
         tracker, parent = outcome.tracker, outcome.parent_run_id
         tag_best(tracker, parent, best[0] if best else None, step=len(outcome.records))
         describe_study(outcome)  # the parent run's markdown description, best_candidate.json
-        plots = study_plots(outcome.records, f"val {outcome.config.objective.describe()}")
+        plots = study_plots(outcome.records, outcome.config.metric_name)
         if plots:
             tracker.log_files(parent, {f"plots/{name}": png for name, png in plots.items()})
         counts = outcome.counts()

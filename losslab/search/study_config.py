@@ -30,7 +30,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from losslab.candidate import Candidate
 from losslab.config import (
@@ -57,6 +57,9 @@ from losslab.search.study_checks import check_study
 from losslab.search.workers import WorkerSettings
 from losslab.training import TrainConfig
 from losslab.typed import from_mapping
+
+if TYPE_CHECKING:
+    from losslab.search.ledger import StudyStore
 
 __all__ = ["Budget", "StudyConfig", "load_study"]
 
@@ -167,6 +170,24 @@ class StudyConfig:
                 f"{', '.join(known)} (define more under 'final:' in {self.path or 'the file'})"
             )
         return name, known[name]
+
+    @property
+    def metric_name(self) -> str:
+        """The objective as optuna-dashboard and the plots name it (``val mean Dice``)."""
+        return f"val {self.objective.describe()}"
+
+    def store(self, url: str) -> StudyStore:
+        """The study's store at ``url``, not opened yet."""
+        from losslab.search.ledger import open_store
+
+        return open_store(
+            url,
+            study_name=self.name,
+            fingerprint=self.fingerprint,
+            source=self.source,
+            workers=self.workers,
+            metric_name=self.metric_name,
+        )
 
     def run_params(self, storage_url: str) -> dict[str, Any]:
         """What the study's MLflow parent run records as parameters."""

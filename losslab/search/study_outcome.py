@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from losslab.data import SegmentationDataset
-from losslab.search.evaluator import Evaluation
+from losslab.search.evaluator import Evaluation, EvaluationCache
 from losslab.search.ledger import TrialRecord
 from losslab.search.study_config import StudyConfig
 from losslab.tracking import Tracker
@@ -42,6 +42,16 @@ class StudyOutcome:
                 seen.add(record.eval_key)
                 ranked.append(record)
         return ranked[: k or len(ranked)]
+
+    def collect_results(self, cache: EvaluationCache) -> None:
+        """Fill :attr:`results` for the baselines and every record, from ``cache``."""
+        for evaluation in self.baselines:
+            self.results[evaluation.key] = evaluation.result
+        for record in self.records:
+            if record.eval_key and record.eval_key not in self.results:
+                hit = cache.get(record.eval_key)
+                if hit is not None:
+                    self.results[record.eval_key] = hit.result
 
     def counts(self) -> dict[str, int]:
         counts = {"ok": 0, "pruned": 0, "failed": 0, "cached": 0}

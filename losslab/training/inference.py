@@ -25,37 +25,35 @@ class SplitDetails:
     and over-segmentation."""
 
     per_case: dict[str, list[list[float]]] = field(default_factory=dict)
-    foreground: torch.Tensor | None = None  # [C, bins] counts (row 0 unused)
-    background: torch.Tensor | None = None
+    counts: torch.Tensor | None = None  # [C, 2, bins]: background, foreground (row 0 unused)
 
     def add_logits(self, logits: torch.Tensor, label: torch.Tensor) -> None:
-        """Accumulate the margin histograms of one case (``logits`` ``[C, D, H, W]``)."""
+        """Accumulate the margin histograms of one case (``logits`` ``[C, D, H, W]``), on the
+        logits' device: one ``bincount`` per class, read back once by :meth:`histograms`."""
         logits = logits.float()
         classes = logits.shape[0]
         bins = len(LOGIT_EDGES) - 1
-        if self.foreground is None:
-            self.foreground = torch.zeros(classes, bins, dtype=torch.float64)
-            self.background = torch.zeros(classes, bins, dtype=torch.float64)
+        if self.counts is None:
+            self.counts = torch.zeros(classes, 2, bins, dtype=torch.long, device=logits.device)
         top2 = logits.topk(min(2, classes), dim=0).values
         edges = LOGIT_EDGES.to(logits.device)
         for c in range(1, classes):
             best_other = torch.where(logits[c] >= top2[0], top2[-1], top2[0])
             margin = (logits[c] - best_other).clamp(edges[0], edges[-1])
-            index = torch.bucketize(margin, edges[1:-1]).flatten()
-            own = (label == c).flatten()
-            self.foreground[c] += torch.bincount(index[own], minlength=bins).double().cpu()
-            self.background[c] += torch.bincount(index[~own], minlength=bins).double().cpu()
+            index = torch.bucketize(margin, edges[1:-1]) + bins * (label == c)
+            self.counts[c] += torch.bincount(index.flatten(), minlength=2 * bins).view(2, bins)
 
     def histograms(self, class_names: Sequence[str]) -> dict[str, dict[str, list[float]]]:
         """``Result.logit_hist``: class name -> edges and the two histograms."""
-        if self.foreground is None:
+        if self.counts is None:
             return {}
         edges = LOGIT_EDGES.tolist()
+        counts = self.counts.double().cpu().tolist()
         return {
             class_names[c]: {
                 "edges": edges,
-                "foreground": self.foreground[c].tolist(),
-                "background": self.background[c].tolist(),
+                "foreground": counts[c][1],
+                "background": counts[c][0],
             }
             for c in range(1, len(class_names))
         }
@@ -145,14 +143,9 @@ def evaluate_split(
     finally:
         model.train(was_training)
     out = {}
-    if details is not None:
-        details.per_case = {
-            m: [v.tolist() if torch.is_tensor(v) else list(v) for v in values]
-            for m, values in per_case.items()
-        }
     for metric, values in per_case.items():
-        if values:
-            out[metric] = torch.stack(values).nanmean(0).tolist()
-        else:
-            out[metric] = [math.nan] * num_classes
+        rows = torch.stack(values) if values else torch.full((0, num_classes), math.nan)
+        out[metric] = rows.nanmean(0).tolist() if values else [math.nan] * num_classes
+        if details is not None:
+            details.per_case[metric] = rows.tolist()
     return out

@@ -1,10 +1,9 @@
 """What the members of a population share and what each has of its own, built as ``Trainer`` would.
 
-:func:`member_state` builds one member's :class:`TrainState` exactly as ``Trainer._setup``
-builds a run's (schedules from the candidate, the model initialised right after
-``torch.manual_seed(seed)``, the compiled loss), but over data, a patch sampler and validation
-patches made once for the whole population: a copy of the training split per member would cost
-N times the device memory for the same tensors.
+Each member's :class:`TrainState` is built by ``setup.run_state``, as ``Trainer._setup`` builds a
+run's, but over data, a patch sampler and validation patches made once for the whole
+population: a copy of the training split per member would cost N times the device memory for
+the same tensors.
 
 :class:`Batches` draws the training batches of the members: members that share a seed share
 their patches (one draw), and members of other seeds draw from the same sampler with their own
@@ -17,73 +16,9 @@ from __future__ import annotations
 
 import torch
 
-from losslab.candidate import Candidate
-from losslab.data import PatchSampler, SegmentationDataset, augment
-from losslab.losses import compile_terms
-from losslab.models import get_model
-from losslab.training.config import TrainConfig
-from losslab.training.state import TrainState
-from losslab.training.trainer import _param_schedule, _schedules, start_context
+from losslab.data import PatchSampler, augment
 
-__all__ = ["Batches", "build_model", "member_state"]
-
-
-def build_model(config: TrainConfig, dataset: SegmentationDataset, device: torch.device):
-    """The network of a run with ``config``, initialised from ``config.seed`` as it is alone."""
-    torch.manual_seed(config.seed)
-    return get_model(
-        config.model,
-        in_channels=dataset.images[0].shape[0],
-        num_classes=dataset.num_classes,
-        patch_size=config.patch_size,
-        size=config.model_size,
-        **config.model_overrides,
-    ).to(device)
-
-
-def member_state(
-    config: TrainConfig,
-    candidate: Candidate,
-    data: SegmentationDataset,
-    *,
-    device: torch.device,
-    sampler: PatchSampler,
-    augment_generator: torch.Generator,
-    val_patches: list,
-    amp_dtype: torch.dtype | None,
-) -> TrainState:
-    """One member's state, as ``Trainer._setup`` makes it (see the module docstring).
-
-    ``optimizer`` and ``trainable`` are set by the population once the members' networks are
-    stacked; ``trainer`` is ``None`` (a member takes no step of its own).
-    """
-    class_schedule, term_schedule = _schedules(candidate, data)
-    context = start_context(data, config.epochs)
-    class_schedule.begin(context)
-    model = build_model(config, data, device)
-    return TrainState(
-        sampler=sampler,
-        augment_generator=augment_generator,
-        val_patches=val_patches,
-        param_schedule=_param_schedule(candidate),
-        trainable=[p for p in model.parameters() if p.requires_grad],
-        trainer=None,
-        alphas=torch.tensor(candidate.term_weights, dtype=torch.float32, device=device),
-        loss_values=candidate.loss_parameters(),
-        config=config,
-        candidate=candidate,
-        dataset=data,
-        device=device,
-        model=model,
-        optimizer=None,  # type: ignore[arg-type]  # the population's, once stacked
-        loss=compile_terms(candidate.terms),
-        class_schedule=class_schedule,
-        term_schedule=term_schedule,
-        class_weights=class_schedule.weights.to(device),
-        term_weights=torch.tensor(candidate.term_weights, device=device),
-        amp_dtype=amp_dtype,
-        context=context,
-    )
+__all__ = ["Batches"]
 
 
 class Batches:

@@ -53,16 +53,22 @@ from typing import Any
 import torch
 
 from losslab.candidate import Candidate
-from losslab.data import PatchSampler, SegmentationDataset
+from losslab.data import SegmentationDataset
 from losslab.training.config import TrainConfig, resolve_device
 from losslab.training.determinism import TorchFlags, configure_determinism
 from losslab.training.hooks import Hook
-from losslab.training.members import Batches, member_state
+from losslab.training.members import Batches
 from losslab.training.population_run import Member, OutOfMemory, Population, reason_of
 from losslab.training.result import Result
+from losslab.training.setup import (
+    amp_dtype,
+    make_optimizer,
+    run_state,
+    train_sampler,
+    validation_patches,
+)
 from losslab.training.stacked import StackedNetwork
-from losslab.training.trainer import Trainer, _amp_dtype, _optimizer
-from losslab.training.validation import choose_validation_patches
+from losslab.training.trainer import Trainer
 
 __all__ = ["DEFAULT_MAX_SIZE", "PopulationTrainer", "population_safe"]
 
@@ -205,25 +211,17 @@ class PopulationTrainer:
             device = resolve_device(config.device)
             configure_determinism(config.deterministic, device)
             data = dataset.to(device)
-            sampler = PatchSampler(
-                data,
-                split="train",
-                patch_size=config.patch_size,
-                batch_size=config.batch_size,
-                mode=config.sampling,
-                device=device,
-                seed=seeds[0],
-            )
-            patches = {s: self._val_patches(dataset, s) for s in dict.fromkeys(seeds)}
+            sampler = train_sampler(config, data, device, seeds[0])
+            patches = {s: validation_patches(config, dataset, s) for s in dict.fromkeys(seeds)}
             batches = Batches(sampler, seeds, device, augment=config.augment)
         except Exception as exc:
             for member in group:
                 pop.end(member, "failed", reason_of(exc))
             return False
-        amp_dtype = _amp_dtype(config, device)
+        amp_type = amp_dtype(config, device)
         for member in group:
             try:
-                member.state = member_state(
+                member.state = run_state(
                     member.config,
                     member.candidate,
                     data,
@@ -231,7 +229,7 @@ class PopulationTrainer:
                     sampler=sampler,
                     augment_generator=batches.generators[member.config.seed],
                     val_patches=patches[member.config.seed],
-                    amp_dtype=amp_dtype,
+                    amp_dtype=amp_type,
                 )
             except Exception as exc:
                 pop.end(member, "failed", reason_of(exc))
@@ -246,9 +244,9 @@ class PopulationTrainer:
             return False
         try:
             pop.net = StackedNetwork(
-                [m.state.model for m in pop.live], lambda module: _optimizer(config, module)
+                [m.state.model for m in pop.live], lambda module: make_optimizer(config, module)
             )
-            pop.device, pop.batches, pop.amp_dtype = device, batches, amp_dtype
+            pop.device, pop.batches, pop.amp_dtype = device, batches, amp_type
             with pop.autocast():  # the first step's shape, before any hook
                 pop.net.check(torch.zeros(self._input_shape(pop, data), device=device))
         except OutOfMemory:
@@ -264,15 +262,3 @@ class PopulationTrainer:
         if len({m.config.seed for m in pop.live}) > 1:
             shape = (len(pop.live), *shape)
         return shape
-
-    def _val_patches(self, dataset: SegmentationDataset, seed: int) -> list:
-        config = self.config
-        if config.validation != "patches":
-            return []
-        return choose_validation_patches(
-            [dataset.labels[i] for i in dataset.splits.get("val", [])],
-            dataset.num_classes,
-            config.patch_size,
-            config.val_patches_per_class,
-            seed=seed,
-        )

@@ -20,23 +20,20 @@ from collections.abc import Sequence
 import torch
 
 from losslab.candidate import Candidate
-from losslab.data import PatchSampler, SegmentationDataset, augment, stats
-from losslab.losses import CompiledLoss, compile_terms
-from losslab.models import get_model
-from losslab.schedules import (
-    ClassSchedule,
-    EpochContext,
-    ParamSchedule,
-    TermSchedule,
-    get_class_schedule,
-    get_param_schedule,
-    get_term_schedule,
-)
+from losslab.data import SegmentationDataset, augment
+from losslab.losses import CompiledLoss
 from losslab.training.config import TrainConfig, resolve_device
 from losslab.training.determinism import TorchFlags, configure_determinism
 from losslab.training.hooks import Hook, StopTraining
 from losslab.training.inference import SplitDetails, evaluate_split
 from losslab.training.result import EpochRecord, Result
+from losslab.training.setup import (
+    amp_dtype,
+    run_state,
+    start_context,
+    train_sampler,
+    validation_patches,
+)
 from losslab.training.state import TrainState
 from losslab.training.validation import choose_validation_patches, evaluate_patches
 
@@ -47,68 +44,6 @@ class _Failure(Exception):
     def __init__(self, reason: str, step: int | None = None):
         super().__init__(reason)
         self.step = step
-
-
-def _optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.SGD(
-        params, lr=config.lr, momentum=0.99, nesterov=True, weight_decay=config.weight_decay
-    )
-
-
-def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    if not config.amp or device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-
-
-def _param_schedule(candidate: Candidate) -> ParamSchedule | None:
-    spec = candidate.param_schedule
-    return None if spec is None else get_param_schedule(spec.name, **dict(spec.params))
-
-
-def _schedules(
-    candidate: Candidate, dataset: SegmentationDataset
-) -> tuple[ClassSchedule, TermSchedule]:
-    """The candidate's schedules, as built from their names and parameters."""
-    class_schedule = get_class_schedule(
-        candidate.class_schedule.name,
-        num_classes=dataset.num_classes,
-        **candidate.class_schedule.to_dict()["params"],
-    )
-    term_schedule = get_term_schedule(
-        candidate.term_schedule.name,
-        num_terms=len(candidate.terms),
-        **candidate.term_schedule.to_dict()["params"],
-    )
-    return class_schedule, term_schedule
-
-
-def start_context(dataset: SegmentationDataset, total_epochs: int) -> EpochContext:
-    """The epoch-0 context of a run on ``dataset``: the class frequencies of its training split.
-
-    ``frequencies`` are the voxel shares of the classes in the training cases;
-    ``balancing_frequencies`` are Hegde's (voxels of a class over the voxels of the training
-    cases where it is present), which the frequency-based class schedules use. Both come from
-    ``dataset.case_class_counts``, which the dataset computes once and keeps, so a study that
-    trains many candidates on one dataset counts its voxels once.
-
-    Raises:
-        ValueError: the training split has no voxels.
-    """
-    counts = dataset.case_class_counts[dataset.splits.get("train", [])]
-    voxels = counts.sum(dim=0).to(torch.float64)
-    if float(voxels.sum()) <= 0:
-        raise ValueError("the training split has no voxels: no class frequencies to start from")
-    return EpochContext.start(
-        (voxels / voxels.sum()).tolist(),
-        total_epochs,
-        balancing_frequencies=stats.class_frequencies(counts).tolist(),
-    )
 
 
 def step_loss(state: TrainState, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -186,64 +121,19 @@ class Trainer:
 
     def _setup(self, candidate: Candidate, dataset: SegmentationDataset) -> TrainState:
         config = self.config
-        class_schedule, term_schedule = _schedules(candidate, dataset)
-        context = start_context(dataset, config.epochs)
-        class_schedule.begin(context)
         device = resolve_device(config.device)
         configure_determinism(config.deterministic, device)
-        torch.manual_seed(config.seed)
-        num_classes = dataset.num_classes
-        model = get_model(
-            config.model,
-            in_channels=dataset.images[0].shape[0],
-            num_classes=num_classes,
-            patch_size=config.patch_size,
-            size=config.model_size,
-            **config.model_overrides,
-        ).to(device)
         data = dataset.to(device)
-        sampler = PatchSampler(
+        return run_state(
+            config,
+            candidate,
             data,
-            split="train",
-            patch_size=config.patch_size,
-            batch_size=config.batch_size,
-            mode=config.sampling,
             device=device,
-            seed=config.seed,
-        )
-        val_patches = (
-            choose_validation_patches(
-                [dataset.labels[i] for i in dataset.splits.get("val", [])],
-                num_classes,
-                config.patch_size,
-                config.val_patches_per_class,
-                seed=config.seed,
-            )
-            if config.validation == "patches"
-            else []
-        )
-        return TrainState(
-            sampler=sampler,
+            sampler=train_sampler(config, data, device, config.seed),
             augment_generator=torch.Generator(device=device).manual_seed(config.seed + 1),
-            val_patches=val_patches,
-            param_schedule=_param_schedule(candidate),
-            trainable=[p for p in model.parameters() if p.requires_grad],
+            val_patches=validation_patches(config, dataset, config.seed),
+            amp_dtype=amp_dtype(config, device),
             trainer=self,
-            alphas=torch.tensor(candidate.term_weights, dtype=torch.float32, device=device),
-            loss_values=candidate.loss_parameters(),
-            config=config,
-            candidate=candidate,
-            dataset=data,
-            device=device,
-            model=model,
-            optimizer=_optimizer(config, model),
-            loss=compile_terms(candidate.terms),
-            class_schedule=class_schedule,
-            term_schedule=term_schedule,
-            class_weights=class_schedule.weights.to(device),
-            term_weights=torch.tensor(candidate.term_weights, device=device),
-            amp_dtype=_amp_dtype(config, device),
-            context=context,
         )
 
     def _train_epoch(self, state: TrainState) -> EpochRecord:

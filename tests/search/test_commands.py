@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import losslab.training.trainer as trainer_module
+import losslab.training.setup as training_setup
 from losslab.cli import main
 from losslab.data import write_phantom_decathlon
 from losslab.search import load_study
@@ -126,7 +126,7 @@ def test_a_failed_trial_prints_its_reason_without_progress(wide, tmp_path, monke
     def nan_loss(terms):
         return lambda logits, labels, weights=None: [logits.sum() * math.nan]
 
-    monkeypatch.setattr(trainer_module, "compile_terms", nan_loss)
+    monkeypatch.setattr(training_setup, "compile_terms", nan_loss)
     path = write_study(tmp_path, budget={"trials": 1}, baselines=[])
     assert main(["search", str(path), "--no-progress"]) == 0
     captured = capsys.readouterr()

@@ -10,7 +10,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-import losslab.training.trainer as trainer_module
+import losslab.training.setup as training_setup
 from losslab.search import StudyMismatch, load_study, run_study
 from losslab.search.storage import open_storage
 from losslab.tracking import Tracker
@@ -102,7 +102,7 @@ def test_same_name_other_space_is_refused(finished, tmp_path):
 def test_nan_candidate_fails_alone(tmp_path, monkeypatch):
     # The loss language keeps every value finite, so the candidate that blows up is made so
     # here: the one loss written with the constant 1234.5 returns NaN.
-    compile_terms = trainer_module.compile_terms
+    compile_terms = training_setup.compile_terms
 
     def nan_for_blowup(terms):
         compiled = compile_terms(terms)
@@ -110,7 +110,7 @@ def test_nan_candidate_fails_alone(tmp_path, monkeypatch):
             return compiled
         return lambda *args: [value * math.nan for value in compiled(*args)]
 
-    monkeypatch.setattr(trainer_module, "compile_terms", nan_for_blowup)
+    monkeypatch.setattr(training_setup, "compile_terms", nan_for_blowup)
     space = {
         "loss": {
             "dice": {},

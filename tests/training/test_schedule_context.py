@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import losslab.data.stats as stats_module
-import losslab.training.trainer as trainer_module
+import losslab.training.setup as training_setup
 from losslab.candidate import Candidate, ScheduleSpec
 from losslab.schedules import UniformWeights
 from losslab.schedules.class_schedules import median_frequency_weights
@@ -93,7 +93,7 @@ def test_schedule_begins_before_the_first_step_and_sees_the_chained_contexts(
             events.append(("step", None))
 
     monkeypatch.setattr(
-        trainer_module, "get_class_schedule", lambda name, num_classes, **p: Recording(num_classes)
+        training_setup, "get_class_schedule", lambda name, num_classes, **p: Recording(num_classes)
     )
     config = dataclasses.replace(tiny_config, epochs=3, steps_per_epoch=2, val_every=2)
     result = Trainer(config, [Steps()]).fit(Candidate.from_loss("dice"), phantom)

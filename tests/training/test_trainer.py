@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import losslab.losses.spec as spec_module
+import losslab.training.setup as training_setup
 import losslab.training.trainer as trainer_module
 from losslab.candidate import Candidate
 from losslab.losses import CompiledLoss
@@ -65,7 +66,7 @@ def test_nan_loss_fails_at_its_step(phantom, tiny_config, monkeypatch):
             values = super().evaluate(terminals)
             return [v * math.nan for v in values] if self.calls >= 3 else values
 
-    monkeypatch.setattr(trainer_module, "compile_terms", NaNFromStep3)
+    monkeypatch.setattr(training_setup, "compile_terms", NaNFromStep3)
     result = train(Candidate.from_loss("dice"), phantom, tiny_config)
     assert result.status == "failed"
     assert result.failed_step == 3
