@@ -16,7 +16,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-import losslab.training.trainer as trainer_module
+import losslab.training.setup as training_setup
 from losslab.candidate import Candidate
 from losslab.data import load_dataset
 from losslab.sqlite_store import prepare_store, unfinished_store
@@ -92,7 +92,7 @@ def test_failed_run_is_recorded_with_its_reason(uri, phantom, config, tmp_path, 
     def nan_loss(terms):
         return lambda logits, labels, weights=None: [logits.sum() * math.nan]
 
-    monkeypatch.setattr(trainer_module, "compile_terms", nan_loss)
+    monkeypatch.setattr(training_setup, "compile_terms", nan_loss)
     _, run_id, result = run(uri, Candidate.from_loss("dice"), phantom, config, "failing")
     assert result.status == "failed"
     info = MlflowClient(uri).get_run(run_id)

@@ -12,6 +12,7 @@ from typing import Any
 import optuna
 import yaml
 from optuna.trial import TrialState
+from search.studies import BASE  # the tiny study of the search tests
 
 from losslab.search.storage import open_storage
 from losslab.search.store import INTERRUPTED, RETRY_OF, RUN_ID
@@ -20,27 +21,6 @@ from losslab.tracking import Tracker
 __all__ = ["Census", "census", "start_worker", "write_cluster_study"]
 
 EPOCHS = 2
-BASE: dict[str, Any] = {
-    "data": {"source": "phantom", "cases": 6, "shape": [24, 24, 24], "seed": 0},
-    "train": {
-        "model": "unet3d",
-        "batch_size": 1,
-        "patch_size": [16, 16, 16],
-        "hd95": False,
-        "lr": 0.003,
-        "device": "cpu",
-    },
-    "objective": {"kind": "mean"},
-    "seed": 0,
-    "baselines": ["dice"],
-    "space": {
-        "loss": {"dice": {}, "focal": {"gamma": {"float": [0.5, 4.0]}}},
-        "class_schedule": {
-            "uniform": {},
-            "cbs": {"zeta": {"float": [0.05, 0.5]}, "cap": {"float": [1.5, 4.0]}},
-        },
-    },
-}
 
 
 def write_cluster_study(folder: Path, trials: int, **changes: Any) -> Path:
