@@ -47,7 +47,7 @@ class ScheduleSpec:
 
 @dataclass(frozen=True)
 class Candidate:
-    """One objective: ``L(t) = sum_k alpha_k(t) * mean_c(w_c(t) * L_kc)`` (see DESIGN.md).
+    """One objective: ``L(t) = sum_k alpha_k(t) * mean_c(w_c(t) * L_kc)`` (docs/architecture.md, "The objective").
 
     Attributes:
         terms: the loss terms: expressions, or learned loss networks named by their content

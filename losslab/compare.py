@@ -1,5 +1,5 @@
 """The baseline suite: hand-designed candidates trained on the same data, network and seeds under
-one MLflow parent run, and compared per class in the layout of Table 1 of paper 000.
+one MLflow parent run, and compared per class in the layout of Table 1 of Willoughby and Voiculescu (2024).
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def table_1(suite: SuiteResult) -> Table:
 
     The title says which split and how many cases and seeds the values cover. With one seed no
     class is marked (a single run's difference says nothing); with several, a class whose mean
-    Dice beats the reference candidate's is marked ``+`` (green), as in Table 1 of paper 000.
+    Dice beats the reference candidate's is marked ``+`` (green), as in Table 1 of Willoughby and Voiculescu (2024).
     """
     shares = suite.dataset.foreground_shares()
     columns = {c.name: suite.class_dice(c.name) for c in suite.config.candidates}

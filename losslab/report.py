@@ -147,7 +147,7 @@ def class_table(
 ) -> Table:
     """Classes in rows with their voxel share, one column per candidate, the mean on top.
 
-    The layout of Table 1 of paper 000; with a ``reference`` column, a class whose Dice beats
+    The layout of Table 1 of Willoughby and Voiculescu (2024); with a ``reference`` column, a class whose Dice beats
     it is marked ``+`` (green): give one only where the columns average several seeds (a
     single seed's difference says nothing). Index 0 (background) is skipped. Print it with
     :func:`print_table` so no cell is cut.

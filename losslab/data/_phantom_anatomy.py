@@ -5,7 +5,7 @@ files the phantom is written to: axis 0 ``x`` towards the patient's right, axis 
 anterior, axis 2 ``z`` superior. Each organ is the level set of a smooth field (a deformed
 ellipsoid or a tube along a polyline) and claims exactly ``k`` voxels, the ``k`` free voxels of
 the abdominal cavity where its field is lowest; ``k`` follows the class share of Table 1 of
-paper 000 times a random size factor, so the class shares hold at any resolution.
+Willoughby and Voiculescu (2024) times a random size factor, so the class shares hold at any resolution.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ PHANTOM_TARGET_SHARES: dict[str, float] = {
     "right_adrenal_gland": 0.001,
     "left_adrenal_gland": 0.001,
 }
-"""Share of the labelled (non-background) voxels per organ, Table 1 of paper 000 (BTCV)."""
+"""Share of the labelled (non-background) voxels per organ, Table 1 of Willoughby and Voiculescu (2024) (BTCV)."""
 
 LABELLED_FRACTION = 0.12
 """Average fraction of all voxels that carry an organ label."""

@@ -1,6 +1,6 @@
 """Synthetic abdominal CT phantom with the 13 BTCV organ classes (the embedded default dataset).
 
-The class shares of labelled voxels follow Table 1 of paper 000 (liver 55.2% ... adrenals 0.1%
+The class shares of labelled voxels follow Table 1 of Willoughby and Voiculescu (2024) (liver 55.2% ... adrenals 0.1%
 each), organs sit where they are in the abdomen, and every case differs in shape, size,
 position and intensities. Arrays are in RAS+ axis order (axis 0 towards the patient's right,
 axis 1 anterior, axis 2 superior), so writing them with a diagonal 1.5 mm affine gives

@@ -112,7 +112,7 @@ _ENTRIES = [
         "class c is weighted by (N - sum_n y_c) / sum_n y_c, N the voxels of the batch, and the "
         "background keeps weight 1, so two classes give the paper's "
         "-1/N sum_n (w r_n log p_n + (1 - r_n) log(1 - p_n)). The paper prints sum_n p_n in "
-        "that weight; we read it as the reference volume, as DESIGN.md does.",
+        "that weight; we read it as the reference volume, as losslab does throughout.",
         "nc * (vmean(fg) * (csum(vsum(y)) - vsum(y)) / vsum(y) + 1 - vmean(fg)) * vmean(-y * logp)",
     ),
     LibraryLoss(

@@ -330,7 +330,7 @@ class CompiledLoss:
         *,
         absent_classes: str = "keep",
     ) -> torch.Tensor:
-        """``sum_k alpha_k * mean_c(w_c * L_kc)``, the objective of DESIGN.md.
+        """``sum_k alpha_k * mean_c(w_c * L_kc)``, the objective of docs/architecture.md.
 
         The terms are reduced by :meth:`reduce_terms`; ``alpha_k = 1`` when ``term_weights``
         is not given. ``absent_classes="ignore"`` takes ``mean_c`` over the classes present in

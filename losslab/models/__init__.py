@@ -1,4 +1,4 @@
-"""Segmentation networks: unet3d and unetr from MONAI, lambda3d of our own (paper 000)."""
+"""Segmentation networks: unet3d and unetr from MONAI, lambda3d of our own (Willoughby and Voiculescu 2024)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""Lambda3D: UNETR with its transformer blocks replaced by 3D lambda layers (paper 000, Sec. 2.2.1).
+"""Lambda3D: UNETR with its transformer blocks replaced by 3D lambda layers.
 
 Willoughby and Voiculescu, "Runtime freezing: dynamic class loss for multi-organ 3D segmentation"
-(paper 000) extend the lambda layers of Bello (ICLR 2021) to 3D and put them in place of the
+(arXiv 2024, Sec. 2.2.1) extend the lambda layers of Bello (ICLR 2021) to 3D and put them in place of the
 self-attention of UNETR (Hatamizadeh et al., WACV 2022). The skeleton here is UNETR's, built from
 MONAI's own blocks (``PatchEmbeddingBlock``, ``UnetrBasicBlock``, ``UnetrPrUpBlock``,
 ``UnetrUpBlock``, ``UnetOutBlock``): with ``embed_patch=16`` and ``num_layers=12`` every

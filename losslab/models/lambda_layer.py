@@ -4,7 +4,7 @@ Bello, "LambdaNetworks: Modeling long-range interactions without attention", ICL
 (arXiv:2102.08602): Sec. 3.1 (content and position lambdas), Sec. 3.2 (multi-query lambdas),
 Appendix B.1 (the lambda convolution that computes position lambdas over a local context of
 size r). The 2D code of lucidrains' ``lambda-networks`` is the model of brevity; the 3D
-extension is paper 000's Lambda3D.
+extension is the Lambda3D of Willoughby and Voiculescu (2024).
 
 Notation (Bello): a context of ``|m|`` positions and ``|n|`` query positions (here both the voxels
 of the same grid), key depth ``|k|``, intra-depth ``|u|``, heads ``|h|``, value depth

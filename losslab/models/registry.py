@@ -37,7 +37,7 @@ __all__ = [
 _NETWORKS: dict[str, type[NetworkConfig]] = {
     cls.name: cls for cls in (UNet3DConfig, UNETRConfig, Lambda3DConfig)
 }
-# The papers' spellings (paper 000 Table 1: "3DUNet", "UNETR", "Lambda3D"; Ou et al.: LambdaUNet).
+# The papers' spellings (Willoughby and Voiculescu 2024, Table 1: "3DUNet", "UNETR", "Lambda3D"; Ou et al.: LambdaUNet).
 _ALIASES: dict[str, str] = {"3dunet": "unet3d", "3d_unet": "unet3d", "lambdaunet": "lambda3d"}
 
 

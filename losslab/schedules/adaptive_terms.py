@@ -1,4 +1,4 @@
-"""Term schedules driven by the loss values themselves: SoftAdapt and CoV weighting (paper 002)."""
+"""Term schedules driven by the loss values themselves: SoftAdapt and CoV weighting (Hun 2021)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def _load_tensor(value: list[Any] | None) -> Tensor | None:
 
 
 class SoftAdapt(TermSchedule):
-    """SoftAdapt (Heydari et al., used by Hun, paper 002): ``alpha = softmax(beta * s)``.
+    """SoftAdapt (Heydari et al., used by Hun 2021): ``alpha = softmax(beta * s)``.
 
     ``s_k`` is the slope of the last ``window`` values of term ``k``; choice: the mean first
     difference ``(L(t) - L(t - n + 1)) / (n - 1)``, which is ``L(t) - L(t - 1)`` for the default
@@ -93,7 +93,7 @@ class SoftAdapt(TermSchedule):
 
 
 class CoVWeighting(TermSchedule):
-    """CoV weighting (Groenendijk et al. 2021, used by Hun, paper 002).
+    """CoV weighting (Groenendijk et al. 2021, used by Hun 2021).
 
     ``l_k(t) = L_k(t) / mean_{s<t} L_k(s)`` (``l = 1`` at the first step) and
     ``alpha_k = (1/z) sigma(l_k) / mu(l_k)`` with ``z`` making the weights sum to 1, the statistics

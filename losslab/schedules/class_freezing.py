@@ -1,4 +1,4 @@
-"""Score-driven class schedules of the Runtime Freezing paper (paper 000): TCF, PCF and CBS.
+"""Score-driven class schedules of the Runtime Freezing paper (Willoughby and Voiculescu, 2024): TCF, PCF and CBS.
 
 Scores ``S_c(j)`` are the per-class validation Dice at the end of epoch ``j = 1, 2, ...`` (the
 ``scores`` of the :class:`~losslab.schedules.context.EpochContext` given to ``update``); weights
@@ -35,7 +35,7 @@ class _ScoreDrivenSchedule(ClassSchedule):
 
 
 class ThresholdClassFreezing(_ScoreDrivenSchedule):
-    """TCF (paper 000): ``w_c = frozen_weight if S_c(j) > threshold else 1``, every epoch.
+    """TCF (Willoughby and Voiculescu 2024): ``w_c = frozen_weight if S_c(j) > threshold else 1``, every epoch.
 
     Recomputed from the current scores, so a class that falls back to ``S_c <= threshold`` gets 1
     again. Choice: a ``NaN`` score keeps the class's previous weight.
@@ -72,7 +72,7 @@ class ThresholdClassFreezing(_ScoreDrivenSchedule):
 
 
 class PlateauClassFreezing(_ScoreDrivenSchedule):
-    """PCF (paper 000): freeze the best unfrozen class once its score has plateaued.
+    """PCF (Willoughby and Voiculescu 2024): freeze the best unfrozen class once its score has plateaued.
 
     With ``u`` the epoch of the last trigger (the first epoch seen at start, i.e. 1) and ``j`` the
     current epoch, take ``i = argmax_c S_c(j)`` over the unfrozen scheduled classes (ties: lowest
@@ -164,7 +164,7 @@ class PlateauClassFreezing(_ScoreDrivenSchedule):
 
 
 class ClassBoostStrategy(PlateauClassFreezing):
-    """CBS (paper 000): PCF's trigger and freezing, plus a boost of the classes still learning.
+    """CBS (Willoughby and Voiculescu 2024): PCF's trigger and freezing, plus a boost of the classes still learning.
 
     On trigger every unfrozen scheduled class ``k`` gets ``w_k = min(1 / (S_k(j) + zeta), cap)``;
     weights are kept between triggers. ``zeta`` keeps the boost finite at ``S_k = 0``; the paper

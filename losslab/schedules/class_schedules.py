@@ -227,7 +227,7 @@ def inverse_frequency_weights(freq: Sequence[float]) -> list[float]:
 
 
 def median_frequency_weights(freq: Sequence[float]) -> list[float]:
-    """Median frequency balancing (Hegde, paper 001): ``median(freq) / freq_c`` over ``freq > 0``;
+    """Median frequency balancing (Hegde et al.): ``median(freq) / freq_c`` over ``freq > 0``;
     0 where ``freq_c = 0``; an even count takes the mean of the two middle values."""
     present = [f for f in freq if f > 0]
     if not present:
@@ -250,7 +250,7 @@ class InverseFrequencyWeights(_FrequencyWeights):
 
 
 class MedianFrequencyWeights(_FrequencyWeights):
-    """Median frequency balancing (Hegde, paper 001): ``w_c = median(freq) / freq_c``.
+    """Median frequency balancing (Hegde et al.): ``w_c = median(freq) / freq_c``.
 
     ``freq_c`` is given by the caller (Hegde: voxels of class ``c`` over voxels of the images where
     ``c`` is present). Choices: the median is taken over the classes with ``freq > 0`` (absent

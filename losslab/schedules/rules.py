@@ -7,7 +7,7 @@ the class reductions ``csum``, ``cmean``, ``cmax``, ``cmin`` (so that a class ca
 with the others, ``s >= cmax(s)``). A rule's value is a class vector or a scalar (broadcast to
 every class). :class:`RuleSchedule` (registry name ``rule``) sets ``w = clip(value, 0, cap)``.
 
-The seed rules write the freezing schedules of paper 000 in this language:
+The seed rules write the freezing schedules of Willoughby and Voiculescu (2024) in this language:
 
 - :data:`TCF_RULE` is TCF exactly (same weights on every score sequence).
 - :data:`PCF_RULE` freezes (weight 0.1) the best not-yet-frozen scheduled class when

@@ -129,7 +129,7 @@ class StaticTermWeights(TermSchedule):
 
 
 class _MixingSchedule(TermSchedule):
-    """Two terms mixed as ``alpha = [1 - a, a]`` (Hegde, paper 001: ``(1-a) wCE + a wDice``).
+    """Two terms mixed as ``alpha = [1 - a, a]`` (Hegde et al.: ``(1-a) wCE + a wDice``).
 
     ``a`` is a Python number; the weights are written on the device only when it changes (a
     returned tensor is never changed afterwards: the next different ``a`` gets a new one).
@@ -154,7 +154,7 @@ class _MixingSchedule(TermSchedule):
 
 
 class LinearRamp(_MixingSchedule):
-    """Hegde's CE -> Dice ramp (paper 001): ``a`` goes linearly from 0 to 1 between ``start`` and
+    """Hegde et al.'s CE -> Dice ramp: ``a`` goes linearly from 0 to 1 between ``start`` and
     ``end``, fractions of training (progress ``t / (T - 1)``)."""
 
     name = "ramp"
@@ -174,7 +174,7 @@ class LinearRamp(_MixingSchedule):
 
 
 class StepSwitch(_MixingSchedule):
-    """Hegde's step variant (paper 001): ``a = 0`` while progress ``< at``, then 1."""
+    """Hegde et al.'s step variant: ``a = 0`` while progress ``< at``, then 1."""
 
     name = "step"
 
@@ -189,7 +189,7 @@ class StepSwitch(_MixingSchedule):
 
 
 class Rebalance(_MixingSchedule):
-    """Rebalance (Hun, paper 002): ``a`` grows by a constant each step, from 0 to 1 at the last step.
+    """Rebalance (Hun 2021): ``a`` grows by a constant each step, from 0 to 1 at the last step.
 
     The increment is recomputed as ``(1 - a) / steps left``, which equals ``1 / (T - 1)`` on an
     uninterrupted run and still ends at 1 if ``total_steps`` changes on resume.

@@ -4,8 +4,8 @@ report and to markdown (the MLflow parent run's description).
 - **Summary**: one row per entrant: the search's objective, the final objective and test mean
   Dice with 95% intervals, and how many classes are significantly better / worse than the
   reference baseline.
-- **Table 1** of paper 000 (classes in rows with their voxel share, entrants in columns, the
-  foreground mean first), one per metric (DSC, SEN, PRC, HD95 as in paper 004), each cell the
+- **Table 1** of Willoughby and Voiculescu 2024 (classes in rows with their voxel share, entrants in columns, the
+  foreground mean first), one per metric (DSC, SEN, PRC, HD95 as in Li et al. 2021), each cell the
   mean over (seed, case) with its 95% interval and a ▲ / ▼ where the entrant is significantly
   better / worse than the reference (Wilcoxon signed-rank over (seed, case) pairs, Holm across
   classes, alpha 0.05).

@@ -2,7 +2,7 @@
 device) and HD95 (MONAI's definition, one class bounding box at a time).
 
 A class absent from a case's reference is excluded from that case (NaN), never counted as 0 or 1;
-means over cases ignore NaN. Li et al. (paper 004) report DSC, SEN, PRC and HD: so do we.
+means over cases ignore NaN. Li et al. (2021) report DSC, SEN, PRC and HD: so do we.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Lambda3D: UNETR's skeleton with lambda blocks (paper 000, Sec. 2.2.1)."""
+"""Lambda3D: UNETR's skeleton with lambda blocks (Willoughby and Voiculescu 2024, Sec. 2.2.1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TCF, PCF and CBS (paper 000) on scripted per-class score sequences with hand-computed weights."""
+"""TCF, PCF and CBS (Willoughby and Voiculescu 2024) on scripted per-class score sequences with hand-computed weights."""
 
 from __future__ import annotations
 

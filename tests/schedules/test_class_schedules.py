@@ -1,4 +1,4 @@
-"""Static class schedules: uniform, inverse and median frequency (Hegde, paper 001)."""
+"""Static class schedules: uniform, inverse and median frequency (Hegde et al.)."""
 
 from __future__ import annotations
 

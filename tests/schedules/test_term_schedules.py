@@ -1,4 +1,4 @@
-"""Term schedules: Hegde's ramp and step (paper 001), Rebalance, SoftAdapt and CoV (paper 002)."""
+"""Term schedules: Hegde's ramp and step (Hegde et al.), Rebalance, SoftAdapt and CoV (Hun 2021)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DESIGN.md's rule: on a GPU the training step never syncs with the host.
+"""losslab's rule (docs/architecture.md): on a GPU the training step never syncs with the host.
 
 Every library loss, every registered term schedule and class schedule, ``absent_classes:
 ignore`` and a parameter schedule are trained a few steps:
