@@ -28,6 +28,7 @@ _EXPORTS = {
     "DatasetError": "losslab.data.errors",
     "DatasetProblem": "losslab.data.errors",
     "write_phantom_decathlon": "losslab.data.export",
+    "write_phantom_nnunet": "losslab.data.nnunet",
     "InspectionReport": "losslab.data.inspection",
     "inspect_decathlon": "losslab.data.inspection",
     "LabelMap": "losslab.data.labels",
@@ -74,4 +75,5 @@ __all__ = [
     "preprocess_case",
     "read_manifest",
     "write_phantom_decathlon",
+    "write_phantom_nnunet",
 ]

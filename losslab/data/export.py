@@ -1,4 +1,7 @@
-"""Write phantom cases as a Medical Segmentation Decathlon folder (``dataset.json`` + NIfTI)."""
+"""Write phantom cases as a Medical Segmentation Decathlon folder (``dataset.json`` + NIfTI).
+
+The nnU-Net v2 raw layout of the same cases is written by ``losslab.data.nnunet``.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +25,15 @@ def phantom_affine(shape: tuple[int, int, int]) -> np.ndarray:
     affine = np.diag([*PHANTOM_SPACING, 1.0])
     affine[:3, 3] = [-(n - 1) * s / 2 for n, s in zip(shape, PHANTOM_SPACING)]
     return affine
+
+
+def save_volume(path: Path, array: np.ndarray, affine: np.ndarray) -> None:
+    """Write ``array [D, H, W]`` as NIfTI with ``affine`` as both qform and sform, in mm."""
+    nifti = nib.Nifti1Image(array, affine)
+    nifti.header.set_xyzt_units("mm")
+    nifti.header.set_qform(affine, code=1)
+    nifti.header.set_sform(affine, code=1)
+    nib.save(nifti, path)
 
 
 def write_phantom_decathlon(
@@ -55,12 +67,8 @@ def write_phantom_decathlon(
     for i in range(cases):
         image, label = make_phantom_case(phantom_case_seed(seed, i), shape)
         name = f"case_{i:03d}.nii.gz"
-        for folder, array in (("imagesTr", image), ("labelsTr", label)):
-            nifti = nib.Nifti1Image(array, affine)
-            nifti.header.set_xyzt_units("mm")
-            nifti.header.set_qform(affine, code=1)
-            nifti.header.set_sform(affine, code=1)
-            nib.save(nifti, out / folder / name)
+        save_volume(out / "imagesTr" / name, image, affine)
+        save_volume(out / "labelsTr" / name, label, affine)
         training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
     manifest = {
         "name": "losslab-phantom",
