@@ -8,11 +8,12 @@ over a few seeds (typically 3-5) and reports, per class and for the objective:
   cases (:func:`paired_test`), whose p-values are Holm-corrected across classes
   (:func:`holm`) and shown as a mark (:func:`significance_mark`);
 * how well the search's ranking of the candidates predicts their re-trained ranking
-  (:func:`rank_correlation`, :func:`describe_rank_correlation`).
+  (:func:`spearman`, :func:`kendall`, :func:`describe_rank_correlation`, from
+  :mod:`losslab.rank_stats`: exact permutation p-values at small n).
 
-Resampling is SciPy's (``scipy.stats.bootstrap``, ``wilcoxon``, ``permutation_test``,
-``spearmanr``), seeded so that the same inputs give the same report. NaN values mean "not
-measured" (a class absent from a test case) and are dropped, never treated as zero.
+Resampling is SciPy's (``scipy.stats.bootstrap``, ``wilcoxon``, ``permutation_test``),
+seeded so that the same inputs give the same report. NaN values mean "not measured" (a class
+absent from a test case) and are dropped, never treated as zero.
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats as _sp
 
+from losslab.rank_stats import (
+    RankCorrelation,
+    describe_rank_correlation,
+    kendall,
+    rank_correlation,
+    spearman,
+)
+
 __all__ = [
     "BETTER",
     "WORSE",
@@ -34,20 +43,18 @@ __all__ = [
     "RankCorrelation",
     "describe_rank_correlation",
     "holm",
+    "kendall",
     "mean_interval",
     "paired_test",
     "rank_correlation",
     "significance_mark",
+    "spearman",
 ]
 
 BETTER, WORSE = "▲", "▼"
 """Marks of a significant difference (after Holm) in favour of, or against, a candidate."""
 
 _PAIRED_METHODS = ("wilcoxon", "permutation")
-
-# |rho| this close to 1 is a perfect ranking that floating point missed (spearmanr gives
-# 0.9999999999999999 for identical ranks of five).
-_PERFECT_TOL = 1e-12
 
 
 def _fmt(value: float, digits: int) -> str:
@@ -249,103 +256,6 @@ def holm(p_values: Sequence[float] | ArrayLike) -> list[float]:
         running = max(running, min(1.0, (m - j) * float(p[index])))
         adjusted[index] = running
     return [float(v) for v in adjusted]
-
-
-@dataclass(frozen=True)
-class RankCorrelation:
-    """Spearman's rho between two rankings, its confidence interval and p-value, over n."""
-
-    rho: float
-    low: float
-    high: float
-    p: float
-    n: int
-
-    def __str__(self) -> str:
-        """``0.40 [-0.55, 0.89] (n=5, p=0.50)``; NaN parts print as ``-``."""
-        p_text = f"p={_fmt(self.p, 2)}" if math.isnan(self.p) or self.p >= 0.01 else "p<0.01"
-        return (
-            f"{_fmt(self.rho, 2)} [{_fmt(self.low, 2)}, {_fmt(self.high, 2)}] "
-            f"(n={self.n}, {p_text})"
-        )
-
-
-def rank_correlation(x: ArrayLike, y: ArrayLike, *, confidence: float = 0.95) -> RankCorrelation:
-    """Spearman's rank correlation of ``x`` and ``y`` with a Fisher-z confidence interval.
-
-    Used to ask whether the search's scores of the candidates (``x``) rank them as their
-    re-trained scores (``y``) do. Pairs with a NaN on either side are dropped. With fewer than
-    three pairs, or when one side is constant (no ranking), rho, the interval and p are NaN.
-    rho and p are ``scipy.stats.spearmanr``'s (p from its t approximation).
-
-    Interval: ``tanh(atanh(rho) +- z * sqrt(1.06 / (n - 3)))`` with ``z`` the normal quantile
-    of ``confidence``; the standard error ``sqrt(1.06 / (n - 3))`` of the Fisher transform of
-    Spearman's rho is that of Fieller, Hartley & Pearson (1957), "Tests for rank correlation
-    coefficients. I", Biometrika 44(3/4), 470-481. For ``n == 3`` that error is undefined and
-    the interval is ``[-1, 1]`` (three candidates can order themselves perfectly by chance one
-    time in six). For ``n > 3`` and ``rho == +-1`` the transform is infinite and the interval
-    is ``[rho, rho]``; a rho that is not exactly +-1 is clipped just inside before ``atanh``.
-    """
-    _check_confidence(confidence)
-    xa = np.asarray(x, dtype=float)
-    ya = np.asarray(y, dtype=float)
-    if xa.shape != ya.shape:
-        raise ValueError(f"x has {xa.size} values and y has {ya.size}: they must be paired")
-    xa, ya = xa.ravel(), ya.ravel()
-    keep = ~(np.isnan(xa) | np.isnan(ya))
-    xa, ya = xa[keep], ya[keep]
-    n = int(xa.size)
-    if n < 3 or bool(np.all(xa == xa[0])) or bool(np.all(ya == ya[0])):
-        return RankCorrelation(math.nan, math.nan, math.nan, math.nan, n)
-    result = _sp.spearmanr(xa, ya)
-    rho = float(result.statistic)
-    p = float(result.pvalue)
-    if abs(abs(rho) - 1.0) <= _PERFECT_TOL:
-        rho = math.copysign(1.0, rho)
-    if n == 3:
-        low, high = -1.0, 1.0
-    elif abs(rho) == 1.0:
-        low = high = rho
-    else:
-        z = math.atanh(float(np.clip(rho, -1.0 + 1e-15, 1.0 - 1e-15)))
-        half = float(_sp.norm.ppf(0.5 + confidence / 2.0)) * math.sqrt(1.06 / (n - 3))
-        low, high = math.tanh(z - half), math.tanh(z + half)
-    return RankCorrelation(rho=rho, low=low, high=high, p=p, n=n)
-
-
-def describe_rank_correlation(rc: RankCorrelation) -> str:
-    """One plain-English sentence on what ``rc`` means for the search.
-
-    A low value is a finding about the search (its fidelity does not rank candidates as full
-    training does), not an error, so this always returns a sentence. Bands: rho >= 0.7 with an
-    interval above 0 predicts well; 0.3 <= rho < 0.7 with an interval above 0 predicts weakly;
-    below 0.3, or an interval that includes 0, does not predict.
-    """
-    if rc.n < 3:
-        return (
-            f"Too few candidates to say (n={rc.n}) whether the search's ranking "
-            "predicts the final ranking."
-        )
-    if math.isnan(rc.rho):
-        return (
-            "One side scored every candidate the same, so there is no ranking to compare: "
-            "too few distinct candidates to say whether the search's ranking predicts the "
-            "final ranking."
-        )
-    head = f"Spearman's rho = {rc}:"
-    if rc.low > 0 and rc.rho >= 0.7:
-        return f"{head} the search's ranking predicts the final ranking well."
-    if rc.low > 0 and rc.rho >= 0.3:
-        return (
-            f"{head} the search's ranking predicts the final ranking only weakly; "
-            "treat candidates close in the search as ties."
-        )
-    reason = "rho is below 0.3" if rc.rho < 0.3 else "its interval includes 0"
-    return (
-        f"{head} the search's ranking does not predict the final ranking ({reason}); "
-        "the search fidelity is too short or too noisy to rank candidates; "
-        "lengthen fidelity or add seeds."
-    )
 
 
 def significance_mark(adjusted_p: float, difference: float, alpha: float = 0.05) -> str:

@@ -18,12 +18,9 @@ from losslab.stats import (
     BETTER,
     WORSE,
     Interval,
-    RankCorrelation,
-    describe_rank_correlation,
     holm,
     mean_interval,
     paired_test,
-    rank_correlation,
     significance_mark,
 )
 
@@ -219,76 +216,6 @@ def test_interval_str() -> None:
     assert Interval(0.8123, 0.79, 0.8333, 5).format(2) == "0.81 [0.79, 0.83]"
     assert str(Interval(0.5, nan, nan, 1)) == "0.500 [-, -]"
     assert str(Interval(nan, nan, nan, 0)) == "-"
-
-
-# ----------------------------------------------------------------------------- rank correlation
-
-Z975 = 1.959964  # normal 97.5 % quantile
-
-
-def test_rank_correlation_hand_value_and_interval() -> None:
-    # d = -1, 1, -1, 1, 0 -> sum d^2 = 4 -> rho = 1 - 6 * 4 / (5 * 24) = 0.8
-    rc = rank_correlation([1, 2, 3, 4, 5], [2, 1, 4, 3, 5])
-    assert rc.n == 5
-    assert rc.rho == pytest.approx(0.8)
-    # Fieller-Hartley-Pearson: se = sqrt(1.06 / (5 - 3))
-    half = Z975 * math.sqrt(1.06 / 2)
-    assert rc.low == pytest.approx(math.tanh(math.atanh(0.8) - half), abs=1e-5)
-    assert rc.high == pytest.approx(math.tanh(math.atanh(0.8) + half), abs=1e-5)
-    # spearmanr's p: t = 0.8 * sqrt(3 / (1 - 0.64)) = 2.3094 on 3 df, two-sided -> 0.1041
-    assert rc.p == pytest.approx(0.1041, abs=1e-4)
-
-
-def test_rank_correlation_perfect() -> None:
-    up = rank_correlation([1, 2, 3, 4, 5], [10, 20, 30, 40, 50])
-    assert (up.rho, up.low, up.high) == (1.0, 1.0, 1.0)
-    down = rank_correlation([1, 2, 3, 4, 5], [50, 40, 30, 20, 10])
-    assert (down.rho, down.low, down.high) == (-1.0, -1.0, -1.0)
-
-
-def test_rank_correlation_three() -> None:
-    # d = 0, -1, 1 -> rho = 1 - 6 * 2 / (3 * 8) = 0.5; n == 3 -> [-1, 1]
-    rc = rank_correlation([1, 2, 3], [1, 3, 2])
-    assert rc.rho == pytest.approx(0.5)
-    assert (rc.low, rc.high) == (-1.0, 1.0)
-    perfect = rank_correlation([1, 2, 3], [1, 2, 3])
-    assert (perfect.low, perfect.high) == (-1.0, 1.0)
-
-
-def test_rank_correlation_too_few_or_constant() -> None:
-    for x, y in (([1, 2], [2, 1]), ([1, 2, 3], [5, 5, 5])):
-        rc = rank_correlation(x, y)
-        assert math.isnan(rc.rho) and math.isnan(rc.low) and math.isnan(rc.high)
-    assert rank_correlation([1, 2], [2, 1]).n == 2
-
-
-def test_rank_correlation_drops_nan_pairs() -> None:
-    # the hand table of test_rank_correlation_hand_value_and_interval with NaN pairs added
-    rc = rank_correlation([1, 2, nan, 3, 4, 5, 6], [2, 1, 9, 4, 3, 5, nan])
-    assert rc.n == 5
-    assert rc.rho == pytest.approx(0.8)
-
-
-def test_rank_correlation_str() -> None:
-    assert str(RankCorrelation(0.4, -0.55, 0.89, 0.5, 5)) == "0.40 [-0.55, 0.89] (n=5, p=0.50)"
-
-
-def test_describe_rank_correlation_bands() -> None:
-    well = describe_rank_correlation(RankCorrelation(0.9, 0.6, 0.98, 0.001, 10))
-    assert "predicts the final ranking well" in well
-    weak = describe_rank_correlation(RankCorrelation(0.5, 0.1, 0.8, 0.02, 20))
-    assert "weakly" in weak and "does not" not in weak
-    low_rho = describe_rank_correlation(RankCorrelation(0.2, 0.05, 0.4, 0.04, 90))
-    # rho = 0.8 over 5 candidates: interval (computed above) includes 0
-    wide = describe_rank_correlation(rank_correlation([1, 2, 3, 4, 5], [2, 1, 4, 3, 5]))
-    for text in (low_rho, wide):
-        assert "does not predict" in text
-        assert "lengthen fidelity or add seeds" in text
-    assert "interval includes 0" in wide
-    few = describe_rank_correlation(rank_correlation([1, 2], [2, 1]))
-    assert "too few candidates to say" in few.lower()
-    for text in (well, weak, low_rho, wide, few):  # one sentence each
-        assert text.endswith(".") and ". " not in text
 
 
 # ----------------------------------------------------------------------------- marks
