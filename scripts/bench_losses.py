@@ -67,15 +67,14 @@ def time_pair(
     return statistics.median(ours), statistics.median(theirs)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shape", type=int, nargs=5, default=[2, 14, 64, 64, 64])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--repeats", type=int, default=10)
-    args = parser.parse_args()
-    device = torch.device(args.device)
-    b, c, *spatial = args.shape
-    generator = torch.Generator().manual_seed(0)
+def loss_cases(
+    shape: tuple[int, ...] | list[int], device: torch.device, seed: int = 0
+) -> tuple[list[tuple[str, Callable, Callable, str]], torch.Tensor, int]:
+    """The timed cases ``(label, ours, peer, peer name)`` on random logits of ``shape``
+    ``[B, C, *spatial]`` (and the logits, whose gradient each call fills, and the random
+    expression's node count)."""
+    b, c, *spatial = shape
+    generator = torch.Generator().manual_seed(seed)
     logits = torch.randn(b, c, *spatial, generator=generator).to(device).requires_grad_()
     labels = torch.randint(0, c, (b, *spatial), generator=generator).to(device)
     target = labels.unsqueeze(1)
@@ -89,12 +88,14 @@ def main() -> None:
     dice = DiceLoss(batch=True, softmax=True, to_onehot_y=True)
     gdl = GeneralizedDiceLoss(batch=True, softmax=True, to_onehot_y=True)
     focal = FocalLoss(use_softmax=True, gamma=2.0)
+    ce = torch.nn.CrossEntropyLoss()
     random_spec = parse_loss(RANDOM_EXPRESSION)
     nodes = sum(1 for _ in iter_nodes(random_spec.tree))
     cases = [
         ("dice", ours("dice"), lambda: dice(logits, target), "monai DiceLoss"),
         ("gdl", ours("gdl"), lambda: gdl(logits, target), "monai GeneralizedDiceLoss"),
         ("focal", ours("focal"), lambda: focal(logits, onehot), "monai FocalLoss"),
+        ("ce", ours("ce"), lambda: ce(logits, labels), "torch F.cross_entropy"),
         (
             f"random ({nodes} nodes)",
             ours(random_spec),
@@ -102,14 +103,45 @@ def main() -> None:
             "hand-written torch",
         ),
     ]
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(
-        f"shape {tuple(args.shape)} on {name}, {torch.get_num_threads()} threads; random expression: {nodes} nodes"
-    )
-    print(f"{'loss':<20} {'ours ms':>9} {'peer ms':>9} {'ratio':>6}  peer")
+    return cases, logits, nodes
+
+
+def measure_losses(
+    shape: tuple[int, ...] | list[int], device: torch.device, repeats: int
+) -> list[dict[str, float | str]]:
+    """One row per loss: ``loss``, ``ours_ms``, ``peer_ms``, ``ratio`` (ours / peer), ``peer``."""
+    cases, logits, _ = loss_cases(shape, device)
+    rows = []
     for label, mine, peer, peer_name in cases:
-        t_ours, t_peer = time_pair(mine, peer, logits, args.repeats)
-        print(f"{label:<20} {t_ours:9.1f} {t_peer:9.1f} {t_ours / t_peer:6.2f}  {peer_name}")
+        t_ours, t_peer = time_pair(mine, peer, logits, repeats)
+        rows.append(
+            {
+                "loss": label,
+                "ours_ms": t_ours,
+                "peer_ms": t_peer,
+                "ratio": t_ours / t_peer,
+                "peer": peer_name,
+            }
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", type=int, nargs=5, default=[2, 14, 64, 64, 64])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"shape {tuple(args.shape)} on {name}, {torch.get_num_threads()} threads")
+    print(f"{'loss':<20} {'ours ms':>9} {'peer ms':>9} {'ratio':>6}  peer")
+    for row in measure_losses(args.shape, device, args.repeats):
+        print(
+            f"{row['loss']:<20} {row['ours_ms']:9.1f} {row['peer_ms']:9.1f} "
+            f"{row['ratio']:6.2f}  {row['peer']}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
