@@ -122,7 +122,7 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     add_config_option(parser, "data:, train:, fidelity: and seed:")
     shown = {
         "cases": f"{TRAIN_PHANTOM_CASES} for the phantom, every case of a folder",
-        "seed": "--seed, without --config",
+        "seed": "0, whatever --seed is: --seed changes the training, not the data",
     }
     data_options().add_to(
         parser, "data options (the data: section of a study file)", TRAIN_DATA_DEFAULTS, shown
@@ -221,7 +221,8 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
 def train_data_config_from_args(args: argparse.Namespace) -> DataConfig:
     """The ``DataConfig`` of ``losslab train``: ``data_config_from_args`` with the quick
     defaults (a 32-voxel phantom of ``TRAIN_PHANTOM_CASES`` cases) when there is no
-    ``--config``, where the phantom seed follows ``--seed`` unless ``--data-seed`` is given."""
+    ``--config``. The data seed is ``--data-seed`` (default 0), never ``--seed``: a loop over
+    training seeds keeps the same cases and split, so only the training changes."""
     import dataclasses
 
     from losslab.data.commands import data_config_from_args, data_options
@@ -233,8 +234,6 @@ def train_data_config_from_args(args: argparse.Namespace) -> DataConfig:
     changes: dict[str, Any] = {}
     if config.source == "phantom" and "cases" not in given:
         changes["cases"] = TRAIN_PHANTOM_CASES
-    if "seed" not in given and hasattr(args, "train.seed"):
-        changes["seed"] = getattr(args, "train.seed")
     return dataclasses.replace(config, **changes) if changes else config
 
 

@@ -151,10 +151,25 @@ def test_train_flags_reach_the_train_config():
     assert (config.lr, config.hd95, config.deterministic, config.seed) == (0.01, False, True, 4)
     assert config.val_every == 2 and config.amp is False
     assert config.model_overrides == {"dropout": 0.1}
-    data = train_data_config_from_args(args)  # the quick phantom, its seed following --seed
-    assert (data.source, data.cases, data.shape, data.seed) == ("phantom", 10, (32, 32, 32), 4)
+    data = train_data_config_from_args(args)  # the quick phantom, its seed not --seed's
+    assert (data.source, data.cases, data.shape, data.seed) == ("phantom", 10, (32, 32, 32), 0)
     plain = train_config_from_args(_parse("train"))
     assert (plain.epochs, plain.steps_per_epoch, plain.lr) == (10, 30, 3e-3)
+
+
+def test_train_seeds_keep_the_data():
+    from losslab.cli import train_data_config_from_args
+    from losslab.data import build_dataset
+
+    def dataset(*flags: str):
+        args = _parse("train", "--cases", "4", "--shape", "16", *flags)
+        return build_dataset(train_data_config_from_args(args))
+
+    first, second = dataset("--seed", "1"), dataset("--seed", "2")
+    assert first.fingerprint == second.fingerprint
+    assert first.splits == second.splits
+    asked = dataset("--seed", "1", "--data-seed", "3")  # a new data seed only when asked
+    assert asked.fingerprint != first.fingerprint
 
 
 def test_a_mapping_field_takes_pairs_or_yaml():
