@@ -215,7 +215,8 @@ class GpBackend(SearchBackend):
         generation += 1
         seed = self._seed() * 1_000_003 + generation
         population = self.settings.population
-        parents = sorted(fitness.items(), key=lambda item: item[1], reverse=True)[:population]
+        # Best first, ties by text: the same parents whatever the order of the ledger's entries.
+        parents = sorted(fitness.items(), key=lambda item: (-item[1], item[0]))[:population]
         screen, counts, passed, bred, reused = self.screen, {}, [], [], {}
         for attempt in range(_REBREED):
             if generation == 0 and attempt == 0:

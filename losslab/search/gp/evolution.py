@@ -4,8 +4,10 @@ The population is kept as canonical expression texts (what the study store holds
 converts them to DEAP trees, varies them with DEAP's typed operators under a static height
 limit (bloat control), and converts the offspring back to canonical texts. Selection is a
 tournament on fitness minus ``parsimony`` per node (parsimony pressure). Every random choice
-comes from a seed derived from the study's seed and the generation, so a resumed study or
-another worker breeds the same generation.
+comes from a seed derived from the study's seed and the generation, and none depends on hashing
+or memory addresses (DEAP's ``cxOnePoint`` draws the crossover type from a set of classes, whose
+order follows their addresses: :func:`one_point_crossover` draws it from the types sorted by
+name), so a resumed study, another worker or another process breeds the same generation.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from deap import gp
 from losslab.losses.nodes import iter_nodes
 from losslab.search.gp.language import FRACTIONS, Constant, GpLanguage
 
-__all__ = ["Breeder", "Variation"]
+__all__ = ["Breeder", "Variation", "one_point_crossover"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,35 @@ def _seeded(seed: int):
         yield
     finally:
         random.setstate(saved)
+
+
+def one_point_crossover(
+    ind1: gp.PrimitiveTree, ind2: gp.PrimitiveTree
+) -> tuple[gp.PrimitiveTree, gp.PrimitiveTree]:
+    """Swap a random subtree of ``ind1`` with a random subtree of the same type in ``ind2``.
+
+    DEAP's ``gp.cxOnePoint`` for strongly typed trees (Koza's one-point crossover), except that
+    the type of the crossover point is drawn from the types both trees hold sorted by name,
+    not from a set of classes (whose order follows memory addresses and so changes from one
+    process to the next). The roots are never swapped.
+    """
+    if len(ind1) < 2 or len(ind2) < 2:
+        return ind1, ind2
+    positions1: dict[type, list[int]] = {}
+    positions2: dict[type, list[int]] = {}
+    for index, node in enumerate(ind1[1:], 1):
+        positions1.setdefault(node.ret, []).append(index)
+    for index, node in enumerate(ind2[1:], 1):
+        positions2.setdefault(node.ret, []).append(index)
+    common = sorted(
+        (t for t in positions1 if t in positions2), key=lambda t: (t.__module__, t.__qualname__)
+    )
+    if common:
+        type_ = random.choice(common)
+        slice1 = ind1.searchSubtree(random.choice(positions1[type_]))
+        slice2 = ind2.searchSubtree(random.choice(positions2[type_]))
+        ind1[slice1], ind2[slice2] = ind2[slice2], ind1[slice1]
+    return ind1, ind2
 
 
 def _mutate_constant(tree: gp.PrimitiveTree) -> gp.PrimitiveTree:
@@ -94,7 +125,7 @@ class Breeder:
         self.viable = viable
         pset = language.pset
         limit = gp.staticLimit(key=operator.attrgetter("height"), max_value=variation.height_limit)
-        self._crossover = limit(gp.cxOnePoint)
+        self._crossover = limit(one_point_crossover)
         self._subtree = limit(partial(gp.mutUniform, expr=language.subtree, pset=pset))
         self._point = limit(partial(gp.mutNodeReplacement, pset=pset))
 
@@ -151,8 +182,10 @@ class Breeder:
         counts the duplicates that remain).
         """
         v = self.variation
+        # Ties in fitness (a reused duplicate's) go by text, not by the order of the ledger
+        # (an interrupted individual trains again later, in another entry).
         ranked = sorted(
-            ((t, f) for t, f in parents if math.isfinite(f)), key=lambda p: p[1], reverse=True
+            ((t, f) for t, f in parents if math.isfinite(f)), key=lambda p: (-p[1], p[0])
         )
         if not ranked:
             return [t for t in (self.text_of(x) for x in self.random_trees(count, seed)) if t]

@@ -126,7 +126,7 @@ class GpLanguage:
                 self._add(name, [VALUE[a], VALUE[b]], CONDITION[kind], (op, a, b))
         for fn, spec in self.vocabulary.functions.items():
             self._add_function(fn, spec.arity, spec.constant_args)
-        for kind in self.vocabulary.results:
+        for kind in sorted(self.vocabulary.results):  # a fixed order of the primitives
             if kind in kinds:
                 self._add(f"root_{CODE[kind]}", [VALUE[kind]], Root, ("root", kind))
         for name in self.terminal_names:
