@@ -1,6 +1,7 @@
-"""Datasets of losslab: the synthetic phantom, Decathlon folders and patch sampling.
+"""Datasets of losslab: the synthetic phantom, Decathlon and nnU-Net v2 raw folders, and patch
+sampling.
 
-Both sources reach the trainer as one ``SegmentationDataset``:
+Every source reaches the trainer as one ``SegmentationDataset``:
 
     >>> from losslab.data import PatchSampler, load_dataset
     >>> dataset = load_dataset("phantom", cases=3, shape=(32, 32, 32))
@@ -23,15 +24,20 @@ _EXPORTS = {
     "SegmentationDataset": "losslab.data.dataset",
     "DecathlonCase": "losslab.data.decathlon",
     "DecathlonManifest": "losslab.data.decathlon",
-    "check_dataset_folder": "losslab.data.decathlon",
     "read_manifest": "losslab.data.decathlon",
     "DatasetError": "losslab.data.errors",
     "DatasetProblem": "losslab.data.errors",
+    "check_dataset_folder": "losslab.data.folders",
+    "parse_folder": "losslab.data.folders",
+    "read_folder": "losslab.data.folders",
     "write_phantom_decathlon": "losslab.data.export",
     "write_phantom_nnunet": "losslab.data.nnunet",
     "InspectionReport": "losslab.data.inspection",
     "inspect_decathlon": "losslab.data.inspection",
+    "inspect_folder": "losslab.data.inspection",
     "LabelMap": "losslab.data.labels",
+    "DatasetCase": "losslab.data.manifest",
+    "DatasetManifest": "losslab.data.manifest",
     "build_dataset": "losslab.data.loading",
     "load_dataset": "losslab.data.loading",
     "PHANTOM_CLASSES": "losslab.data.phantom",
@@ -54,7 +60,9 @@ __all__ = [
     "PHANTOM_TARGET_SHARES",
     "PHANTOM_VERSION",
     "DataConfig",
+    "DatasetCase",
     "DatasetError",
+    "DatasetManifest",
     "DatasetProblem",
     "DecathlonCase",
     "DecathlonManifest",
@@ -68,11 +76,14 @@ __all__ = [
     "cache_root",
     "check_dataset_folder",
     "inspect_decathlon",
+    "inspect_folder",
     "load_dataset",
     "make_phantom_case",
     "make_splits",
+    "parse_folder",
     "phantom_case_seed",
     "preprocess_case",
+    "read_folder",
     "read_manifest",
     "write_phantom_decathlon",
     "write_phantom_nnunet",

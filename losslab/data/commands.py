@@ -1,5 +1,6 @@
-"""``losslab data`` command: ``phantom`` writes the phantom as a Decathlon folder, ``inspect``
-checks a folder and prints its classes, cases and class frequencies.
+"""``losslab data`` command: ``phantom`` writes the phantom as a Decathlon folder or an nnU-Net v2
+raw dataset, ``inspect`` checks a folder of either layout and prints its classes, cases and
+class frequencies.
 
 The data options of ``data inspect`` (and of ``losslab train``) are generated from the fields of
 ``DataConfig`` (:func:`data_options`), so each field of the ``data:`` section of a study file has
@@ -62,8 +63,8 @@ def data_config_from_args(
 
     The base is the ``data:`` section of ``--config FILE`` when given (unset keys keep the
     ``DataConfig`` defaults, as in a study), else ``defaults``; the flags given override it.
-    ``data inspect``'s folder argument (``args.folder``) is ``--data-dir`` with the Decathlon
-    source.
+    ``data inspect``'s folder argument (``args.folder``) is ``--data-dir``, with the Decathlon
+    source unless ``--data`` says otherwise.
 
     Raises:
         OptionError: a refused value, naming its flag (``--spacing``) or its key in the file
@@ -86,13 +87,40 @@ def data_config_from_args(
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``data`` command and its subcommands to the top-level parser."""
-    data = subparsers.add_parser("data", help="synthetic phantom and Decathlon datasets")
+    data = subparsers.add_parser(
+        "data", help="synthetic phantom, Decathlon and nnU-Net v2 raw datasets"
+    )
     commands = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
 
     phantom = commands.add_parser(
-        "phantom", help="write the abdominal CT phantom as a Decathlon folder"
+        "phantom",
+        help="write the abdominal CT phantom as a Decathlon folder or an nnU-Net v2 raw dataset",
     )
-    phantom.add_argument("--out", type=Path, required=True, help="folder to write")
+    phantom.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="folder to write: the dataset folder (decathlon), or the nnU-Net raw folder in "
+        "which DatasetXXX_Name is written (nnunet)",
+    )
+    phantom.add_argument(
+        "--layout",
+        choices=("decathlon", "nnunet"),
+        default="decathlon",
+        help="decathlon: dataset.json + imagesTr/CASE.nii.gz (read with --data decathlon); "
+        "nnunet: nnU-Net v2 raw dataset, imagesTr/CASE_0000.nii.gz (read with --data nnunet)",
+    )
+    phantom.add_argument(
+        "--dataset-id",
+        type=int,
+        default=None,
+        help="nnU-Net dataset id, 1..999 (nnunet layout; default 990)",
+    )
+    phantom.add_argument(
+        "--name",
+        default=None,
+        help="nnU-Net dataset name (nnunet layout; default LosslabPhantom)",
+    )
     phantom.add_argument("--cases", type=int, default=20, help="number of cases (default 20)")
     phantom.add_argument(
         "--shape", type=int, nargs="+", default=[96], help="one size (cube) or three (D H W)"
@@ -104,10 +132,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         commands,
         "inspect",
         _inspect_options,
-        help="check a Decathlon folder and summarise it",
-        description="Check every file of a Decathlon folder and summarise it. With data "
-        "options (those of the data: section of a study), the folder is also loaded as "
-        "`losslab train` would load it with them, and each case is listed as loaded.",
+        help="check a Decathlon or nnU-Net v2 raw folder and summarise it",
+        description="Check every file of a dataset folder and summarise it: a Decathlon "
+        "folder, or an nnU-Net v2 raw dataset with --data nnunet. With data options (those of "
+        "the data: section of a study), the folder is also loaded as `losslab train` would "
+        "load it with them, and each case is listed as loaded.",
     )
 
 
@@ -127,18 +156,36 @@ def run_phantom(args: argparse.Namespace, console: Console | None = None) -> int
     from rich.console import Console
 
     from losslab.data.export import write_phantom_decathlon
+    from losslab.data.nnunet import write_phantom_nnunet
 
     console = console or Console()
     shape = tuple(args.shape) * 3 if len(args.shape) == 1 else tuple(args.shape)
     if len(shape) != 3:
         console.print(f"[red]error:[/red] --shape takes 1 or 3 sizes, got {list(args.shape)}")
         return 2
+    layout = getattr(args, "layout", "decathlon")
+    nnunet = {
+        key: value
+        for key, value in (("dataset_id", args.dataset_id), ("name", args.name))
+        if value is not None
+    }
+    if nnunet and layout != "nnunet":
+        flags = ", ".join("--" + key.replace("_", "-") for key in nnunet)
+        console.print(f"[red]error:[/red] {flags}: only with --layout nnunet")
+        return 2
     try:
-        path = write_phantom_decathlon(args.out, args.cases, shape, args.seed)
+        if layout == "nnunet":
+            folder = write_phantom_nnunet(
+                args.out, cases=args.cases, shape=shape, seed=args.seed, **nnunet
+            )
+        else:
+            folder = write_phantom_decathlon(args.out, args.cases, shape, args.seed).parent
     except ValueError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
-    console.print(f"wrote {args.cases} phantom case(s) of shape {shape} to {path.parent}")
+    console.print(f"wrote {args.cases} phantom case(s) of shape {shape} to {folder}")
+    if layout == "nnunet":
+        console.print(f"read it with: losslab data inspect --data nnunet {folder}")
     return 0
 
 
@@ -156,7 +203,8 @@ def print_report(report: InspectionReport, console: Console) -> None:
     manifest = report.manifest
     if manifest is not None:
         modality = ", ".join(f"{k}: {v}" for k, v in sorted(manifest.modality.items()))
-        console.print(f"[bold]{manifest.name}[/bold]  ({report.root})")
+        layout = {"decathlon": "Decathlon", "nnunet": "nnU-Net v2 raw"}[manifest.layout]
+        console.print(f"[bold]{manifest.name}[/bold]  ({report.root}, {layout} layout)")
         console.print(f"modality {modality or '?'}; {len(manifest.cases)} training case(s)")
         classes = Table(title="Classes (share: of labelled voxels; MFB w: median frequency weight)")
         classes.add_column("class", justify="right")
@@ -209,19 +257,23 @@ def run_inspect(args: argparse.Namespace, console: Console | None = None) -> int
     from rich.console import Console
     from rich.markup import escape
 
-    from losslab.data.inspection import inspect_decathlon
+    from losslab.data.config import FOLDER_SOURCES
+    from losslab.data.inspection import inspect_folder
 
     console = console or Console()
     try:
         config = data_config_from_args(args, INSPECT_DEFAULTS)
-        if config.source != "decathlon":
+        if config.source not in FOLDER_SOURCES:
             raise OptionError(
                 "--data",
-                "data inspect checks a Decathlon folder; write the phantom as one with "
-                "`losslab data phantom --out DIR`",
+                f"data inspect checks a dataset folder ({' or '.join(FOLDER_SOURCES)}); write "
+                f"the phantom as one with `losslab data phantom --out DIR`",
             )
-        report = inspect_decathlon(
-            config.data_dir, labels=config.labels, split_fractions=config.split_fractions
+        report = inspect_folder(
+            config.data_dir,
+            labels=config.labels,
+            split_fractions=config.split_fractions,
+            source=config.source,
         )
     except ValueError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
@@ -236,8 +288,8 @@ def _loads_differently(config: DataConfig) -> bool:
     """Whether ``config`` loads the folder otherwise than as stored, all cases."""
     from dataclasses import fields
 
-    plain = type(config)(source="decathlon", data_dir=config.data_dir)
-    # what inspect_decathlon already applies, and the phantom's settings
+    plain = type(config)(source=config.source, data_dir=config.data_dir)
+    # what inspect_folder already applies, and the phantom's settings
     same = {"cache_dir", "use_cache", "labels", "split_fractions", "split_seed", "shape", "seed"}
     return any(
         getattr(config, f.name) != getattr(plain, f.name)

@@ -11,7 +11,9 @@ from losslab.data.preprocess import PreprocessConfig
 from losslab.data.splits import DEFAULT_SPLIT_FRACTIONS
 from losslab.typed import from_mapping
 
-SOURCES = ("phantom", "decathlon")
+SOURCES = ("phantom", "decathlon", "nnunet")
+FOLDER_SOURCES = ("decathlon", "nnunet")
+"""Sources read from a dataset folder (``data_dir``), one per folder layout."""
 DEFAULT_PHANTOM_CASES = 20
 
 
@@ -20,10 +22,13 @@ class DataConfig:
     """Everything ``build_dataset`` needs; plain data, so it can go to MLflow as is.
 
     Attributes:
-        source: ``"phantom"`` (generated in memory) or ``"decathlon"`` (a folder).
-        data_dir: the Decathlon folder (required for ``"decathlon"``).
+        source: ``"phantom"`` (generated in memory), ``"decathlon"`` (a Medical Segmentation
+            Decathlon folder) or ``"nnunet"`` (an nnU-Net v2 raw dataset folder
+            ``DatasetXXX_Name``; its channels become the input channels).
+        data_dir: the dataset folder (required for ``"decathlon"`` and ``"nnunet"``).
         cases: number of cases: phantom cases to generate (default 20), or the first ``cases``
-            of the ``training`` list (default all).
+            of the folder's cases (the ``training`` list; an nnU-Net folder's cases sorted by
+            name) (default all).
         shape: ``(D, H, W)`` of phantom cases.
         seed: phantom dataset seed.
         spacing: target voxel size in mm (None keeps the native spacing).
@@ -39,7 +44,7 @@ class DataConfig:
             dataset (``<folder name>-<hash of its resolved path>``) under ``$LOSSLAB_CACHE``
             if set, else ``$XDG_CACHE_HOME/losslab``, else ``~/.cache/losslab``; nothing is
             written into the dataset folder.
-        use_cache: read and write the preprocessing cache (Decathlon only).
+        use_cache: read and write the preprocessing cache (folders only).
         split_fractions: train / val / test fractions; every split with a positive fraction
             needs a case, so the defaults need at least 3 cases (see ``make_splits``).
         split_seed: seed of the split permutation.
@@ -87,8 +92,8 @@ class DataConfig:
             object.__setattr__(self, "cache_dir", str(self.cache_dir))
         if self.source not in SOURCES:
             raise ValueError(f"data source must be one of {SOURCES}, got {self.source!r}")
-        if self.source == "decathlon" and not self.data_dir:
-            raise ValueError("data_dir is required for the 'decathlon' source")
+        if self.source in FOLDER_SOURCES and not self.data_dir:
+            raise ValueError(f"data_dir is required for the {self.source!r} source")
         if self.cases is not None and self.cases < 1:
             raise ValueError(f"cases must be at least 1, got {self.cases}")
         if len(self.shape) != 3 or min(self.shape) < 8:

@@ -19,7 +19,8 @@ class SegmentationDataset:
     Attributes:
         name: dataset name.
         class_names: label names, index = label value; ``[0]`` is background.
-        images: float32 ``[1, D, H, W]`` per case (channel first).
+        images: float32 ``[K, D, H, W]`` per case (channel first; ``K`` input channels, the
+            same for every case).
         labels: int64 ``[D, H, W]`` per case.
         splits: ``"train"``, ``"val"``, ``"test"`` -> case indices.
         fingerprint: sha256 of the data and the settings (recorded with every evaluation).
@@ -43,11 +44,12 @@ class SegmentationDataset:
     def __post_init__(self) -> None:
         if len(self.images) != len(self.labels):
             raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+        channels = self.images[0].shape[0] if self.images else 1
         for i, (image, label) in enumerate(zip(self.images, self.labels)):
-            if image.ndim != 4 or image.shape[0] != 1 or image.shape[1:] != label.shape:
+            if image.ndim != 4 or image.shape[0] != channels or image.shape[1:] != label.shape:
                 raise ValueError(
-                    f"case {i}: image {tuple(image.shape)} must be [1, *label shape], "
-                    f"label {tuple(label.shape)}"
+                    f"case {i}: image {tuple(image.shape)} must be [{channels}, *label shape] "
+                    f"(every case has the same channels), label {tuple(label.shape)}"
                 )
         if not self.case_ids:
             self.case_ids = [f"case_{i:03d}" for i in range(len(self.images))]
@@ -68,6 +70,11 @@ class SegmentationDataset:
     def num_classes(self) -> int:
         """C, background included."""
         return len(self.class_names)
+
+    @property
+    def num_channels(self) -> int:
+        """K, the input channels of every case."""
+        return int(self.images[0].shape[0]) if self.images else 1
 
     @property
     def device(self) -> torch.device:

@@ -1,77 +1,44 @@
 """Medical Segmentation Decathlon folders: ``dataset.json`` and the files it lists.
 
 A folder holds ``dataset.json`` (keys ``labels``, ``modality``, ``training``; ``name``
-optional) and the NIfTI files its ``training`` list names, relative to the folder. The volumes
-are read by ``losslab.data.volumes``.
+optional) and the NIfTI files its ``training`` list names, relative to the folder. It is
+parsed into the case list every layout shares (``losslab.data.manifest``); the volumes are
+read by ``losslab.data.volumes``.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from losslab.data.errors import DatasetError, DatasetProblem
-from losslab.data.labels import LabelMap, parse_labels
-from losslab.data.splits import DEFAULT_SPLIT_FRACTIONS, split_problem
+from losslab.data.errors import DatasetProblem
+from losslab.data.labels import LabelMap
+from losslab.data.manifest import (
+    NIFTI_SUFFIXES,
+    DatasetCase,
+    DatasetManifest,
+    class_names_of,
+    missing_file,
+    problems_error,
+    read_json_manifest,
+    strip_nifti_suffix,
+)
+
+__all__ = [
+    "NIFTI_SUFFIXES",
+    "DecathlonCase",
+    "DecathlonManifest",
+    "missing_file",
+    "parse_manifest",
+    "read_manifest",
+]
 
 REQUIRED_KEYS = ("labels", "modality", "training")
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
+DecathlonCase = DatasetCase
+"""A case of a Decathlon folder (one image file): the case type shared by every layout."""
 
-@dataclass(frozen=True)
-class DecathlonCase:
-    """One training pair of a Decathlon folder."""
-
-    case_id: str
-    image: Path
-    label: Path
-
-
-@dataclass(frozen=True)
-class DecathlonManifest:
-    """The parsed ``dataset.json``.
-
-    Attributes:
-        root: the dataset folder.
-        name: dataset name (``name`` key, else the folder name).
-        modality: channel index -> modality name (e.g. ``{0: "CT"}``).
-        class_names: class names, index = class: the ``dataset.json`` labels (index = label
-            value), or the classes of ``label_map``.
-        cases: training pairs in ``dataset.json`` order.
-        label_map: the ``labels`` option of ``DataConfig`` (label values -> classes), if any.
-    """
-
-    root: Path
-    name: str
-    modality: dict[int, str]
-    class_names: tuple[str, ...]
-    cases: tuple[DecathlonCase, ...]
-    label_map: LabelMap | None = None
-
-    @property
-    def classes(self) -> int | LabelMap | None:
-        """What ``volumes.read_label`` checks label values against (None: no known classes)."""
-        return self.label_map or (len(self.class_names) or None)
-
-    @property
-    def path(self) -> Path:
-        """Path of ``dataset.json``."""
-        return self.root / "dataset.json"
-
-    @property
-    def is_ct(self) -> bool:
-        """Whether the first channel is CT (Hounsfield units)."""
-        return self.modality.get(0, "").strip().upper() == "CT"
-
-
-def _case_id(path: Path) -> str:
-    name = path.name
-    for suffix in NIFTI_SUFFIXES[::-1]:
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
+DecathlonManifest = DatasetManifest
+"""A parsed Decathlon ``dataset.json``: the manifest type shared by every layout."""
 
 
 def _parse_labels(
@@ -85,27 +52,12 @@ def _parse_labels(
     except (TypeError, ValueError):
         problems.append(DatasetProblem(path, f"'labels' keys must be integers, got {list(raw)}"))
         return ()
-    if label_map is not None:
-        return label_map.class_names(labels)
-    if sorted(labels) != list(range(len(labels))):
-        problem = (
-            f"'labels' keys must be 0..{len(labels) - 1}, got {sorted(labels)}; map other label "
-            f"values to classes with the data option 'labels' (e.g. labels: {{0: background, "
-            f"{max(labels)}: {labels[max(labels)]}}})"
-        )
-        problems.append(DatasetProblem(path, problem))
-        return ()
-    if len(labels) < 2:
-        problems.append(
-            DatasetProblem(path, "'labels' must name background (0) and at least one class (1)")
-        )
-        return ()
-    return tuple(labels[i] for i in range(len(labels)))
+    return class_names_of(labels, path, problems, label_map)
 
 
 def _parse_training(
     raw: object, root: Path, path: Path, problems: list[DatasetProblem]
-) -> tuple[DecathlonCase, ...]:
+) -> tuple[DatasetCase, ...]:
     if not isinstance(raw, list) or not raw:
         problems.append(DatasetProblem(path, "'training' list is empty or not a list"))
         return ()
@@ -121,23 +73,13 @@ def _parse_training(
             )
             continue
         image, label = root / entry["image"], root / entry["label"]
-        cases.append(DecathlonCase(_case_id(image), image, label))
+        cases.append(DatasetCase(strip_nifti_suffix(image.name), (image,), label))
     return tuple(cases)
-
-
-def _not_a_folder(root: Path) -> str:
-    if not root.exists():
-        return "dataset folder does not exist"
-    if root.name == "dataset.json":
-        return f"is a file, not a folder: give the folder that holds it ({root.parent})"
-    if root.is_file():
-        return "is a file, not a folder: give the dataset folder (the one holding dataset.json)"
-    return "is not a folder: give the dataset folder (the one holding dataset.json)"
 
 
 def parse_manifest(
     data_dir: str | Path, labels: LabelMap | None = None
-) -> tuple[DecathlonManifest | None, list[DatasetProblem]]:
+) -> tuple[DatasetManifest | None, list[DatasetProblem]]:
     """Read ``dataset.json`` and collect every problem it has.
 
     With ``labels`` (the checked ``labels`` option), the classes are those of the mapping and the
@@ -149,22 +91,18 @@ def parse_manifest(
     """
     root = Path(data_dir)
     path = root / "dataset.json"
-    if not root.is_dir():
-        return None, [DatasetProblem(root, _not_a_folder(root))]
-    if not path.is_file():
-        return None, [DatasetProblem(path, "file is missing")]
-    try:
-        raw = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return None, [DatasetProblem(path, f"not valid JSON ({exc})")]
-    except OSError as exc:
-        return None, [DatasetProblem(path, f"cannot be read ({exc.strerror or exc})")]
-    if not isinstance(raw, dict):
-        return None, [DatasetProblem(path, "must hold a JSON object")]
-    problems: list[DatasetProblem] = []
+    raw, problems = read_json_manifest(root)
+    if raw is None:
+        return None, problems
     missing = [key for key in REQUIRED_KEYS if key not in raw]
     if missing:
-        problems.append(DatasetProblem(path, f"missing required key(s) {missing}"))
+        hint = ""
+        if "channel_names" in raw or "file_ending" in raw:
+            hint = (
+                "; it has the keys of an nnU-Net v2 raw dataset (channel_names, file_ending): "
+                "read it with the nnunet source (--data nnunet, data: {source: nnunet})"
+            )
+        problems.append(DatasetProblem(path, f"missing required key(s) {missing}{hint}"))
     class_names = _parse_labels(raw["labels"], path, problems, labels) if "labels" in raw else ()
     modality: dict[int, str] = {}
     if "modality" in raw:
@@ -172,68 +110,21 @@ def parse_manifest(
         if isinstance(mod, dict) and mod and all(str(k).isdigit() for k in mod):
             modality = {int(k): str(v) for k, v in mod.items()}
             if len(modality) > 1:
-                msg = f"{len(modality)} modalities {list(modality.values())}; only 1 is supported"
+                msg = (
+                    f"{len(modality)} modalities {list(modality.values())}; only 1 is supported "
+                    f"in a Decathlon folder (an nnU-Net v2 raw folder holds one file per channel)"
+                )
                 problems.append(DatasetProblem(path, msg))
         else:
             problems.append(DatasetProblem(path, "'modality' must be an object like {'0': 'CT'}"))
     cases = _parse_training(raw["training"], root, path, problems) if "training" in raw else ()
     name = str(raw.get("name") or root.resolve().name)
-    return DecathlonManifest(root, name, modality, class_names, cases, labels), problems
+    return DatasetManifest(root, name, modality, class_names, cases, labels), problems
 
 
-def read_manifest(data_dir: str | Path, labels: LabelMap | None = None) -> DecathlonManifest:
+def read_manifest(data_dir: str | Path, labels: LabelMap | None = None) -> DatasetManifest:
     """Read ``dataset.json``; raise ``DatasetError`` listing its problems if it has any."""
     manifest, problems = parse_manifest(data_dir, labels)
     if manifest is None or problems:
-        raise DatasetError(problems[0].path, "; ".join(p.problem for p in problems))
-    return manifest
-
-
-def missing_file(cases: Sequence[DecathlonCase]) -> DatasetError | None:
-    """The error of the first image or label of ``cases`` that is not a file, else None."""
-    for case in cases:
-        for path in (case.image, case.label):
-            if not path.is_file():
-                return DatasetError(path, "file is missing")
-    return None
-
-
-def check_dataset_folder(
-    data_dir: str | Path,
-    *,
-    cases: int | None = None,
-    split_fractions: Sequence[float] = DEFAULT_SPLIT_FRACTIONS,
-    labels: LabelMap | Mapping[int, str | int] | str | None = None,
-) -> DecathlonManifest:
-    """Check cheaply that a Decathlon folder can be loaded, before any long work starts.
-
-    Reads ``dataset.json`` only and looks the files it lists up on disk: no volume is opened,
-    so voxel problems (non-finite intensities, bad label values...) are still found by
-    ``load_dataset`` or ``inspect_decathlon``. Checks that the folder exists and is a folder,
-    that ``dataset.json`` is readable and valid, that every listed image and label exists and
-    that the cases can be split by ``split_fractions``.
-
-    Args:
-        data_dir: the dataset folder.
-        cases: use only the first ``cases`` of the ``training`` list (as ``DataConfig.cases``).
-        split_fractions: train / val / test fractions (as ``DataConfig.split_fractions``).
-        labels: label values -> classes (``DataConfig.labels`` or ``label_map``); the
-            manifest's class names are then those of the mapping.
-
-    Returns:
-        The parsed manifest.
-
-    Raises:
-        DatasetError: naming the folder or file at fault and what is wrong.
-    """
-    if labels is not None and not isinstance(labels, LabelMap):
-        labels = LabelMap.of(parse_labels(labels) or {})
-    manifest = read_manifest(data_dir, labels)
-    selected = manifest.cases[:cases] if cases else manifest.cases
-    error = missing_file(selected)
-    if error is not None:
-        raise error
-    problem = split_problem(len(selected), split_fractions)
-    if problem is not None:
-        raise DatasetError(manifest.path, problem)
+        raise problems_error(problems)
     return manifest

@@ -86,39 +86,42 @@ def _stored_orientation(path: Path) -> str | None:
         return None
 
 
-def _orientations(label: Path, image: Path) -> str:
+def _orientations(label: Path, image: Path, what: str) -> str:
     stored_label, stored_image = _stored_orientation(label), _stored_orientation(image)
     if stored_label is None or stored_image is None or stored_label == stored_image:
         return ""
-    return f"; the label is stored {stored_label} and the image {stored_image}"
+    return f"; the {what} is stored {stored_label} and the image {stored_image}"
 
 
 def geometry_problem(
-    label: Geometry, image: Geometry, label_path: Path, image_path: Path
+    label: Geometry, image: Geometry, label_path: Path, image_path: Path, what: str = "label"
 ) -> str | None:
     """Why a label does not lie on its image's voxel grid, or None when it does.
 
     Shapes must be equal, the 3x3 parts of the affines equal within ``LINEAR_TOLERANCE``
     (relative) and the origins within ``TRANSLATION_TOLERANCE_MM``. The message names the
     image file (the label is the file at fault) and, when the stored orientations differ, both.
+    ``what`` names the volume checked in the message (``"channel"`` for a further input
+    channel checked against the first).
     """
     if label.shape != image.shape:
-        return f"label shape {label.shape} differs from image shape {image.shape} of {image_path}"
+        return f"{what} shape {label.shape} differs from image shape {image.shape} of {image_path}"
     linear_label, linear_image = label.affine[:3, :3], image.affine[:3, :3]
     scale = max(float(np.abs(linear_image).max()), 1e-12)
     if float(np.abs(linear_label - linear_image).max()) > LINEAR_TOLERANCE * scale:
         return (
-            f"label voxel axes differ from those of image {image_path} (direction x spacing "
-            f"in RAS+: label {_matrix(linear_label)}, image {_matrix(linear_image)}; relative "
-            f"tolerance {LINEAR_TOLERANCE:g}){_orientations(label_path, image_path)}; the label "
-            f"must lie on the image's voxel grid"
+            f"{what} voxel axes differ from those of image {image_path} (direction x spacing "
+            f"in RAS+: {what} {_matrix(linear_label)}, image {_matrix(linear_image)}; relative "
+            f"tolerance {LINEAR_TOLERANCE:g}){_orientations(label_path, image_path, what)}; the "
+            f"{what} must lie on the image's voxel grid"
         )
     distance = float(np.linalg.norm(label.origin - image.origin))
     if float(np.abs(label.origin - image.origin).max()) > TRANSLATION_TOLERANCE_MM:
         return (
-            f"label origin is {distance:.4g} mm from that of image {image_path} (voxel (0, 0, 0) "
-            f"in RAS+: label {_vector(label.origin)} mm, image {_vector(image.origin)} mm; "
-            f"tolerance {TRANSLATION_TOLERANCE_MM:g} mm){_orientations(label_path, image_path)}"
-            f"; the label must lie on the image's voxel grid"
+            f"{what} origin is {distance:.4g} mm from that of image {image_path} (voxel (0, 0, 0) "
+            f"in RAS+: {what} {_vector(label.origin)} mm, image {_vector(image.origin)} mm; "
+            f"tolerance {TRANSLATION_TOLERANCE_MM:g} mm)"
+            f"{_orientations(label_path, image_path, what)}; the {what} must lie on the "
+            f"image's voxel grid"
         )
     return None

@@ -1,4 +1,5 @@
-"""Check a whole Decathlon folder and summarise it, collecting every problem at once."""
+"""Check a whole dataset folder (Decathlon or nnU-Net v2 raw) and summarise it, collecting every
+problem at once."""
 
 from __future__ import annotations
 
@@ -9,20 +10,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from losslab.data import checks, decathlon, stats, volumes
+from losslab.data import checks, folders, stats, volumes
 from losslab.data.errors import DatasetError, DatasetProblem
 from losslab.data.geometry import Geometry, geometry_of, spacing_of
 from losslab.data.labels import LabelMap, dropped_warning, parse_labels, value_counts
+from losslab.data.manifest import DatasetCase, DatasetManifest
 from losslab.data.splits import DEFAULT_SPLIT_FRACTIONS, split_problem
 
 
 @dataclass(frozen=True)
 class CaseSummary:
-    """What ``inspect_decathlon`` learned about one case (None where a file is at fault).
+    """What ``inspect_folder`` learned about one case (None where a file is at fault).
 
     Attributes:
         case_id: name of the case.
-        shape: ``(D, H, W)`` of the image in RAS+ order.
+        shape: ``(D, H, W)`` of the (first channel's) image in RAS+ order.
         spacing: voxel size in mm.
         counts: int64 ``[C]`` voxels per class of the label.
     """
@@ -35,7 +37,7 @@ class CaseSummary:
 
 @dataclass
 class InspectionReport:
-    """Summary of a Decathlon folder, all its problems and its warnings.
+    """Summary of a dataset folder, all its problems and its warnings.
 
     Attributes:
         problems: what makes the folder unusable (``load_dataset`` refuses it).
@@ -43,7 +45,7 @@ class InspectionReport:
     """
 
     root: Path
-    manifest: decathlon.DecathlonManifest | None
+    manifest: DatasetManifest | None
     cases: list[CaseSummary] = field(default_factory=list)
     problems: list[DatasetProblem] = field(default_factory=list)
     warnings: list[DatasetProblem] = field(default_factory=list)
@@ -94,27 +96,43 @@ def inspect_decathlon(
     labels: object = None,
     split_fractions: Sequence[float] = DEFAULT_SPLIT_FRACTIONS,
 ) -> InspectionReport:
-    """Read every file of a Decathlon folder and collect all its problems and warnings.
+    """``inspect_folder`` of a Decathlon folder."""
+    return inspect_folder(data_dir, labels, split_fractions, source="decathlon")
 
-    Every file is read fully, one case at a time. Images: readable (not truncated), shape,
-    spacing, at least ``checks.MIN_CASE_SIZE`` voxels along each side, finite intensities.
-    Labels: readable, on the image's voxel grid (same shape, affines equal within the
-    tolerances of ``losslab.data.geometry``), integer values among the ``dataset.json`` labels
-    (or remapped by ``labels``), not background only in every case; classes in no label and
-    values ``labels`` does not list are warnings. The folder: enough cases for
-    ``split_fractions``. These are the checks ``load_dataset`` applies.
+
+def inspect_folder(
+    data_dir: str | Path,
+    labels: object = None,
+    split_fractions: Sequence[float] = DEFAULT_SPLIT_FRACTIONS,
+    *,
+    source: str = "decathlon",
+) -> InspectionReport:
+    """Read every file of a dataset folder and collect all its problems and warnings.
+
+    The layout's own problems come first (``dataset.json`` keys; for an nnU-Net folder, file
+    names, labels without an image and ``numTraining``). Then every file is read fully, one
+    case at a time. Images: readable (not truncated), shape, spacing, at least
+    ``checks.MIN_CASE_SIZE`` voxels along each side, finite intensities; a further input
+    channel on the first channel's voxel grid. Labels: readable, on the image's voxel grid
+    (same shape, affines equal within the tolerances of ``losslab.data.geometry``), integer
+    values among the ``dataset.json`` labels (or remapped by ``labels``), not background only
+    in every case; classes in no label and values ``labels`` does not list are warnings. The
+    folder: enough cases for ``split_fractions``. These are the checks ``load_dataset``
+    applies.
 
     Args:
         data_dir: the dataset folder.
         labels: the ``labels`` option of ``DataConfig`` (label values -> classes), if any.
         split_fractions: train / val / test fractions the cases must allow.
+        source: the folder layout, ``"decathlon"`` or ``"nnunet"``.
 
     Raises:
-        ValueError: ``labels`` is not a valid mapping (the message names the entry).
+        ValueError: ``labels`` is not a valid mapping (the message names the entry), or
+            ``source`` is not a folder layout.
     """
     spec = parse_labels(labels)
     label_map = None if spec is None else LabelMap.of(spec)
-    manifest, problems = decathlon.parse_manifest(data_dir, label_map)
+    manifest, problems = folders.parse_folder(data_dir, label_map, source=source)
     report = InspectionReport(Path(data_dir), manifest, problems=list(problems))
     if manifest is None:
         return report
@@ -124,9 +142,12 @@ def inspect_decathlon(
     dropped: list[dict[int, int]] = []
     for case in manifest.cases:
         if case.image in seen:
-            report.problems.append(DatasetProblem(case.image, "listed twice in 'training'"))
+            listing = "'training'" if manifest.layout == "decathlon" else "'dataset'"
+            report.problems.append(DatasetProblem(case.image, f"listed twice in {listing}"))
         seen.add(case.image)
         geometry, spacing = _inspect_image(case.image, report.problems)
+        if geometry is not None:
+            _inspect_channels(case, geometry, report.problems)
         counts = None
         try:
             label, unlisted = volumes.read_label(case, classes, geometry)
@@ -152,6 +173,23 @@ def inspect_decathlon(
     if warning is not None:
         report.warnings.append(warning)
     return report
+
+
+def _inspect_channels(case: DatasetCase, first: Geometry, problems: list[DatasetProblem]) -> None:
+    """Check the further input channels of a case (each read fully) against the first's grid."""
+    for path in case.images[1:]:
+        try:
+            geometry, problem = volumes.channel_problem(path, first, case.image)
+        except DatasetError as exc:
+            problems.append(DatasetProblem.of(exc))
+            continue
+        if problem is not None:
+            problems.append(DatasetProblem(path, problem))
+            continue
+        try:
+            volumes.read_image(volumes.load_nifti(path), path, geometry.shape)
+        except DatasetError as exc:
+            problems.append(DatasetProblem.of(exc))
 
 
 def _inspect_image(

@@ -1,17 +1,19 @@
-"""Build a ``SegmentationDataset`` from the phantom or from a Decathlon folder.
+"""Build a ``SegmentationDataset`` from the phantom or from a dataset folder.
 
-Both sources go through the same preprocessing (``preprocess_case``) and the same split, so
-the trainer sees one type whatever the source. A Decathlon folder is preprocessed once and
-cached; the phantom is regenerated in memory (it is deterministic and fast).
+Every source goes through the same preprocessing (``preprocess_case``) and the same split, so
+the trainer sees one type whatever the source. A folder (Decathlon or nnU-Net v2 raw layout,
+parsed into one case list by ``losslab.data.folders``) is preprocessed once and cached; the
+phantom is regenerated in memory (it is deterministic and fast).
 
-A Decathlon folder is checked as ``inspect_decathlon`` checks it, and refused on the first
-problem with a ``DatasetError`` naming the file: unreadable or truncated files, NaN or infinite
-image voxels, cases under ``checks.MIN_CASE_SIZE`` voxels along a side (as stored, and again
-after resampling and cropping), bad label values, labels that are background only in every
-case, a label not on its image's voxel grid (shape or affine), or too few cases for the split
-(``make_splits`` says why it refuses to train on one). Warnings (a background-only label among
-others, a class in no label, label values the ``labels`` option does not list) go to the
-logger. The preprocessed cases are cached outside the dataset folder (``cache.cache_root``).
+A folder is checked as ``inspect_folder`` checks it, and refused on the first problem with a
+``DatasetError`` naming the file: unreadable or truncated files, NaN or infinite image voxels,
+cases under ``checks.MIN_CASE_SIZE`` voxels along a side (as stored, and again after
+resampling and cropping), bad label values, labels that are background only in every case, a
+label or further input channel not on the first channel's voxel grid (shape or affine), or too
+few cases for the split (``make_splits`` says why it refuses to train on one). Warnings (a
+background-only label among others, a class in no label, label values the ``labels`` option
+does not list) go to the logger. The preprocessed cases are cached outside the dataset folder
+(``cache.cache_root``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from losslab.data import checks, decathlon, volumes
+from losslab.data import checks, folders, volumes
 from losslab.data.cache import (
     cache_key,
     data_fingerprint,
@@ -37,6 +39,7 @@ from losslab.data.config import DataConfig
 from losslab.data.dataset import SegmentationDataset
 from losslab.data.errors import DatasetError
 from losslab.data.labels import dropped_warning
+from losslab.data.manifest import missing_file
 from losslab.data.phantom import (
     PHANTOM_CLASSES,
     PHANTOM_SPACING,
@@ -68,7 +71,7 @@ def load_dataset(
     use_cache: bool = True,
     labels: Mapping[int, str | int] | str | None = None,
 ) -> SegmentationDataset:
-    """Load the phantom or a Decathlon folder as a ``SegmentationDataset`` (on the CPU).
+    """Load the phantom or a dataset folder as a ``SegmentationDataset`` (on the CPU).
 
     See ``DataConfig`` for the meaning of each argument.
 
@@ -78,7 +81,7 @@ def load_dataset(
         (3, 14, (1, 32, 32, 32))
 
     Raises:
-        DatasetError: a Decathlon folder has a problem (the message names the file).
+        DatasetError: a dataset folder has a problem (the message names the file).
         ValueError: a bad setting, or too few cases for ``split_fractions``.
     """
     config = DataConfig(
@@ -105,7 +108,7 @@ def build_dataset(config: DataConfig) -> SegmentationDataset:
     """Load the dataset a ``DataConfig`` describes."""
     if config.source == "phantom":
         return _phantom(config)
-    return _decathlon(config)
+    return _folder(config)
 
 
 def _to_dataset(
@@ -122,9 +125,7 @@ def _to_dataset(
     return SegmentationDataset(
         name=name,
         class_names=tuple(class_names),
-        images=[
-            torch.from_numpy(np.ascontiguousarray(im, dtype=np.float32))[None] for im in images
-        ],
+        images=[_channels_first(im) for im in images],
         labels=[torch.from_numpy(lab.astype(np.int64)) for lab in labels],
         splits=make_splits(len(images), config.split_fractions, config.split_seed),
         fingerprint=fingerprint,
@@ -132,6 +133,12 @@ def _to_dataset(
         case_ids=case_ids,
         spacings=list(spacings or []),
     )
+
+
+def _channels_first(image: np.ndarray) -> torch.Tensor:
+    """float32 ``[K, D, H, W]`` of a preprocessed ``[D, H, W]`` (one channel) or ``[K, D, H, W]``."""
+    tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+    return tensor[None] if tensor.ndim == 3 else tensor
 
 
 def _phantom(config: DataConfig) -> SegmentationDataset:
@@ -164,17 +171,17 @@ def _phantom(config: DataConfig) -> SegmentationDataset:
     )
 
 
-def _decathlon(config: DataConfig) -> SegmentationDataset:
-    manifest = decathlon.read_manifest(config.data_dir, config.label_map)
+def _folder(config: DataConfig) -> SegmentationDataset:
+    manifest = folders.read_folder(config.data_dir, config.label_map, source=config.source)
     cases = manifest.cases[: config.num_cases] if config.num_cases else manifest.cases
-    missing = decathlon.missing_file(cases)
+    missing = missing_file(cases)
     if missing is not None:
         raise missing
     problem = split_problem(len(cases), config.split_fractions)
     if problem is not None:  # before reading any volume
         selected = f" (cases={config.num_cases})" if config.num_cases else ""
         raise DatasetError(manifest.path, problem + selected)
-    files = [manifest.path, *(path for case in cases for path in (case.image, case.label))]
+    files = [manifest.path, *(path for case in cases for path in (*case.images, case.label))]
     settings = {
         "preprocess": config.preprocess.as_dict(),
         "class_names": list(manifest.class_names),
@@ -193,8 +200,10 @@ def _decathlon(config: DataConfig) -> SegmentationDataset:
         images, labels, spacings, dropped = [], [], [], []
         for case in cases:
             image, label, native, unlisted = volumes.read_case(case, manifest.classes)
-            image, label = preprocess_case(image, label, native, manifest.is_ct, config.preprocess)
-            _check_preprocessed_size(image.shape, case.image, config)
+            image, label = preprocess_case(
+                image, label, native, manifest.channel_is_ct, config.preprocess
+            )
+            _check_preprocessed_size(label.shape, case.image, config)
             images.append(image)
             labels.append(label)
             spacings.append(native)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -72,29 +73,32 @@ def resample(
     """Resample a case to ``target`` spacing: image trilinear, label nearest.
 
     Args:
-        image: float32 ``[D, H, W]``.
+        image: float32 ``[D, H, W]``, or ``[K, D, H, W]`` for ``K`` channels.
         label: integer ``[D, H, W]``.
         spacing: current voxel size (mm).
         target: wanted voxel size (mm).
 
     Returns:
-        ``(image [D', H', W'], label [D', H', W'])`` with ``D' = round(D * spacing / target)``.
+        ``(image [D', H', W'] (or [K, D', H', W']), label [D', H', W'])`` with
+        ``D' = round(D * spacing / target)``.
     """
-    size = tuple(max(1, round(n * s / t)) for n, s, t in zip(image.shape, spacing, target))
-    if size == image.shape:
+    shape = label.shape
+    size = tuple(max(1, round(n * s / t)) for n, s, t in zip(shape, spacing, target))
+    if size == shape:
         return image, label
-    img = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
+    channels = image if image.ndim == 4 else image[None]
+    img = torch.from_numpy(np.ascontiguousarray(channels, dtype=np.float32))[None]
     lab = torch.from_numpy(np.ascontiguousarray(label).astype(np.float32))[None, None]
     img = F.interpolate(img, size=size, mode="trilinear", align_corners=False)
     lab = F.interpolate(lab, size=size, mode="nearest-exact")
-    return img[0, 0].numpy(), lab[0, 0].numpy().astype(label.dtype)
+    out = img[0].numpy() if image.ndim == 4 else img[0, 0].numpy()
+    return out, lab[0, 0].numpy().astype(label.dtype)
 
 
-def crop_to_foreground(
-    image: np.ndarray, label: np.ndarray, threshold: float
+def _crop_to_mask(
+    image: np.ndarray, label: np.ndarray, mask: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Crop ``[D, H, W]`` image and label to the box of ``image > threshold`` or ``label > 0``."""
-    mask = (image > threshold) | (label > 0)
+    """Crop image (``[D, H, W]`` or ``[K, D, H, W]``) and label to the box of ``mask [D, H, W]``."""
     if not mask.any():
         return image, label
     box = []
@@ -102,7 +106,14 @@ def crop_to_foreground(
         other = tuple(a for a in range(3) if a != axis)
         hit = np.flatnonzero(mask.any(axis=other))
         box.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return image[tuple(box)], label[tuple(box)]
+    return image[(..., *box)], label[tuple(box)]
+
+
+def crop_to_foreground(
+    image: np.ndarray, label: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Crop ``[D, H, W]`` image and label to the box of ``image > threshold`` or ``label > 0``."""
+    return _crop_to_mask(image, label, (image > threshold) | (label > 0))
 
 
 def normalize(image: np.ndarray, is_ct: bool, config: PreprocessConfig) -> np.ndarray:
@@ -130,26 +141,40 @@ def preprocess_case(
     image: np.ndarray,
     label: np.ndarray,
     spacing: tuple[float, float, float],
-    is_ct: bool,
+    is_ct: bool | Sequence[bool],
     config: PreprocessConfig,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Resample, crop and normalise one case (in that order).
 
+    A case of several channels is resampled and cropped as one (the crop box holds every
+    channel's foreground) and normalised channel by channel, as nnU-Net normalises each
+    channel by its own scheme (Isensee et al., Nature Methods 2021).
+
     Args:
-        image: float32 ``[D, H, W]`` in RAS+ order (raw intensities, e.g. HU).
+        image: float32 ``[D, H, W]``, or ``[K, D, H, W]`` for ``K`` channels, in RAS+ order
+            (raw intensities, e.g. HU).
         label: integer ``[D, H, W]``.
         spacing: voxel size in mm.
-        is_ct: whether intensities are Hounsfield units.
+        is_ct: whether intensities are Hounsfield units: one flag for every channel, or one per
+            channel.
         config: the settings.
 
     Returns:
-        ``(image float32 [D', H', W'], label [D', H', W'])``.
+        ``(image float32 of the input's rank, label [D', H', W'])``.
     """
+    channels = image if image.ndim == 4 else image[None]
+    flags = [is_ct] * len(channels) if isinstance(is_ct, bool) else [bool(f) for f in is_ct]
+    if len(flags) != len(channels):
+        raise ValueError(f"{len(flags)} is_ct flag(s) for {len(channels)} channel(s)")
     if config.spacing is not None:
-        image, label = resample(image, label, spacing, config.spacing)
+        channels, label = resample(channels, label, spacing, config.spacing)
     if config.crop_foreground:
-        threshold = config.foreground_threshold
-        if threshold is None:
-            threshold = -500.0 if is_ct else 0.0
-        image, label = crop_to_foreground(image, label, threshold)
-    return np.ascontiguousarray(normalize(image, is_ct, config)), np.ascontiguousarray(label)
+        mask = label > 0
+        for channel, ct in zip(channels, flags):
+            threshold = config.foreground_threshold
+            if threshold is None:
+                threshold = -500.0 if ct else 0.0
+            mask |= channel > threshold
+        channels, label = _crop_to_mask(channels, label, mask)
+    out = np.stack([normalize(c, ct, config) for c, ct in zip(channels, flags)])
+    return np.ascontiguousarray(out if image.ndim == 4 else out[0]), np.ascontiguousarray(label)

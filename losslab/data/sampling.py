@@ -1,7 +1,7 @@
 """Random patch sampling for training, entirely with tensor ops on the dataset's device.
 
-The cases of a split are padded and stacked once into one ``[N, D, H, W]`` tensor on the
-device; a batch is drawn with a ``torch.Generator`` on that device and, on a GPU, gathered with
+The cases of a split are padded and stacked once into one ``[N, K, D, H, W]`` tensor (``K``
+input channels) on the device; a batch is drawn with a ``torch.Generator`` on that device and, on a GPU, gathered with
 one ``torch.take`` per tensor, so sampling makes no host round trip there.
 
 ``"balanced"`` mode follows MONAI's ``RandCropByLabelClassesd`` with equal ratios: the class of
@@ -30,7 +30,7 @@ class PatchSampler:
         dataset: the dataset (its tensors are copied to ``device`` once).
         split: which split to draw from.
         patch_size: ``(Pd, Ph, Pw)``; cases smaller than the patch are padded (image with its
-            minimum, label with 0), centred.
+            minimum over all channels, label with 0), centred.
         batch_size: B, patches per call.
         mode: ``"balanced"`` or ``"uniform"``.
         device: where patches live (default: the dataset's device).
@@ -95,20 +95,23 @@ class PatchSampler:
         shapes = [tuple(max(n, p) for n, p in zip(lab.shape, self.patch_size)) for lab in labels]
         common = tuple(max(s[a] for s in shapes) for a in range(3))
         label_dtype = torch.uint8 if self.num_classes <= 256 else torch.int64
-        self._images = torch.zeros((len(images), *common), dtype=torch.float32, device=self.device)
+        channels = images[0].shape[0]
+        self._images = torch.zeros(
+            (len(images), channels, *common), dtype=torch.float32, device=self.device
+        )
         self._labels = torch.zeros((len(labels), *common), dtype=label_dtype, device=self.device)
         padded: list[torch.Tensor] = []
         for i, (image, label, shape) in enumerate(zip(images, labels, shapes)):
-            image = image.to(self.device, torch.float32)[0]
+            image = image.to(self.device, torch.float32)
             label = label.to(self.device, label_dtype)
             pad = []
             for n, s in zip(reversed(label.shape), reversed(shape)):
                 pad += [(s - n) // 2, s - n - (s - n) // 2]
             if any(pad):
-                image = F.pad(image[None, None], pad, value=float(image.min()))[0, 0]
+                image = F.pad(image[None], pad, value=float(image.min()))[0]
                 label = F.pad(label[None, None], pad, value=0)[0, 0]
             region = tuple(slice(0, s) for s in shape)
-            self._images[(i, *region)] = image
+            self._images[(i, slice(None), *region)] = image
             self._labels[(i, *region)] = label
             padded.append(label)
         self._extent = torch.tensor(shapes, dtype=torch.int64, device=self.device)
@@ -136,7 +139,7 @@ class PatchSampler:
         """Draw one batch.
 
         Returns:
-            ``(images float32 [B, 1, *patch], labels int64 [B, *patch])`` on ``self.device``.
+            ``(images float32 [B, K, *patch], labels int64 [B, *patch])`` on ``self.device``.
         """
         g, dev, b = self._generator, self.device, self.batch_size
         patch = self._patch
@@ -177,7 +180,7 @@ class PatchSampler:
             (c, slice(x, x + pd), slice(y, y + ph), slice(z, z + pw))
             for c, (x, y, z) in zip(case.tolist(), origin.tolist())
         ]
-        images = torch.stack([self._images[box] for box in boxes])[:, None]
+        images = torch.stack([self._images[(box[0], slice(None), *box[1:])] for box in boxes])
         return images, torch.stack([self._labels[box] for box in boxes]).long()
 
     def _gather_take(
@@ -189,7 +192,14 @@ class PatchSampler:
         y = origin[:, 1, None] + oy
         z = origin[:, 2, None] + oz
         index = (x[:, :, None, None] * h + y[:, None, :, None]) * w + z[:, None, None, :]
-        return torch.take(self._images, index)[:, None], torch.take(self._labels, index).long()
+        labels = torch.take(self._labels, index).long()
+        if self._images.shape[1] == 1:
+            return torch.take(self._images, index)[:, None], labels
+        # channel k of case n starts at (n * K + k) * d * h * w of the flat images
+        channels, volume = self._images.shape[1], d * h * w
+        per_case = (case * (channels - 1) * volume).view(-1, 1, 1, 1, 1)
+        per_channel = (torch.arange(channels, device=self.device) * volume).view(1, -1, 1, 1, 1)
+        return torch.take(self._images, index[:, None] + per_case + per_channel), labels
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Endless stream of batches."""

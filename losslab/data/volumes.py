@@ -1,8 +1,9 @@
-"""NIfTI volumes of a Decathlon folder: opening, reading and checking images and labels.
+"""NIfTI volumes of a dataset folder: opening, reading and checking images and labels.
 
 Volumes are reoriented to RAS+ on reading, so axis 0 points to the patient's right, axis 1
-anterior and axis 2 superior whatever the orientation on disk; a label must lie on its image's
-voxel grid (``geometry.geometry_problem``).
+anterior and axis 2 superior whatever the orientation on disk; a label, and every further
+input channel of a case, must lie on the first channel's voxel grid
+(``geometry.geometry_problem``).
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ import nibabel as nib
 import numpy as np
 
 from losslab.data import checks
-from losslab.data.decathlon import NIFTI_SUFFIXES, DecathlonCase
 from losslab.data.errors import DatasetError
 from losslab.data.geometry import Geometry, geometry_of, geometry_problem, spacing_of
 from losslab.data.labels import LabelMap, check_values
+from losslab.data.manifest import NIFTI_SUFFIXES, DatasetCase
 
 NIFTI_HEADER_BYTES = 348
 TRUNCATED = "the file is truncated or corrupt"
@@ -70,7 +71,7 @@ def _unreadable(exc: Exception) -> str:
 
 
 def read_label(
-    case: DecathlonCase, classes: int | LabelMap | None, image: Geometry | None
+    case: DatasetCase, classes: int | LabelMap | None, image: Geometry | None
 ) -> tuple[np.ndarray, dict[int, int]]:
     """Read and check the label of a case.
 
@@ -128,25 +129,43 @@ def read_image(nifti: nib.Nifti1Image, path: Path, shape: tuple[int, int, int]) 
     return image
 
 
+def channel_problem(path: Path, first: Geometry, first_path: Path) -> tuple[Geometry, str | None]:
+    """The geometry of a further input channel and why it is not on the first channel's grid.
+
+    Raises:
+        DatasetError: the channel file is missing or unreadable.
+    """
+    geometry = geometry_of(load_nifti(path), path)
+    return geometry, geometry_problem(geometry, first, path, first_path, "channel")
+
+
 def read_case(
-    case: DecathlonCase, classes: int | LabelMap
+    case: DatasetCase, classes: int | LabelMap
 ) -> tuple[np.ndarray, np.ndarray, tuple, dict[int, int]]:
     """Read one checked case.
 
     Returns:
-        ``(image float32 [D, H, W], label [D, H, W], spacing (mm, 3), dropped)``, ``dropped``
-        as ``read_label`` gives it.
+        ``(image, label [D, H, W], spacing (mm, 3), dropped)``: the image float32
+        ``[D, H, W]`` for one channel, ``[K, D, H, W]`` for ``K`` channels; ``dropped`` as
+        ``read_label`` gives it.
 
     Raises:
         DatasetError: naming the file at fault: unreadable, smaller than
-            ``checks.MIN_CASE_SIZE`` along a side, non-finite image voxels, bad label, label
-            geometry different from the image's.
+            ``checks.MIN_CASE_SIZE`` along a side, non-finite image voxels, bad label, label or
+            further channel geometry different from the first channel's.
     """
     nifti = load_nifti(case.image)
     geometry = geometry_of(nifti, case.image)
     problem = checks.size_problem(geometry.shape)
     if problem is not None:
         raise DatasetError(case.image, problem)
+    for path in case.images[1:]:
+        _, problem = channel_problem(path, geometry, case.image)
+        if problem is not None:
+            raise DatasetError(path, problem)
     label, dropped = read_label(case, classes, geometry)
     image = read_image(nifti, case.image, geometry.shape)
+    if len(case.images) > 1:
+        others = (read_image(load_nifti(p), p, geometry.shape) for p in case.images[1:])
+        image = np.stack([image, *others])
     return image, label, spacing_of(nifti), dropped

@@ -56,7 +56,8 @@ class DataFacts:
             manifest = _check_folder(data)
         except DatasetError as exc:
             raise ConfigError(f"{where}data.data_dir", str(exc)) from None
-        return cls(f"the Decathlon folder {data.data_dir}", tuple(manifest.class_names))
+        layout = {"decathlon": "Decathlon", "nnunet": "nnU-Net"}.get(data.source, data.source)
+        return cls(f"the {layout} folder {data.data_dir}", tuple(manifest.class_names))
 
     @classmethod
     def of_dataset(cls, dataset: SegmentationDataset) -> DataFacts:
@@ -65,9 +66,14 @@ class DataFacts:
 
 
 def _check_folder(data: DataConfig) -> Any:
-    """The cheap check of a Decathlon folder (reads ``dataset.json`` only); its manifest."""
+    """The cheap check of a dataset folder (reads ``dataset.json`` and file names, opens no
+    volume); its manifest."""
     return check_dataset_folder(
-        data.data_dir, cases=data.cases, split_fractions=data.split_fractions, labels=data.labels
+        data.data_dir,
+        cases=data.cases,
+        split_fractions=data.split_fractions,
+        labels=data.labels,
+        source=data.source,
     )
 
 

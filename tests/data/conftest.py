@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from losslab.data import write_phantom_decathlon
+from losslab.data import write_phantom_decathlon, write_phantom_nnunet
 
 from .helpers import PHANTOM_SHAPE, write_nifti
 
@@ -55,6 +55,47 @@ def make_folder(tmp_path: Path) -> Callable[..., Path]:
             "labels": labels or {"0": "background", "1": "organ"},
             "numTraining": len(cases),
             "training": training,
+        }
+        (root / "dataset.json").write_text(json.dumps(manifest))
+        return root
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def nnunet_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The cases of ``phantom_folder`` as an nnU-Net v2 raw dataset; tests must not write in it."""
+    return write_phantom_nnunet(
+        tmp_path_factory.mktemp("nnunet"), cases=4, shape=PHANTOM_SHAPE, seed=3
+    )
+
+
+@pytest.fixture
+def make_nnunet(tmp_path: Path) -> Callable[..., Path]:
+    """Build an nnU-Net v2 raw dataset ``Dataset001_Tiny`` from ``[(channels, label), ...]``.
+
+    ``channels`` is one image or a list of images (one per channel), written as float32
+    ``c<i>_<XXXX>.nii.gz``; labels as uint8 ``c<i>.nii.gz``; ``channel_names`` names the
+    channels ``CT``, ``T2``, ... and ``overrides`` replaces keys of ``dataset.json``.
+    """
+
+    def build(cases: list[tuple], **overrides: object) -> Path:
+        root = tmp_path / "Dataset001_Tiny"
+        channels = 1
+        for i, (images, label) in enumerate(cases):
+            images = images if isinstance(images, list) else [images]
+            channels = len(images)
+            for k, image in enumerate(images):
+                write_nifti(root / "imagesTr" / f"c{i}_{k:04d}.nii.gz", image.astype(np.float32))
+            write_nifti(root / "labelsTr" / f"c{i}.nii.gz", label.astype(np.uint8))
+        manifest = {
+            "channel_names": {
+                str(k): name for k, name in enumerate(["CT", "T2", "ADC"][:channels])
+            },
+            "labels": {"background": 0, "organ": 1},
+            "numTraining": len(cases),
+            "file_ending": ".nii.gz",
+            **overrides,
         }
         (root / "dataset.json").write_text(json.dumps(manifest))
         return root
