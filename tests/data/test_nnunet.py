@@ -202,3 +202,41 @@ def test_phantom_refuses_nnunet_flags_for_the_decathlon_layout(tmp_path, capsys)
     assert main(["data", "phantom", "--out", str(tmp_path), "--dataset-id", "3"]) == 2
     assert "--dataset-id: only with --layout nnunet" in capsys.readouterr().out
     assert not any(tmp_path.iterdir())
+
+
+def test_a_study_file_reads_an_nnunet_folder(tmp_path, nnunet_folder):
+    from losslab.config import ConfigError
+    from losslab.search.study_config import load_study
+
+    study = {
+        "study": "nnunet",
+        "budget": {"trials": 2},
+        "space": {"loss": {"dice": {}, "ce": {}}},
+        "data": {"source": "nnunet", "data_dir": str(nnunet_folder), "cases": 3},
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(json.dumps(study))  # JSON is YAML
+    config = load_study(path)
+    assert (config.data.source, config.data.data_dir) == ("nnunet", str(nnunet_folder))
+    study["data"]["data_dir"] = str(tmp_path / "Dataset001_Missing")
+    path.write_text(json.dumps(study))
+    with pytest.raises(ConfigError, match="dataset folder does not exist") as info:
+        load_study(path)
+    assert info.value.where == f"{path}: data.data_dir"
+
+
+def test_a_network_trains_on_two_channels(make_nnunet):
+    from losslab.candidate import Candidate
+    from losslab.training import TrainConfig, train
+
+    cases = []
+    for i in range(3):
+        image, label = tiny_case(i, shape=(16, 16, 16))
+        cases.append(([image, np.abs(image) + 1.0], label))
+    dataset = load_dataset("nnunet", data_dir=make_nnunet(cases), use_cache=False)
+    config = TrainConfig(
+        model="unet3d", model_size="tiny", epochs=1, steps_per_epoch=2, batch_size=2,
+        patch_size=(16, 16, 16), device="cpu", hd95=False,
+    )  # fmt: skip
+    result = train(Candidate.from_loss("dice"), dataset, config)
+    assert result.ok, result.reason  # a one-channel network would fail on the first batch
