@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from losslab.candidate_checks import check_candidate_dict
 from losslab.losses import ABSENT_CLASSES, CompoundLoss, LossSpec, parse_loss, resolve_loss
 from losslab.losses.learned_term import LearnedTerm, is_learned
 from losslab.losses.ops import PARAMETERS
@@ -244,6 +245,13 @@ class Candidate:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Candidate:
+        """The candidate of its JSON form (:meth:`to_dict`).
+
+        Raises:
+            ValueError: a key at fault, named (``terms[0]: ...``; see ``candidate_checks``).
+            LossSyntaxError: a term that does not parse or cannot be trained.
+        """
+        check_candidate_dict(data)
         return cls(
             terms=tuple(_parse_term(t) for t in data["terms"]),
             term_weights=tuple(data.get("term_weights", ())),

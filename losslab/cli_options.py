@@ -115,14 +115,12 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
 
 
 def _yaml(text: str) -> Any:
-    import yaml
+    from losslab.strict_yaml import YamlError, yaml_value
 
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ValueError(
-            f"cannot read {text!r} as a YAML value ({exc.__class__.__name__})"
-        ) from None
+        return yaml_value(text)
+    except YamlError:
+        raise ValueError(f"cannot read {text!r} as a YAML value") from None
 
 
 def _scalar(tp: Any) -> Callable[[str], Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ __all__ = [
     "OptionError",
     "add_lazy_parser",
     "add_lossnets_option",
+    "check_output_file",
     "config_section",
     "read_config_file",
     "subcommand",
@@ -159,3 +161,35 @@ def config_section(raw: Mapping[str, Any], path: str, name: str, cls: type) -> d
     if unknown:
         raise OptionError(f"{path}: {name}.{unknown[0]}", f"unknown key; known: {sorted(known)}")
     return dict(section)
+
+
+# --- output files -------------------------------------------------------------------------------
+
+
+def check_output_file(path: str | Path, flag: str) -> Path:
+    """``path`` can be written as a file (``--out``), checked before any work is done: not a
+    folder, not a read-only file (never replaced), under a folder that exists or can be created
+    and can be written.
+
+    Raises:
+        OptionError: at ``flag``, naming the path and what is wrong with it.
+    """
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise OptionError(
+            flag, f"{target} is a folder; give a file name such as {target / 'report.html'}"
+        )
+    if target.exists():
+        if not os.access(target, os.W_OK) or target.stat().st_mode & 0o222 == 0:
+            raise OptionError(
+                flag, f"{target} is read-only; it is not replaced (choose another name)"
+            )
+        return target
+    folder = target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OptionError(flag, f"{target}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OptionError(flag, f"{target}: the folder {folder} cannot be written")
+    return target

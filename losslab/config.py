@@ -21,12 +21,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from losslab.candidate import Candidate, ScheduleSpec
 from losslab.data import DataConfig
+from losslab.errors import ConfigError
+from losslab.hints import unknown_key
+from losslab.limits import CEILINGS, at_most, check_ceilings
 from losslab.losses import ABSENT_CLASSES, LossSyntaxError, resolve_loss
 from losslab.schedules import get_class_schedule, get_term_schedule
+from losslab.schedules.rule_probe import check_rule_values
+from losslab.schedules.rules import RuleSchedule
+from losslab.strict_yaml import (
+    YamlError,
+    parse_yaml_mapping,
+    read_text_file,
+    read_yaml_mapping,
+    short_repr,
+)
 from losslab.training import TrainConfig
 
 __all__ = [
@@ -43,20 +53,22 @@ __all__ = [
     "read_yaml_mapping",
 ]
 
-# The most a count may be: a larger value is a typo (``epochs: 1e30``), not a plan. Each is far
-# beyond any real use and small enough that a run, a loop or an allocation stays finite.
+# The ceilings of ``losslab.limits.CEILINGS`` by the names the typed configs check them under.
 LIMITS = {
-    "epochs": 100_000,
-    "steps_per_epoch": 1_000_000,
-    "batch_size": 4096,
-    "val_every": 100_000,
-    "sw_batch_size": 4096,
-    "patch_size": 1024,  # per side, in voxels
-    "cases": 1_000_000,
-    "shape": 1024,  # per side of a phantom case, in voxels
-    "trials": 1_000_000,
-    "minutes": 366 * 24 * 60,
-    "seed": 2**32 - 1,
+    name: CEILINGS[key].most
+    for name, key in {
+        "epochs": "train.epochs",
+        "steps_per_epoch": "train.steps_per_epoch",
+        "batch_size": "train.batch_size",
+        "val_every": "train.val_every",
+        "sw_batch_size": "train.sw_batch_size",
+        "patch_size": "train.patch_size",
+        "cases": "data.cases",
+        "shape": "data.shape",
+        "trials": "budget.trials",
+        "minutes": "budget.minutes",
+        "seed": "seed",
+    }.items()
 }
 
 _CANDIDATE_KEYS = {
@@ -72,14 +84,6 @@ _CANDIDATE_KEYS = {
     "candidate",
 }
 _SUITE_KEYS = {"data", "train", "seeds", "experiment", "tracking_uri", "reference", "candidates"}
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot be accepted: ``where`` is ``file: key.path``."""
-
-    def __init__(self, where: str, problem: str):
-        self.where, self.problem = where, problem
-        super().__init__(f"{where}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -100,24 +104,28 @@ def check_at_most(value: Any, name: str, where: str) -> None:
     key path of the error."""
     most = LIMITS[name]
     for v in value if isinstance(value, list | tuple) else (value,):
-        if isinstance(v, int | float) and not isinstance(v, bool) and v > most:
-            raise ConfigError(where, f"{value!r} is more than {most:,}, the most allowed")
+        if isinstance(v, int | float) and not isinstance(v, bool) and not abs(v) <= most:
+            raise ConfigError(where, f"{short_repr(value)} is more than {most:,}, the most allowed")
 
 
 def check_train_limits(train: TrainConfig, where: str) -> None:
-    """The counts of a train config are sane (``where.epochs``... names the key at fault)."""
-    for name in ("epochs", "steps_per_epoch", "batch_size", "val_every", "sw_batch_size"):
-        check_at_most(getattr(train, name), name, f"{where}.{name}")
-    check_at_most(train.patch_size, "patch_size", f"{where}.patch_size")
-    check_at_most(train.seed, "seed", f"{where}.seed")
+    """Every numeric setting of a train config within its ceiling (``losslab.limits``;
+    ``where.epochs``... names the key at fault)."""
+    _check_fields(train, "train", where)
 
 
 def check_data_limits(data: DataConfig, where: str) -> None:
-    """The counts of a data config are sane (``where.cases``, ``where.shape``...)."""
-    check_at_most(data.cases, "cases", f"{where}.cases")
-    if data.source == "phantom":
-        check_at_most(data.shape, "shape", f"{where}.shape")
-    check_at_most(data.seed, "seed", f"{where}.seed")
+    """Every numeric setting of a data config within its ceiling (``where.cases``...); the
+    shape only where the data is generated (a folder's cases have their own)."""
+    skip = () if data.source in ("phantom", "proxy") else ("shape",)
+    _check_fields(data, "data", where, skip)
+
+
+def _check_fields(config: Any, section: str, where: str, skip: tuple[str, ...] = ()) -> None:
+    for key in CEILINGS:
+        name = key.removeprefix(f"{section}.")
+        if key.startswith(f"{section}.") and name not in skip and hasattr(config, name):
+            at_most(getattr(config, name), key, f"{where}.{name}")
 
 
 def _schedule(raw: Any, where: str) -> ScheduleSpec:
@@ -131,18 +139,32 @@ def _schedule(raw: Any, where: str) -> ScheduleSpec:
 
 def read_candidate_file(path: Any, where: str) -> Candidate:
     """A candidate from its JSON file (an MLflow run's ``candidate.json``, a study's
-    ``best_candidate.json``: a replayed greedy schedule, a GP loss, a learned rule...)."""
+    ``best_candidate.json``: a replayed greedy schedule, a GP loss, a learned rule...), checked
+    whole before anything uses it: its keys, its terms and both schedules built once.
+
+    Raises:
+        ConfigError: at ``where``, naming the file and the key at fault.
+    """
     file = Path(str(path)).expanduser()
     try:
-        data = json.loads(file.read_text())
-    except OSError as exc:
-        raise ConfigError(where, f"cannot read the candidate file {file}: {exc.strerror}") from None
+        data = json.loads(read_text_file(file, "candidate file"))
+    except YamlError as exc:
+        raise ConfigError(where, str(exc)) from None
     except json.JSONDecodeError as exc:
         raise ConfigError(where, f"{file} is not JSON: {exc}") from None
+    except RecursionError:
+        raise ConfigError(where, f"{file} is nested too deeply to be a candidate") from None
     try:
-        return Candidate.from_dict(data)
+        candidate = Candidate.from_dict(data)
     except (LossSyntaxError, ValueError, TypeError, KeyError) as exc:
         raise ConfigError(where, f"{file} is not a valid candidate: {exc}") from None
+    try:
+        _check_schedules(
+            candidate.class_schedule, candidate.term_schedule, len(candidate.terms), ""
+        )
+    except ConfigError as exc:
+        raise ConfigError(where, f"{file}: {exc.where.lstrip('.')}: {exc.problem}") from None
+    return candidate
 
 
 def parse_candidate(raw: Any, where: str) -> Candidate:
@@ -150,9 +172,9 @@ def parse_candidate(raw: Any, where: str) -> Candidate:
     or ``candidate`` (the path of a candidate JSON file, with an optional ``name``)."""
     if not isinstance(raw, Mapping):
         raise ConfigError(where, f"a candidate is a mapping, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - _CANDIDATE_KEYS)
+    unknown = sorted(set(map(str, raw)) - _CANDIDATE_KEYS)
     if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}", f"unknown key; known: {sorted(_CANDIDATE_KEYS)}")
+        raise ConfigError(f"{where}.{unknown[0]}", unknown_key(unknown[0], _CANDIDATE_KEYS))
     if "candidate" in raw:
         extra = sorted(set(raw) - {"candidate", "name"})
         if extra:
@@ -261,7 +283,9 @@ def check_schedule(
         if num_classes is None:
             given = params.get("frequencies", params.get("weights"))
             num_classes = len(given) if isinstance(given, list | tuple) and given else 3
-        get_class_schedule(name, num_classes=num_classes, **params)
+        schedule = get_class_schedule(name, num_classes=num_classes, **params)
+        if isinstance(schedule, RuleSchedule):
+            check_rule_values(schedule.rule, schedule.cap)
     except (TypeError, ValueError) as exc:
         message = str(exc)
         raise ConfigError(_named_key(where, params, message), message) from None
@@ -284,37 +308,14 @@ def _term(raw: Any, where: str) -> tuple:
         raise ConfigError(where, str(exc.args[0])) from None
 
 
-def read_yaml_mapping(path: Path) -> tuple[str, Mapping[str, Any]]:
-    """The text of a YAML file and the mapping it holds.
-
-    Raises:
-        ConfigError: the file cannot be read, is malformed, or does not hold a mapping.
-    """
-    try:
-        source = path.read_text()
-    except OSError as exc:
-        raise ConfigError(str(path), f"cannot read: {exc.strerror or exc}") from None
-    return parse_yaml_mapping(source, path)
-
-
-def parse_yaml_mapping(source: str, path: Path | str) -> tuple[str, Mapping[str, Any]]:
-    """``source`` parsed as YAML holding a mapping; errors name ``path``."""
-    try:
-        raw = yaml.safe_load(source)
-    except yaml.YAMLError as exc:
-        raise ConfigError(str(path), f"malformed YAML: {exc}") from None
-    if not isinstance(raw, Mapping):
-        raise ConfigError(str(path), "the file must hold a mapping at the top level")
-    return source, raw
-
-
 def load_suite(path: str | Path) -> SuiteConfig:
     """Read and validate a suite YAML file."""
     path = Path(path)
     _, raw = read_yaml_mapping(path)
-    unknown = sorted(set(raw) - _SUITE_KEYS)
+    unknown = sorted(set(map(str, raw)) - _SUITE_KEYS)
     if unknown:
-        raise ConfigError(f"{path}: {unknown[0]}", f"unknown key; known: {sorted(_SUITE_KEYS)}")
+        raise ConfigError(f"{path}: {unknown[0]}", unknown_key(unknown[0], _SUITE_KEYS))
+    check_ceilings(raw, f"{path}: ")
     candidates = raw.get("candidates") or []
     if not candidates:
         raise ConfigError(f"{path}: candidates", "the list of candidates is empty")
@@ -334,7 +335,9 @@ def load_suite(path: str | Path) -> SuiteConfig:
         raise ConfigError(f"{path}: reference", f"'{reference}' is not a candidate name ({names})")
     seeds = raw.get("seeds", [0])
     if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds) or not seeds:
-        raise ConfigError(f"{path}: seeds", f"a non-empty list of integers, got {seeds!r}")
+        raise ConfigError(
+            f"{path}: seeds", f"a non-empty list of integers, got {short_repr(seeds)}"
+        )
     check_at_most(seeds, "seed", f"{path}: seeds")
     check_train_limits(train, f"{path}: train")
     check_data_limits(data, f"{path}: data")

@@ -1,10 +1,13 @@
-"""Plain-data helpers shared by every typed configuration (no project imports: anyone may use it)."""
+"""Plain-data helpers shared by every typed configuration (no heavy imports: anyone may use it)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any, TypeVar
+
+from losslab.hints import did_you_mean
+from losslab.strict_yaml import short_repr
 
 __all__ = ["check_field_types", "from_mapping"]
 
@@ -16,9 +19,12 @@ def from_mapping(cls: type[T], raw: Mapping[str, Any], what: str) -> T:
     if not isinstance(raw, Mapping):
         raise ValueError(f"{what} must be a mapping, got {type(raw).__name__}")
     known = {f.name for f in fields(cls)}
-    unknown = sorted(set(raw) - known)
+    unknown = sorted(map(str, set(raw) - known))
     if unknown:
-        raise ValueError(f"unknown {what} key(s) {unknown}; known: {sorted(known)}")
+        raise ValueError(
+            f"unknown {what} key {unknown[0]!r}; {did_you_mean(unknown[0], known)}"
+            f"known: {', '.join(sorted(known))}"
+        )
     return cls(**dict(raw))
 
 
@@ -40,5 +46,6 @@ def check_field_types(instance: Any) -> None:
             continue
         if expected in (bool, int, float, str) and (type(value) is not expected):
             raise ValueError(
-                f"{type(instance).__name__}.{f.name}={value!r} must be {expected.__name__}"
+                f"{type(instance).__name__}.{f.name}={short_repr(value)} must be "
+                f"{expected.__name__}"
             )

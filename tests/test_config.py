@@ -88,5 +88,5 @@ def test_a_candidate_entry_reads_a_candidate_file(tmp_path):
     assert inline.key == saved.key
     with pytest.raises(ConfigError, match=r"b\[0\]\.loss: a candidate file holds"):
         parse_candidate({"candidate": str(tmp_path / "c.json"), "loss": "dice"}, "b[0]")
-    with pytest.raises(ConfigError, match=r"b\[0\]\.candidate: cannot read"):
+    with pytest.raises(ConfigError, match=r"b\[0\]\.candidate: .*missing.json: cannot read"):
         parse_candidate({"candidate": str(tmp_path / "missing.json")}, "b[0]")

@@ -40,11 +40,11 @@ def _pairs(raw: object) -> list[tuple[object, object]]:
     """The ``(key, value)`` entries of a mapping, a list of pairs, ``"0=bg,2=liver"`` text or
     the text of a YAML mapping (``"{0: bg, 2: liver}"``)."""
     if isinstance(raw, str) and raw.lstrip().startswith("{"):
-        import yaml
+        from losslab.strict_yaml import YamlError, yaml_value
 
         try:
-            raw = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
+            raw = yaml_value(raw)
+        except YamlError as exc:
             raise ValueError(f"labels={raw!r} is not a YAML mapping ({exc})") from None
     if isinstance(raw, Mapping):
         return list(raw.items())

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from losslab.hints import did_you_mean
 from losslab.losses.learned_term import LearnedTerm, is_learned
 from losslab.losses.ops import PARAMETERS, TERMINALS
 from losslab.losses.spec import CompoundLoss, LossSpec, parse_loss
@@ -243,5 +244,6 @@ def get_loss(name: str, **params: float) -> LossSpec | CompoundLoss:
     """
     key = ALIASES.get(name, name)
     if key not in LIBRARY:
-        raise KeyError(f"unknown loss '{name}'; known losses: {', '.join(list_losses())}")
+        hint = did_you_mean(name, [*LIBRARY, *ALIASES])
+        raise KeyError(f"unknown loss '{name}'; {hint}known losses: {', '.join(list_losses())}")
     return LIBRARY[key].build(**params)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from losslab.hints import did_you_mean
 from losslab.schedules.adaptive_terms import CoVWeighting, SoftAdapt
 from losslab.schedules.class_freezing import (
     ClassBoostStrategy,
@@ -56,7 +57,8 @@ def _resolve(kind: str, name: str, table: dict[str, Any], aliases: dict[str, str
     key = aliases.get(name.lower(), name.lower())
     if key not in table:
         valid = ", ".join(sorted([*table, *aliases]))
-        raise ValueError(f"unknown {kind} schedule {name!r}; valid names: {valid}")
+        hint = did_you_mean(name, [*table, *aliases])
+        raise ValueError(f"unknown {kind} schedule {name!r}; {hint}valid names: {valid}")
     return table[key]
 
 
@@ -66,7 +68,7 @@ def _check_params(kind: str, name: str, cls: Any, params: dict[str, Any]) -> Non
     if unknown:
         raise ValueError(
             f"unknown parameter(s) {', '.join(unknown)} for {kind} schedule {name!r}; "
-            f"valid parameters: {', '.join(valid) or '(none)'}"
+            f"{did_you_mean(unknown[0], valid)}valid parameters: {', '.join(valid) or '(none)'}"
         )
 
 

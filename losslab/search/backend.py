@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 from losslab.search.ledger import BackendState, Proposal, Slot, TrialRecord
 from losslab.search.objective import Objective
 from losslab.search.space import SearchSpace
-from losslab.training import Result
+from losslab.training import Result, TrainConfig
 
 __all__ = ["BackendContext", "SearchBackend"]
 
@@ -97,6 +97,13 @@ class SearchBackend(ABC):
     @classmethod
     def check_space(cls, space: SearchSpace) -> None:
         """Refuse a space this backend cannot search (``SpaceError`` naming the key)."""
+        return None
+
+    @classmethod
+    def check_run(cls, settings: Any, train: TrainConfig) -> None:
+        """Refuse settings that do not fit one evaluation's training (``train``: the study's
+        train config at its fidelity), such as a greedy decision interval longer than the run;
+        ``ValueError`` starting with the key path, as :meth:`check_settings`."""
         return None
 
     @classmethod

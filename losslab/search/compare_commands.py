@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from losslab.cli_support import add_lossnets_option, use_lossnets
+from losslab.cli_support import add_lossnets_option, check_output_file, use_lossnets
 
 __all__ = ["register"]
 
@@ -108,6 +108,17 @@ def _error(text: str) -> int:
     return 2
 
 
+def _check_counts(args: argparse.Namespace) -> None:
+    """``--seeds`` and ``--top`` within their ceilings (``losslab.limits``), before any study
+    is opened."""
+    from losslab.limits import at_most
+
+    if getattr(args, "seeds", None) is not None:
+        at_most(args.seeds, "compare.seeds", "--seeds")
+    if getattr(args, "top", None) is not None:
+        at_most(args.top, "top", "--top")
+
+
 def _open(specs: list[str], args: argparse.Namespace):
     from losslab.search.finished import open_finished, resolve_study
 
@@ -129,6 +140,7 @@ def run_compare(args: argparse.Namespace) -> int:
     from losslab.tables import print_table
 
     try:
+        _check_counts(args)
         studies = _open(args.study, args)
         check_request(
             studies,
@@ -185,6 +197,8 @@ def run_report(args: argparse.Namespace) -> int:
     from losslab.tracking import Tracker
 
     try:
+        out = check_output_file(args.out, "--out")
+        _check_counts(args)
         (study,) = _open([args.study], args)
         comparison = None
         if study.ranked():
@@ -206,7 +220,10 @@ def run_report(args: argparse.Namespace) -> int:
         tracking_uri=tracker.tracking_uri,
         ui_command=tracker.ui_command(),
     )
-    path = write_report(args.out, html)
+    try:
+        path = write_report(out, html)
+    except OSError as exc:
+        return _error(f"--out: cannot write {out}: {exc.strerror or exc}")
     note = "" if comparison is not None else " (no comparison yet: run losslab compare first)"
     _console().print(f"Report written to {path}{note}", soft_wrap=True, highlight=False)
     return 0

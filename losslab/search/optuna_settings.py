@@ -20,7 +20,7 @@ from typing import Any
 
 import optuna
 
-from losslab.config import LIMITS
+from losslab.limits import CEILINGS
 
 __all__ = ["check_settings", "make_pruner", "make_sampler"]
 
@@ -32,18 +32,25 @@ _PRUNERS = {
     "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
 }
 # Integer arguments of the samplers and pruners: (least, most). ``None`` in a range: unbounded.
+_LEAST = {  # the most of each is its ceiling in losslab.limits (optuna.sampler/pruner.<key>)
+    "seed": 0,
+    "n_startup_trials": 0,
+    "n_ei_candidates": 1,
+    "n_min_trials": 1,
+    "n_warmup_steps": 0,
+    "interval_steps": 1,
+    "min_resource": 1,
+    "max_resource": 1,
+    "reduction_factor": 2,
+    "min_early_stopping_rate": 0,
+    "bootstrap_count": 0,
+}
 _COUNTS = {
-    "seed": (0, LIMITS["seed"]),
-    "n_startup_trials": (0, LIMITS["trials"]),
-    "n_ei_candidates": (1, 100_000),
-    "n_min_trials": (1, LIMITS["trials"]),
-    "n_warmup_steps": (0, LIMITS["epochs"]),
-    "interval_steps": (1, LIMITS["epochs"]),
-    "min_resource": (1, LIMITS["epochs"]),
-    "max_resource": (1, LIMITS["epochs"]),
-    "reduction_factor": (2, 100),
-    "min_early_stopping_rate": (0, 100),
-    "bootstrap_count": (0, LIMITS["trials"]),
+    key: (
+        least,
+        int((CEILINGS.get(f"optuna.pruner.{key}") or CEILINGS[f"optuna.sampler.{key}"]).most),
+    )
+    for key, least in _LEAST.items()
 }
 _AUTO = {"min_resource", "max_resource"}  # may also be "auto"
 _FLAGS = {

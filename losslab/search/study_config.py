@@ -43,6 +43,8 @@ from losslab.config import (
     read_yaml_mapping,
 )
 from losslab.data import DataConfig
+from losslab.hints import did_you_mean, unknown_key
+from losslab.limits import at_most, check_ceilings
 from losslab.search.distributions import Distribution, parse_distribution
 from losslab.search.fidelity import Fidelity
 from losslab.search.objective import Objective
@@ -53,8 +55,9 @@ from losslab.search.space import (
     parse_loss_options,
     parse_schedule_options,
 )
-from losslab.search.study_checks import check_study
+from losslab.search.study_precheck import STUDY_KEYS
 from losslab.search.workers import WorkerSettings
+from losslab.strict_yaml import short_repr
 from losslab.training import TrainConfig
 from losslab.typed import from_mapping
 
@@ -63,24 +66,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Budget", "StudyConfig", "load_study"]
 
-_KEYS = {
-    "study",
-    "backend",
-    "data",
-    "train",
-    "fidelity",
-    "objective",
-    "budget",
-    "seed",
-    "storage",
-    "experiment",
-    "tracking_uri",
-    "baselines",
-    "space",
-    "top",
-    "workers",
-    "final",
-}
+_KEYS = STUDY_KEYS
 _SPACE_KEYS = {"loss", "class_schedule", "term_schedule", "train"}
 
 
@@ -254,7 +240,10 @@ def _check_train(params: Mapping[str, Distribution], where: str) -> None:
     known = {f.name for f in fields(TrainConfig)}
     for name, dist in params.items():
         if name not in known:
-            raise SpaceError(f"{where}.{name}", f"not a train setting; known: {sorted(known)}")
+            raise SpaceError(
+                f"{where}.{name}",
+                f"not a train setting; {did_you_mean(name, known)}known: {', '.join(sorted(known))}",
+            )
         if name == "seed":
             raise SpaceError(f"{where}.{name}", "the seed is the study's, not a search parameter")
         for value in dist.values():
@@ -280,7 +269,7 @@ def parse_space(raw: Any, structural: frozenset[str] = frozenset()) -> SearchSpa
     known = _SPACE_KEYS | structural
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise SpaceError(f"space.{unknown[0]}", f"unknown key; known: {sorted(known)}")
+        raise SpaceError(f"space.{unknown[0]}", unknown_key(unknown[0], known))
     structure = {str(k): v for k, v in raw.items() if k in structural}
     if "loss" not in raw and not structure:
         raise SpaceError("space.loss", "missing: give the losses to search over")
@@ -352,14 +341,17 @@ def load_study(path: str | Path, *, text: str | None = None) -> StudyConfig:
     source, raw = read_yaml_mapping(path) if text is None else parse_yaml_mapping(text, path)
     where = f"{path}: "
     backends = backend_names()
-    unknown = sorted(set(raw) - _KEYS - set(backends))
+    unknown = sorted(set(map(str, raw)) - _KEYS - set(backends))
     if unknown:
-        raise ConfigError(
-            where + unknown[0], f"unknown key; known: {sorted(_KEYS | set(backends))}"
-        )
+        raise ConfigError(where + unknown[0], unknown_key(unknown[0], _KEYS | set(backends)))
+    check_ceilings(raw, where)
     backend = raw.get("backend", DEFAULT_BACKEND)
     if backend not in backends:
-        raise ConfigError(where + "backend", f"{backend!r} is not one of {', '.join(backends)}")
+        raise ConfigError(
+            where + "backend",
+            f"{short_repr(backend)} is not one of {', '.join(backends)}; "
+            f"{did_you_mean(backend, backends)}".rstrip("; "),
+        )
     for other in sorted(set(raw) & set(backends) - {backend}):
         raise ConfigError(
             where + other,
@@ -387,17 +379,18 @@ def load_study(path: str | Path, *, text: str | None = None) -> StudyConfig:
         if type(value) is not int or value < (1 if key == "top" else 0):
             raise ConfigError(
                 where + key,
-                f"must be a {'positive' if key == 'top' else 'non-negative'} integer, got {value!r}",
+                f"must be a {'positive' if key == 'top' else 'non-negative'} integer, "
+                f"got {short_repr(value)}",
             )
-    check_at_most(seed, "seed", where + "seed")
-    check_at_most(top, "trials", where + "top")
+    at_most(seed, "seed", where + "seed")
+    at_most(top, "top", where + "top")
     for key in ("study", "experiment", "storage", "tracking_uri"):
         if raw.get(key) is not None and not isinstance(raw[key], str):
-            raise ConfigError(where + key, f"must be a string, got {raw[key]!r}")
+            raise ConfigError(where + key, f"must be a string, got {short_repr(raw[key])}")
     settings = raw.get(backend) or {}
     if not isinstance(settings, Mapping):
         raise ConfigError(
-            where + backend, f"the {backend} settings are a mapping, got {settings!r}"
+            where + backend, f"the {backend} settings are a mapping, got {short_repr(settings)}"
         )
     config = StudyConfig(
         name=raw.get("study") or path.stem,
@@ -424,5 +417,7 @@ def load_study(path: str | Path, *, text: str | None = None) -> StudyConfig:
         path=str(path),
         source=source,
     )
+    from losslab.search.study_checks import check_study  # networks and data: heavy, last
+
     check_study(config)
     return config

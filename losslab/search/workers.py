@@ -25,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from losslab.limits import at_most
+
 __all__ = [
     "STALE_AFTER",
     "Heartbeat",
@@ -74,6 +76,9 @@ class WorkerSettings:
                 raise ValueError(f"{name}={value!r} must be a number of seconds")
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name}={value!r} must be > 0")
+        for name in ("batch", "population", "stale_after", "heartbeat", "retry_minutes"):
+            if getattr(self, name) is not None:
+                at_most(getattr(self, name), f"workers.{name}", name)
         if self.heartbeat is not None and self.heartbeat * 2 > self.stale_after:
             raise ValueError(
                 f"heartbeat={self.heartbeat!r} must be at most half of stale_after="

@@ -28,21 +28,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from losslab.limits import CEILINGS
 from losslab.search.gp.evolution import Variation
 
 __all__ = ["GpSettings", "check_settings"]
 
-_INTS = {
-    "population": (2, 10_000),
-    "generations": (1, 100_000),
-    "height_limit": (2, 17),
-    "tournament_size": (1, 100),
-    "screen_steps": (10, 10_000),
-    "init_min_height": (1, 17),
-    "init_max_height": (1, 17),
+_LEAST = {  # the most of each is its ceiling in losslab.limits (gp.<key>)
+    "population": 2,
+    "generations": 1,
+    "height_limit": 2,
+    "tournament_size": 1,
+    "screen_steps": 10,
+    "init_min_height": 1,
+    "init_max_height": 1,
 }
+_INTS = {key: (least, int(CEILINGS[f"gp.{key}"].most)) for key, least in _LEAST.items()}
 _PROBABILITIES = ("cxpb", "mutpb")
-_FLOATS = {"parsimony": (0.0, 1.0), "cap": (1e-6, 1e6)}
+_FLOATS = {
+    "parsimony": (0.0, CEILINGS["gp.parsimony"].most),
+    "cap": (1e-6, CEILINGS["gp.cap"].most),
+}
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from losslab.losses.nodes import Node, Var, bind_parameters, iter_nodes
 from losslab.losses.parser import LossSyntaxError
 from losslab.losses.spec import has_gradient_path
 from losslab.losses.vocabulary import LOSS_VOCABULARY
+from losslab.schedules.rule_probe import check_rule_values
 from losslab.schedules.rules import RULE_VOCABULARY, SEED_RULES, Rule, parse_rule
 from losslab.search.gp.language import GpLanguage
 from losslab.search.space import SearchSpace, SpaceError
@@ -140,7 +141,11 @@ def make_target(space: SearchSpace, settings: Any) -> GpTarget:
         class_schedule = class_opt.build(_fixed, "class_schedule")
         language = GpLanguage(LOSS_VOCABULARY, LOSS_TERMINALS)
         seed_texts = _seed_texts(
-            seeds or DEFAULT_LOSS_SEEDS, _loss_seed, _parse_loss_text, _loss_canonical
+            seeds or DEFAULT_LOSS_SEEDS,
+            _loss_seed,
+            _parse_loss_text,
+            _loss_canonical,
+            lambda text: LossSpec.from_tree(_parse_loss_text(text)).require_trainable(),
         )
 
         def candidate(text: str) -> Candidate:
@@ -169,7 +174,11 @@ def make_target(space: SearchSpace, settings: Any) -> GpTarget:
     cap = settings.cap
     language = GpLanguage(RULE_VOCABULARY)
     seed_texts = _seed_texts(
-        seeds or tuple(SEED_RULES), _rule_seed, lambda t: parse_rule(t).tree, _rule_canonical
+        seeds or tuple(SEED_RULES),
+        _rule_seed,
+        lambda t: parse_rule(t).tree,
+        _rule_canonical,
+        lambda text: check_rule_values(text, cap),
     )
 
     def rule_candidate(text: str) -> Candidate:
@@ -197,15 +206,22 @@ def _parse_loss_text(text: str) -> Node:
     return bind_parameters(spec.tree, spec.parameters)
 
 
-def _seed_texts(names, named, parse, canonical) -> tuple[str, ...]:
-    """Canonical texts of the seeds: names (library losses, seed rules) or expressions."""
+def _seed_texts(names, named, parse, canonical, check=None) -> tuple[str, ...]:
+    """Canonical texts of the seeds: names (library losses, seed rules) or expressions, each
+    passed to ``check`` (which raises ``ValueError`` for a seed that cannot be trained)."""
     out = []
     for k, name in enumerate(names):
         try:
-            out.append(named(name))
+            text = named(name)
         except (ValueError, KeyError):
             try:
-                out.append(canonical(parse(name)))
+                text = canonical(parse(name))
             except (ValueError, KeyError) as exc:
                 raise SpaceError(f"space.seeds[{k}]", f"{name!r}: {exc}") from None
+        if check is not None:
+            try:
+                check(text)
+            except ValueError as exc:  # LossSyntaxError included
+                raise SpaceError(f"space.seeds[{k}]", f"{name!r}: {exc}") from None
+        out.append(text)
     return tuple(dict.fromkeys(out))

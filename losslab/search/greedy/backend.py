@@ -29,6 +29,7 @@ from losslab.search.backend import BackendContext, SearchBackend
 from losslab.search.greedy.controller import GreedyController
 from losslab.search.greedy.settings import (
     GreedySettings,
+    check_every,
     check_plans,
     check_settings,
     plan_for,
@@ -36,7 +37,7 @@ from losslab.search.greedy.settings import (
 )
 from losslab.search.ledger import Proposal, Slot, TrialRecord
 from losslab.search.space import SearchSpace
-from losslab.training import Result
+from losslab.training import Result, TrainConfig
 
 __all__ = ["GreedyBackend"]
 
@@ -60,6 +61,10 @@ class GreedyBackend(SearchBackend):
     @classmethod
     def check_fit(cls, space: SearchSpace, settings: GreedySettings) -> None:
         check_plans(space, settings)
+
+    @classmethod
+    def check_run(cls, settings: GreedySettings, train: TrainConfig) -> None:
+        check_every(settings, train)
 
     def __init__(self, context: BackendContext):
         super().__init__(context)

@@ -30,10 +30,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from losslab.candidate import Candidate
+from losslab.limits import at_most
 from losslab.search.greedy.controller import GreedyPlan
 from losslab.search.space import SearchSpace, SpaceError
+from losslab.training import TrainConfig
 
-__all__ = ["UNTUNED", "GreedySettings", "check_plans", "check_settings", "plan_for", "starts_of"]
+__all__ = [
+    "UNTUNED",
+    "GreedySettings",
+    "check_every",
+    "check_plans",
+    "check_settings",
+    "plan_for",
+    "starts_of",
+]
 
 UNTUNED = frozenset({"eps"})  # smoothing constants: not a parameter a greedy run should steer
 SCORES = ("soft_dice", "dice")
@@ -76,6 +86,7 @@ def check_settings(raw: Mapping[str, Any]) -> GreedySettings:
             raise ValueError(f"{where}: unknown key; known keys: {', '.join(_KEYS)}")
         if key in ("every", "lookahead", "max_joint"):
             values[key] = _positive_int(value, where)
+            at_most(value, where)
         elif key == "step":
             if (
                 isinstance(value, bool)
@@ -100,6 +111,22 @@ def check_settings(raw: Mapping[str, Any]) -> GreedySettings:
         else:
             values[key] = _addresses(value, where)
     return GreedySettings(**values)
+
+
+def check_every(settings: GreedySettings, train: TrainConfig) -> None:
+    """A run of ``train`` (the study's train config at its fidelity) makes at least one decision:
+    ``every`` is fewer steps than the run, whose decisions fall at steps ``every, 2 every...``.
+
+    Raises:
+        ValueError: ``greedy.every: ...`` naming both step counts.
+    """
+    total = train.epochs * train.steps_per_epoch
+    if settings.every >= total:
+        raise ValueError(
+            f"greedy.every: {settings.every} steps between decisions, but a run is {total} steps "
+            f"({train.epochs} epochs x {train.steps_per_epoch} steps at the study's fidelity), "
+            f"so no decision would be made; give at most {max(total - 1, 1)}"
+        )
 
 
 def starts_of(space: SearchSpace) -> list[tuple[str, Candidate]]:

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from losslab.limits import at_most
 from losslab.losses.learned import LossNetwork
 from losslab.search.ml3.engines import (
     ENGINES,
@@ -84,6 +85,10 @@ class MetaConfig:
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"ml3.{name}: must be finite and > 0, got {value!r}")
             object.__setattr__(self, name, float(value))
+        for name in ("inner_steps", "worst_k", "reset_every", "max_consecutive_skips"):
+            at_most(getattr(self, name), f"ml3.{name}")
+        for name in ("inner_lr", "outer_lr", "temperature"):
+            at_most(getattr(self, name), f"ml3.{name}")
         if self.engine not in ENGINES:
             raise ValueError(f"ml3.engine: {self.engine!r} is not one of {', '.join(ENGINES)}")
         if self.engine == "higher":

@@ -45,6 +45,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from losslab.candidate import ScheduleSpec
+from losslab.limits import CEILINGS
 from losslab.losses.learned import ACTIVATIONS, FEATURES, LossNetwork
 from losslab.models import list_models, list_sizes
 from losslab.search.ml3.meta import MetaConfig
@@ -66,7 +67,7 @@ _OWN_KEYS = (
     "patch_size",
     "batch_size",
 )
-_LIMITS = {"networks": 100, "outer_steps": 100_000, "checkpoints": 100, "batch_size": 4096}
+_COUNTS = ("networks", "outer_steps", "checkpoints", "batch_size")  # ceilings: losslab.limits
 
 
 @dataclass(frozen=True)
@@ -121,10 +122,16 @@ def _int(value: Any, where: str, low: int = 1, high: int | None = None) -> int:
 def _ints(value: Any, where: str, length: int | None = None) -> tuple[int, ...]:
     if isinstance(value, int) and not isinstance(value, bool) and length is not None:
         value = [value] * length  # patch_size: 24 -> [24, 24, 24]
-    if not isinstance(value, list) or not value or (length and len(value) != length):
-        what = f"a list of {length} positive integers" if length else "a non-empty list"
+    if (
+        not isinstance(value, list)
+        or not value
+        or len(value) > 16
+        or (length and len(value) != length)
+    ):
+        what = f"a list of {length} positive integers" if length else "a list of 1 to 16 sizes"
         raise ValueError(f"{where}: {what}, got {value!r}")
-    return tuple(_int(v, f"{where}[{i}]", 1, 1024) for i, v in enumerate(value))
+    most = int(CEILINGS[where].most)  # ml3.hidden, ml3.patch_size
+    return tuple(_int(v, f"{where}[{i}]", 1, most) for i, v in enumerate(value))
 
 
 def _choice(value: Any, where: str, options: tuple[str, ...] | list[str]) -> str:
@@ -146,8 +153,8 @@ def check_settings(raw: Mapping[str, Any]) -> Ml3Settings:
             continue  # follow the study's objective
         if key in ("patch_size", "batch_size") and value is None:
             continue  # the study's train setting
-        if key in _LIMITS:
-            values[key] = _int(value, where, 1, _LIMITS[key])
+        if key in _COUNTS:
+            values[key] = _int(value, where, 1, int(CEILINGS[where].most))
         elif key == "base":
             values[key] = _choice(value, where, BASES)
         elif key == "activation":
