@@ -9,7 +9,10 @@ resumes and workers; an entry is reserved in the store before it trains, so work
 overshoot), ``minutes`` of this invocation (an evaluation still running when they end is
 stopped, recorded as interrupted and queued again: see ``deadline.py``). Every evaluation goes
 through one :class:`Evaluator`, so rerunning the same command continues the study without
-repeating a finished evaluation. Closing tags the best run ``losslab.best``.
+repeating a finished evaluation. The baselines train before the clock of ``minutes`` starts
+(``study_timing.py``: they are not counted in it, and are cached, so a rerun skips them).
+Closing tags the best run ``losslab.best``: the best trial's, or the best baseline's when it
+beats every trial (a trial a baseline beats is never called best).
 
 This module names no backend and imports neither Optuna nor MLflow.
 """
@@ -41,6 +44,7 @@ from losslab.search.study_console import describe, stop_line
 from losslab.search.study_outcome import StudyOutcome
 from losslab.search.study_plots import study_plots
 from losslab.search.study_runs import close_stale_runs, describe_study, parent_run, tag_best
+from losslab.search.study_timing import baselines_line, evaluation_seconds, fit_line
 from losslab.tracking import Tracker
 from losslab.training import Hook, Trainer
 
@@ -71,8 +75,7 @@ class Study(BatchRunner):
             total=config.budget.trials, console=console, enabled=progress, title=config.name
         )
         self.started = time.perf_counter()
-        minutes = config.budget.minutes
-        self.deadline = None if minutes is None else self.started + 60 * minutes
+        self.deadline: float | None = None  # set when the trials start (start_trials)
         self.store: StudyStore | None = None
         self.backend: SearchBackend | None = None
 
@@ -132,7 +135,19 @@ class Study(BatchRunner):
         self.outcome = StudyOutcome(config, dataset, [], [], {}, parent, tracker, storage_url)
         self.outcome.reclaimed = [r.number for r in store.reclaimed]
         self.display.advance_to(store.used())
+        self._known = [self._cached_result(r.eval_key) for r in store.records() if r.eval_key]
         return self
+
+    def _cached_result(self, key: str):
+        hit = self.evaluator.cache.get(key)
+        return hit.result if hit is not None else None
+
+    def say(self, text: str) -> None:
+        """A line for the user, above the bars, printed with or without them."""
+        if self.display.enabled:
+            self.display.line(text)
+        else:
+            self.display.console.print(text, highlight=False)
 
     def _log_backend(
         self, metrics: dict[str, float], step: int, tags: dict[str, str] | None = None
@@ -182,10 +197,15 @@ class Study(BatchRunner):
             self.display.console.print(text, highlight=False)
 
     def run_baselines(self) -> None:
-        """The config's baselines at the study's fidelity and seed (cached after the first)."""
-        for candidate in self.config.baselines:
-            if not self.time_left():
-                return
+        """The config's baselines at the study's fidelity and seed (cached after the first),
+        before the trials' time budget starts (``study_timing``)."""
+        baselines = self.config.baselines
+        untrained = [
+            c for c in baselines if self.evaluator.cache.get(self.evaluator.key(c)) is None
+        ]
+        known = evaluation_seconds(self._known)
+        self.say(baselines_line(len(untrained), len(baselines), self.config.budget.minutes, known))
+        for candidate in baselines:
             evaluation = self._evaluate(
                 Proposal(candidate), f"baseline {candidate.name}", {"losslab.role": "baseline"}
             )
@@ -200,6 +220,17 @@ class Study(BatchRunner):
                 evaluation.cached,
             )
             self._report(line, result.status, trial=False)
+
+    def start_trials(self) -> None:
+        """Start the clock of ``budget.minutes`` and say about how many trials fit in it."""
+        results = self._known + [e.result for e in self.outcome.baselines]
+        seconds = evaluation_seconds(results)
+        self.outcome.seconds_per_evaluation = seconds
+        self.outcome.trial_minutes_started = True
+        minutes = self.config.budget.minutes
+        if minutes is not None:
+            self.deadline = time.perf_counter() + 60 * minutes
+        self.say(fit_line(seconds, minutes, self._budget_left()))
 
     def _budget_left(self) -> int | None:
         trials = self.config.budget.trials
@@ -290,9 +321,17 @@ class Study(BatchRunner):
         outcome.records = store.records()
         outcome.trained = self.evaluator.trained
         outcome.collect_results(store.cache)
+        seconds = evaluation_seconds(outcome.results.values())
+        outcome.seconds_per_evaluation = seconds or outcome.seconds_per_evaluation
         best = outcome.best(1)
         tracker, parent = outcome.tracker, outcome.parent_run_id
-        tag_best(tracker, parent, best[0] if best else None, step=len(outcome.records))
+        tag_best(
+            tracker,
+            parent,
+            best[0] if best else None,
+            step=len(outcome.records),
+            beaten_by=outcome.beaten_by(),
+        )
         describe_study(outcome)  # the parent run's markdown description, best_candidate.json
         plots = study_plots(outcome.records, outcome.config.metric_name)
         if plots:
@@ -345,6 +384,7 @@ def run_study(
     try:
         with study.display, study.store.heartbeat():
             study.run_baselines()
+            study.start_trials()
             study.run()
     except TimeUp as stop:  # the running evaluation is recorded as interrupted and re-queued
         study.outcome.out_of_time = True

@@ -32,6 +32,22 @@ class StudyOutcome:
     interrupted: bool = False  # stopped by Ctrl-C or a signal
     out_of_time: bool = False  # the time budget ended during an evaluation (re-queued)
     reclaimed: list[int] = field(default_factory=list)
+    seconds_per_evaluation: float | None = None  # a finished evaluation's wall time here
+    trial_minutes_started: bool = False  # the trials' time budget started (baselines done)
+
+    def best_baseline(self) -> Evaluation | None:
+        """The baseline of the highest objective among those that finished ok."""
+        ok = [e for e in self.baselines if e.result.ok and not math.isnan(e.value)]
+        return max(ok, key=lambda e: e.value) if ok else None
+
+    def beaten_by(self) -> Evaluation | None:
+        """The best baseline when its objective is above the best trial's (``None`` when a
+        trial is at least as good, or there is no finished trial or baseline): the best
+        trial is then not the study's best candidate, and nothing calls it so."""
+        best, baseline = self.best(1), self.best_baseline()
+        if not best or baseline is None:
+            return None
+        return baseline if baseline.value > best[0].value else None
 
     def best(self, k: int | None = None) -> list[TrialRecord]:
         """Completed entries by objective, best first, one per distinct evaluation."""

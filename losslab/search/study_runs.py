@@ -3,10 +3,13 @@ name, the parent's description.
 
 Everything goes through :class:`~losslab.tracking.Tracker`; no MLflow filter is written here.
 
-``best_candidate.json`` on the parent run is the best trial's candidate (the keys of
-``candidate.json``, so ``losslab train --candidate best_candidate.json`` reads it as is) plus
-``overrides``, the train settings its trial drew (``{"lr": 0.003}``), and ``train``, the whole
+``best_trial.json`` on the parent run is the best trial's candidate (the keys of
+``candidate.json``, so ``losslab train --candidate best_trial.json`` reads it as is) plus
+``overrides``, the train settings its trial drew (``{"lr": 0.003}``), ``train``, the whole
 train config it trained with (the study's, at its fidelity, with the overrides: ``train.lr``).
+``best_candidate.json``, the same file, is written only when no baseline beats the best trial:
+a candidate a baseline beats is never called best (the parent run's tag
+``losslab.best_trial_beaten_by`` names the baseline).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from losslab import __version__
+from losslab.search.evaluator import Evaluation
 from losslab.search.ledger import TrialRecord
 from losslab.search.workers import is_stale
 from losslab.tracking import Tracker
@@ -71,32 +75,59 @@ def _best_json(best: TrialRecord, train: Mapping[str, Any] | None = None) -> str
     return json.dumps(data, indent=2, sort_keys=True, default=list)
 
 
-def tag_best(tracker: Tracker, parent: str, best: TrialRecord | None, step: int) -> None:
-    """Tag the best entry's run ``losslab.best`` and end its name with `` ★ best`` (and only
-    it: a run that was best before loses both); log the best objective and the best candidate
-    (with its trial's ``overrides``) on the parent run."""
-    if best is None or not best.run_id:
-        return
+def _mark_best(tracker: Tracker, parent: str, run_id: str) -> None:
+    """Tag ``run_id`` ``losslab.best`` and end its name with `` ★ best``; a run of ``parent``
+    marked before loses both."""
     for run in tracker.runs_tagged({"losslab.best": "true"}, parent_run_id=parent):
-        if run.run_id != best.run_id:
+        if run.run_id != run_id:
             tracker.delete_tag(run.run_id, "losslab.best")
             if run.name.endswith(BEST_MARK):
                 tracker.rename_run(run.run_id, run.name[: -len(BEST_MARK)])
-    tracker.set_tags(best.run_id, {"losslab.best": "true"})
-    name = tracker.run_name(best.run_id)
+    tracker.set_tags(run_id, {"losslab.best": "true"})
+    name = tracker.run_name(run_id)
     if not name.endswith(BEST_MARK):
-        tracker.rename_run(best.run_id, fit_name(name, RUN_NAME_LIMIT - len(BEST_MARK)) + BEST_MARK)
-    tracker.set_tags(
-        parent,
-        {
-            "losslab.best_run_id": best.run_id,
-            "losslab.best_trial": str(best.number),
-            "losslab.best_candidate": best.candidate.name if best.candidate else "",
-        },
-    )
-    tracker.log_metrics(parent, {"best_objective": best.value}, step=step)
+        tracker.rename_run(run_id, fit_name(name, RUN_NAME_LIMIT - len(BEST_MARK)) + BEST_MARK)
+
+
+def tag_best(
+    tracker: Tracker,
+    parent: str,
+    best: TrialRecord | None,
+    step: int,
+    beaten_by: Evaluation | None = None,
+) -> None:
+    """Mark the study's best run: the best trial's, unless the baseline ``beaten_by`` has a
+    higher objective (``StudyOutcome.beaten_by``). The best run is tagged ``losslab.best`` and
+    its name ends with `` ★ best`` (a run marked before loses both); the parent run gets the
+    best objective and ``best_trial.json`` (the best trial's candidate with its
+    ``overrides``). ``best_candidate.json`` is written only when
+    the best trial is the study's best: a trial a baseline beats is never called best (its run
+    gets the tag ``losslab.beaten_by``, the parent ``losslab.best_trial_beaten_by``)."""
+    if best is None or not best.run_id:
+        return
+    winner = beaten_by.run_id if beaten_by is not None and beaten_by.run_id else best.run_id
+    _mark_best(tracker, parent, winner)
+    tags = {"losslab.best_run_id": winner, "losslab.best_trial": str(best.number)}
+    if beaten_by is not None:
+        tags["losslab.best_candidate"] = beaten_by.candidate.name
+        tags["losslab.best_role"] = "baseline"
+        tags["losslab.best_trial_beaten_by"] = beaten_by.candidate.name
+        tracker.set_tags(best.run_id, {"losslab.beaten_by": beaten_by.candidate.name})
+        tracker.log_metrics(
+            parent, {"best_objective": beaten_by.value, "best_trial_objective": best.value}, step
+        )
+    else:
+        tags["losslab.best_candidate"] = best.candidate.name if best.candidate else ""
+        tags["losslab.best_role"] = "trial"
+        tracker.delete_tag(parent, "losslab.best_trial_beaten_by")
+        tracker.log_metrics(
+            parent, {"best_objective": best.value, "best_trial_objective": best.value}, step
+        )
+    tracker.set_tags(parent, tags)
     if best.candidate is not None:
-        tracker.log_text(parent, _best_json(best), "best_candidate.json")
+        tracker.log_text(parent, _best_json(best), "best_trial.json")
+        if beaten_by is None:
+            tracker.log_text(parent, _best_json(best), "best_candidate.json")
 
 
 def _train_of(outcome: StudyOutcome, overrides: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -122,4 +153,7 @@ def describe_study(outcome: StudyOutcome) -> None:
     best = outcome.best(1)
     if best and best[0].run_id and best[0].candidate is not None:
         train = _train_of(outcome, best[0].overrides)
-        tracker.log_text(parent, _best_json(best[0], train), "best_candidate.json")
+        beaten_by = outcome.beaten_by()
+        tracker.log_text(parent, _best_json(best[0], train), "best_trial.json")
+        if beaten_by is None:
+            tracker.log_text(parent, _best_json(best[0], train), "best_candidate.json")

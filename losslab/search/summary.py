@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import math
 
+from rich.markup import escape
 from rich.table import Table
 
 from losslab.report import class_table, split_title, unchanged_schedule_warnings
 from losslab.search.study_outcome import StudyOutcome
+from losslab.search.study_timing import plural
 
 __all__ = [
     "best_table",
@@ -17,6 +19,7 @@ __all__ = [
     "markdown_summary",
     "schedule_warnings",
     "summary_rows",
+    "verdict_line",
 ]
 
 
@@ -77,24 +80,62 @@ def summary_rows(outcome: StudyOutcome) -> list[dict]:
     )
 
 
+def best_run(outcome: StudyOutcome) -> str | None:
+    """The MLflow run of the study's best: the best trial's, or the best baseline's when it
+    beats every trial (``StudyOutcome.beaten_by``)."""
+    beaten_by = outcome.beaten_by()
+    if beaten_by is not None:
+        return beaten_by.run_id
+    best = outcome.best(1)
+    return best[0].run_id if best else None
+
+
 def _describe_candidate(row: dict) -> str:
     """What a row's candidate is (``Candidate.describe``: the same text as its run's name)."""
     return row["candidate"].describe(row["overrides"])
 
 
+def table_title(outcome: StudyOutcome) -> str:
+    """``Study quickstart: best 3 of 12 trials (9 ok, 2 pruned, 1 failed) vs baselines``."""
+    counts = outcome.counts()
+    shown = min(outcome.config.top, len(outcome.best()))
+    head = "no trial finished ok" if not shown else f"best {shown}"
+    return (
+        f"Study {outcome.config.name}: {head} of {plural(len(outcome.records), 'trial')} "
+        f"({counts['ok']} ok, {counts['pruned']} pruned, {counts['failed']} failed) vs "
+        f"baselines; objective: {outcome.config.objective.describe()}"
+    )
+
+
+def verdict_line(outcome: StudyOutcome, markup: bool = True) -> str | None:
+    """One sentence on what the study found at its fidelity: the best trial beats every
+    baseline, or which baseline beats it (then nothing calls the trial best). ``None`` without
+    a finished trial or baseline."""
+    best, baseline = outcome.best(1), outcome.best_baseline()
+    if not best or baseline is None:
+        return None
+    trial = best[0]
+    name = trial.candidate.name if trial.candidate is not None else "?"
+    what = f"the best trial (#{trial.number} {name}, val objective {trial.value:.3f})"
+    if outcome.beaten_by() is not None:
+        text = (
+            f"Not better than the baselines yet: {what} is beaten by baseline "
+            f"{baseline.candidate.name} ({baseline.value:.3f}), so no trial is called best. "
+            "Rerun to continue the study (more trials), or lengthen its fidelity."
+        )
+        return f"[yellow]{escape(text)}[/]" if markup else text
+    text = (
+        f"{what[0].upper()}{what[1:]} beats every baseline (the best, {baseline.candidate.name}: "
+        f"{baseline.value:.3f}) at one seed; losslab compare tells whether it holds over seeds."
+    )
+    return escape(text) if markup else text
+
+
 def best_table(outcome: StudyOutcome) -> Table:
     """Best trials against the baselines: validation objective (what the search maximised),
-    the same objective and mean Dice on the test split, and what each candidate is."""
-    objective = outcome.config.objective
-    counts = outcome.counts()
-    table = Table(
-        title=(
-            f"Study {outcome.config.name}: best {min(outcome.config.top, counts['ok'])} of "
-            f"{len(outcome.records)} "
-            f"trials ({counts['ok']} ok, {counts['pruned']} pruned, {counts['failed']} failed) "
-            f"vs baselines; objective: {objective.describe()}"
-        )
-    )
+    the same objective and mean Dice on the test split, and what each candidate is. The row
+    of the study's best (a trial, or the baseline that beats every trial) is marked ★."""
+    table = Table(title=table_title(outcome))
     for header, justify in (
         ("candidate", "left"),
         ("from", "left"),
@@ -104,10 +145,12 @@ def best_table(outcome: StudyOutcome) -> Table:
         ("definition", "left"),
     ):
         table.add_column(header, justify=justify)
+    winner = best_run(outcome)
     for row in summary_rows(outcome):
         style = "bold" if row["role"] != "baseline" else None
+        name = row["name"] + (" ★" if winner and row["run_id"] == winner else "")
         table.add_row(
-            row["name"],
+            name,
             row["role"],
             _fmt(row["objective"]),
             _fmt(row["test_objective"]),
@@ -150,13 +193,14 @@ def _cell(text: str) -> str:
 
 def markdown_summary(outcome: StudyOutcome, limit: int = 5000) -> str:
     """The study in markdown (the MLflow parent run's description): name, backend, objective,
-    fidelity, data and budget used, then the best trials and the baselines as a table, the
-    best marked ★ (definitions shortened, then rows dropped from the end, to stay within
+    fidelity, data and budget used, what the study found (``verdict_line``), then the best
+    trials and the baselines as a table, the study's best marked ★ (a baseline when it beats
+    every trial) (definitions shortened, then rows dropped from the end, to stay within
     ``limit`` characters: the tag's limit in :meth:`Tracker.set_tags`)."""
     config, dataset = outcome.config, outcome.dataset
     counts = outcome.counts()
     splits = " / ".join(f"{k} {len(v)}" for k, v in dataset.splits.items())
-    budget = f"{len(outcome.records)} trials"
+    budget = plural(len(outcome.records), "trial")
     if config.budget.trials is not None:
         budget += f" of {config.budget.trials}"
     if config.budget.minutes is not None:
@@ -173,11 +217,13 @@ def markdown_summary(outcome: StudyOutcome, limit: int = 5000) -> str:
         "| candidate | role | val objective | test objective | test mean Dice | definition |",
         "|---|---|--:|--:|--:|---|",
     ]
-    best = outcome.best(1)
-    best_run = best[0].run_id if best else None
+    verdict = verdict_line(outcome, markup=False)
+    if verdict:
+        head[-2:-2] = [verdict, ""]
+    winner = best_run(outcome)
     rows = []
     for row in summary_rows(outcome):
-        mark = " ★" if row["role"] != "baseline" and row["run_id"] == best_run else ""
+        mark = " ★" if winner and row["run_id"] == winner else ""
         cells = [
             _cell(row["name"]) + mark,
             row["role"],
