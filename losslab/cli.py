@@ -12,6 +12,7 @@ the fields of ``DataConfig`` and ``TrainConfig`` (``losslab.cli_options``).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -181,23 +182,29 @@ def _file_settings(args: argparse.Namespace) -> dict[str, Any]:
 def class_schedule_from_args(args: argparse.Namespace, num_classes: int) -> ScheduleSpec:
     """``--class-schedule`` (a registered name, else a rule expression) and its parameters,
     checked by building the schedule for ``num_classes`` classes."""
-    import yaml
-
     from losslab.candidate import ScheduleSpec
     from losslab.schedules import get_class_schedule, list_class_schedules
+    from losslab.schedules.rule_probe import check_rule_values
+    from losslab.schedules.rules import RuleSchedule
+    from losslab.strict_yaml import YamlError, yaml_value
 
     params = {}
     for item in args.class_schedule_params:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--class-schedule-params: KEY=VALUE expected, got {item!r}")
-        params[key] = yaml.safe_load(value)
+        try:
+            params[key] = yaml_value(value)
+        except YamlError as exc:
+            raise ValueError(f"--class-schedule-params {item!r}: {exc}") from None
     name = args.class_schedule.strip()
     known = name.lower() in list_class_schedules() or name.isidentifier()
     if not known:  # an expression: a learned rule
         params, name = {"expression": name, **params}, "rule"
     try:
-        get_class_schedule(name, num_classes=num_classes, **params)
+        schedule = get_class_schedule(name, num_classes=num_classes, **params)
+        if isinstance(schedule, RuleSchedule):
+            check_rule_values(schedule.rule, schedule.cap)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"--class-schedule {args.class_schedule!r}: {exc}") from None
     return ScheduleSpec.of(name, **params)
@@ -346,8 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     """Return the top-level parser with every subcommand registered."""
     from losslab import baselines_commands
     from losslab.data import commands as data_commands
+    from losslab.export import commands as export_commands
+    from losslab.search import calibrate_commands, compare_commands
     from losslab.search import commands as search_commands
-    from losslab.search import compare_commands
 
     parser = LazyParser(
         prog="losslab",
@@ -359,7 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     baselines_commands.register(subparsers)
     search_commands.register(subparsers)
     compare_commands.register(subparsers)
+    calibrate_commands.register(subparsers)
     data_commands.register(subparsers)
+    export_commands.register(subparsers)
     return parser
 
 
@@ -367,7 +377,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``losslab`` script; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, OSError) as exc:  # bad input found late: one line, never a traceback
+        if not _is_bad_input(exc) or os.environ.get("LOSSLAB_TRACEBACK"):
+            raise
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        print(f"error: {where}{text}", file=sys.stderr)
+        return 2
+
+
+def _is_bad_input(exc: BaseException) -> bool:
+    """A refused configuration or flag, or a file that cannot be read or written: the user's to
+    fix, so it is said in one line (``LOSSLAB_TRACEBACK=1`` shows the traceback anyway)."""
+    from losslab.cli_support import OptionError
+    from losslab.errors import ConfigError
+    from losslab.strict_yaml import YamlError
+
+    return isinstance(exc, ConfigError | OptionError | YamlError | OSError)
 
 
 if __name__ == "__main__":

@@ -20,16 +20,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 
-from losslab.candidate import Candidate
+from losslab.candidate import Candidate, ScheduleSpec
 from losslab.export.deep_supervision import deep_supervision_weights, downsample_target
 from losslab.losses import CompiledLoss, Terminals, compile_terms
 from losslab.losses.compiler import compile_program
 from losslab.schedules import (
     RULE_VOCABULARY,
-    ClassSchedule,
     EpochContext,
     RuleSchedule,
     get_class_schedule,
@@ -38,22 +39,24 @@ from losslab.schedules import (
 from losslab.schedules.term_schedules import on_device
 from losslab.training.setup import param_schedule_of
 
-__all__ = ["ExportedLoss", "needs_frequencies"]
+__all__ = ["ExportedLoss", "load_loss", "needs_frequencies"]
 
 # The class schedules that weigh classes by their frequencies in the training data.
 FREQUENCY_SCHEDULES = ("inverse_frequency", "median_frequency")
 
 
-def needs_frequencies(schedule: ClassSchedule) -> bool:
-    """Whether ``schedule`` reads the class frequencies of the training data: a frequency
-    weighting given neither ``frequencies`` nor ``weights``, or a learned rule reading ``freq``."""
-    if schedule.name in FREQUENCY_SCHEDULES:
-        params = schedule.get_params()
-        return params["frequencies"] is None and params["weights"] is None
+def needs_frequencies(spec: ScheduleSpec) -> bool:
+    """Whether the class schedule ``spec`` reads the class frequencies of the training data: a
+    frequency weighting given neither ``frequencies`` nor ``weights``, or a learned rule
+    reading ``freq``."""
+    params = spec.to_dict()["params"]
+    if params.get("frequencies") is not None or params.get("weights") is not None:
+        return False
+    schedule = get_class_schedule(spec.name, num_classes=2, **params)
     if isinstance(schedule, RuleSchedule):
         program = compile_program([schedule.rule.tree], vocabulary=RULE_VOCABULARY)
         return "freq" in program.terminals
-    return False
+    return schedule.name in FREQUENCY_SCHEDULES
 
 
 def _frequency_list(values: Sequence[float] | None, num_classes: int, what: str) -> list | None:
@@ -121,7 +124,7 @@ class ExportedLoss(torch.nn.Module):
         balancing = _frequency_list(
             balancing_frequencies, self.num_classes, "balancing_frequencies"
         )
-        if freq is None and balancing is None and needs_frequencies(self.class_schedule):
+        if freq is None and balancing is None and needs_frequencies(spec):
             raise ValueError(
                 f"the class schedule {spec.name!r} of candidate '{candidate.name}' reads the class "
                 "frequencies of the training data: give frequencies= (and balancing_frequencies=)"
@@ -295,3 +298,26 @@ class ExportedLoss(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"candidate={self.candidate.name!r}, num_classes={self.num_classes}"
+
+
+def load_loss(
+    candidate_file: str | Path,
+    num_classes: int,
+    *,
+    lossnets: str | Path | None = None,
+    **options: Any,
+) -> ExportedLoss:
+    """The :class:`ExportedLoss` of a candidate JSON file (``candidate.json``,
+    ``best_candidate.json``), its learned loss networks looked up first in ``lossnets``;
+    ``options`` as for :class:`ExportedLoss` (``epochs``, ``frequencies``...).
+
+    Raises:
+        ConfigError: the file cannot be read or is not a candidate (naming it).
+    """
+    from losslab.config import read_candidate_file
+    from losslab.losses import add_search_folder
+
+    if lossnets is not None and Path(lossnets).is_dir():
+        add_search_folder(lossnets)
+    candidate = read_candidate_file(candidate_file, str(candidate_file))
+    return ExportedLoss(candidate, num_classes, **options)
