@@ -114,6 +114,18 @@ def _quoted(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+def _record(run: Any) -> RunRecord:
+    return RunRecord(
+        run_id=run.info.run_id,
+        name=run.info.run_name or "",
+        status=run.info.status,
+        start_time=run.info.start_time or 0,
+        tags=dict(run.data.tags),
+        metrics=dict(run.data.metrics),
+        params=dict(run.data.params),
+    )
+
+
 class Tracker:
     """A thin wrapper over one MLflow client and one experiment."""
 
@@ -249,33 +261,35 @@ class Tracker:
         with contextlib.suppress(MlflowException):  # the tag was not set
             self.client.delete_tag(run_id, key)
 
-    def find_runs(self, filter_string: str = "") -> list[RunRecord]:
-        """Every run of the experiment that matches an MLflow filter (all pages), oldest first."""
+    def find_runs(self, filter_string: str = "", *, deleted: bool = False) -> list[RunRecord]:
+        """Every run of the experiment that matches an MLflow filter (all pages), oldest first;
+        the deleted runs instead when ``deleted`` (MLflow's "Deleted" view)."""
+        from mlflow.entities import ViewType
+
         found: list[RunRecord] = []
         token = None
         while True:
             page = self.client.search_runs(
                 [self.experiment_id],
                 filter_string=filter_string,
+                run_view_type=ViewType.DELETED_ONLY if deleted else ViewType.ACTIVE_ONLY,
                 max_results=1000,
                 order_by=["attributes.start_time ASC"],
                 page_token=token,
             )
-            found.extend(
-                RunRecord(
-                    run_id=run.info.run_id,
-                    name=run.info.run_name or "",
-                    status=run.info.status,
-                    start_time=run.info.start_time or 0,
-                    tags=dict(run.data.tags),
-                    metrics=dict(run.data.metrics),
-                    params=dict(run.data.params),
-                )
-                for run in page
-            )
+            found.extend(_record(run) for run in page)
             token = page.token
             if not token:
                 return found
+
+    def run(self, run_id: str) -> RunRecord | None:
+        """One run (deleted or not); ``None`` when the store has no run of this id."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return _record(self.client.get_run(run_id))
+        except MlflowException:
+            return None
 
     def runs_tagged(
         self,

@@ -4,7 +4,9 @@ trained again at a final fidelity over several seeds.
 Each (candidate, seed) is one evaluation of the study's :class:`Evaluator`, at the fidelity
 named under ``final:`` in the study file, with the study's cache: nothing is trained twice, and
 a comparison that was stopped resumes where it stopped. Its MLflow runs sit under one parent run
-per study and fidelity (tag ``losslab.role=compare``), reopened when the comparison continues.
+per study and fidelity (tag ``losslab.role=compare``), reopened when the comparison continues;
+the runs a killed comparison left RUNNING are closed then, and those whose result was cached
+are finished by the evaluation that finds it (``evaluation_runs.py``).
 The statistics are in ``comparison_stats.py``, the tables in ``compare_tables.py``.
 
 Seeds are the study's seed, seed + 1, ...; the test split always gets HD95 (``hd95: true``).
@@ -25,6 +27,7 @@ from losslab.search.evaluator import BatchItem, Evaluator
 from losslab.search.fidelity import Fidelity
 from losslab.search.finished import FinishedStudy
 from losslab.search.study_config import StudyConfig
+from losslab.search.study_runs import close_stale_runs
 from losslab.tracking import Tracker
 from losslab.training import Hook, Result, Trainer
 
@@ -274,6 +277,7 @@ def run_comparison(
         "studies": ",".join(s.config.name for s in studies),
     }
     parent = _parent_run(tracker, config, fidelity_name, params)
+    close_stale_runs(tracker, parent, [])  # a killed comparison's runs (cached ones: finished)
     evaluator = _final_evaluator(
         first, final, tracker=tracker, parent_run_id=parent, cache=store.cache, trainer=trainer
     )

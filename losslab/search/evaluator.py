@@ -8,7 +8,8 @@ store's cache (``ledger.py``) across processes, workers and resumes.
 
 Each evaluation that trains is one MLflow run nested under the study's parent run, tagged with
 its role (``trial``, ``baseline``), key and worker; a cached evaluation trains nothing and
-records nothing new.
+records nothing new, except that it completes a run that a kill left without its result and
+supersedes the runs of interrupted attempts (``evaluation_runs.py``).
 
 :meth:`Evaluator.evaluate_batch` evaluates several items with the same per-item semantics, and
 trains together (``PopulationTrainer``: one batched network on one device) the items that miss
@@ -29,6 +30,7 @@ from losslab.candidate import Candidate
 from losslab.data import SegmentationDataset
 from losslab.data.cache import sha256_json
 from losslab.search.evaluation_cache import CachedEvaluation, EvaluationCache, MemoryCache
+from losslab.search.evaluation_runs import CacheHook, LinkedMLflowHook, finish_cached
 from losslab.search.fidelity import Fidelity
 from losslab.search.objective import Objective
 from losslab.search.workers import worker_id
@@ -227,6 +229,12 @@ class Evaluator:
         )
 
     def _cached(self, item: BatchItem, key: str, hit: CachedEvaluation) -> Evaluation:
+        """A cache hit; its MLflow run is finished if a kill left it without its result
+        (``evaluation_runs.py``)."""
+        if self.tracker is not None and hit.run_id is not None:
+            config = self.config_for(item.seed, item.overrides)
+            _, hook = self._hooks(dataclasses.replace(item, on_run=None, hooks=()), key, config)
+            finish_cached(self, hook, key, hit)
         return self._evaluation(item, key, hit.result, hit.run_id, cached_from=hit.origin)
 
     def _evaluation(self, item, key, result, run_id, cached_from: str | None = None):
@@ -260,8 +268,10 @@ class Evaluator:
     def _train_one(self, item: BatchItem, key: str) -> Evaluation:
         config = self.config_for(item.seed, item.overrides)
         hooks, mlflow_hook = self._hooks(item, key, config)
-        cache = _Cache(self, key, mlflow_hook, item.origin)
-        hooks.insert(len(hooks) - (mlflow_hook is not None), cache)  # before MLflow's: see _Cache
+        cache = CacheHook(self, key, mlflow_hook, item.origin)
+        hooks.insert(
+            len(hooks) - (mlflow_hook is not None), cache
+        )  # before MLflow's: see CacheHook
         result = self.make_trainer(config, hooks).fit(item.candidate, self.dataset)
         if not cache.done:  # a trainer that calls no hooks (a test's)
             cache.on_train_end(None, result)
@@ -287,7 +297,7 @@ class Evaluator:
         hooks, caches = [], []
         for item, key, config in zip(items, keys, configs):
             item_hooks, mlflow_hook = self._hooks(item, key, config)
-            cache = _Cache(self, key, mlflow_hook, item.origin)
+            cache = CacheHook(self, key, mlflow_hook, item.origin)
             item_hooks.insert(len(item_hooks) - (mlflow_hook is not None), cache)
             hooks.append(item_hooks)
             caches.append(cache)
@@ -330,7 +340,7 @@ class Evaluator:
             values["test_objective"] = objective.of_test(result)
             return {k: v for k, v in values.items() if not math.isnan(v)}
 
-        hook = _LinkedMLflowHook(
+        hook = LinkedMLflowHook(
             self.tracker,
             candidate,
             config,
@@ -354,44 +364,3 @@ class Evaluator:
         )
         hook.on_run = on_run
         return hook
-
-
-class _LinkedMLflowHook(MLflowHook):
-    """An MLflow hook that reports its run id as soon as the run exists."""
-
-    on_run: Callable[[str], None] | None = None
-
-    def _start(self) -> str:
-        new = self.run_id is None
-        run_id = super()._start()
-        if new and self.on_run is not None:
-            self.on_run(run_id)
-        return run_id
-
-
-class _Cache(Hook):
-    """Caches an evaluation's result as soon as it ends (so that population members that ended
-    before an interruption are kept), and before its MLflow run is ended: a worker killed in
-    between leaves a result that the study finds again, not one that it must train again."""
-
-    population_safe = True
-    done = False
-
-    def __init__(self, evaluator: Evaluator, key: str, mlflow_hook: MLflowHook | None, origin: str):
-        self.evaluator, self.key, self.mlflow_hook, self.origin = (
-            evaluator,
-            key,
-            mlflow_hook,
-            origin,
-        )
-        self.run_id: str | None = None
-
-    def on_train_end(self, state: Any, result: Result) -> None:
-        self.done = True
-        if result.status == "interrupted":
-            return
-        self.evaluator.trained += 1
-        if self.mlflow_hook is not None:
-            self.run_id = self.mlflow_hook._start()  # the run of a set-up failure starts here
-        if result.status in ("ok", "failed", "pruned"):
-            self.evaluator.cache.put(self.key, CachedEvaluation(result, self.run_id, self.origin))

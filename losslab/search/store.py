@@ -327,7 +327,10 @@ class OptunaStudyStore(StudyStore):
         trial.set_user_attr("losslab.eval_key", evaluation.key)
         trial.set_user_attr(RUN_ID, evaluation.run_id)
         if evaluation.cached:
-            trial.set_user_attr("losslab.cached_from", evaluation.origin)
+            # The result of this entry's own interrupted attempt (killed after its result was
+            # cached) is no other evaluation's: the run is this entry's.
+            if evaluation.origin != f"trial {trial.user_attrs.get(RETRY_OF)}":
+                trial.set_user_attr("losslab.cached_from", evaluation.origin)
             reported = study.get_trials(deepcopy=False)[trial.number].intermediate_values
             for epoch, value in evaluation.curve.items():  # the same curve as the original
                 if epoch not in reported:

@@ -126,8 +126,15 @@ def test_a_stopped_study_resumes_losing_and_repeating_nothing(tmp_path, backend)
     # Trained once each, except the one that was cut short (trained again, to the end).
     repeated = [k for k in set(FakeTrainer.trained) if FakeTrainer.trained.count(k) > 1]
     assert repeated == [stopped_key]
-    killed = [r for r in _runs(config, "trial") if r.status == "KILLED"]
-    assert len(killed) == 1 and killed[0].tags["status"] == "interrupted"
+    # The stopped attempt's run is superseded by the run of its rerun: out of the default
+    # view (deleted), tagged with the run that holds the result.
+    assert not [r for r in _runs(config, "trial") if r.status == "KILLED"]
+    tracker = Tracker(config.tracking_uri, experiment=config.experiment)
+    (killed,) = tracker.find_runs(deleted=True)
+    assert killed.status == "KILLED" and killed.tags["status"] == "interrupted"
+    rerun = tracker.run(killed.tags["losslab.superseded_by"])
+    assert rerun.tags["losslab.eval_key"] == killed.tags["losslab.eval_key"]
+    assert rerun.status == "FINISHED"
     _agree(config, outcome)
 
 

@@ -102,7 +102,10 @@ def test_killed_study_resumes_without_loss_or_repeat(tmp_path, how):
         t.user_attrs["losslab.mlflow_run_id"] for t in trained
     )
     assert len({r.tags["losslab.eval_key"] for r in finished}) == len(finished)
-    stopped = [r for r in runs if r.tags.get("status") == "interrupted"]
+    # The interrupted run is superseded by its rerun's: deleted (out of the default view).
+    assert not [r for r in runs if r.tags.get("status") == "interrupted"]
+    stopped = tracker.find_runs(deleted=True)
     assert [r.status for r in stopped] == ["KILLED"]
     assert stopped[0].run_id == interrupted[0].user_attrs["losslab.mlflow_run_id"]
+    assert stopped[0].tags["losslab.superseded_by"] == retry.user_attrs["losslab.mlflow_run_id"]
     assert not [r for r in tracker.find_runs() if r.status == "RUNNING"]
