@@ -176,6 +176,26 @@ def test_patches_of_several_channels_come_from_the_same_voxels(make_nnunet):
     assert tuple(drawn.shape) == (4, 2, 6, 6, 6)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_patches_of_several_channels_on_the_gpu_make_no_host_sync(make_nnunet):
+    root = make_nnunet(_two_channel_cases(3))
+    dataset = load_dataset("nnunet", data_dir=root, use_cache=False, split_fractions=(1, 0, 0))
+    sampler = PatchSampler(dataset, patch_size=(6, 6, 6), batch_size=4, device="cuda")
+    on_host = PatchSampler(dataset, patch_size=(6, 6, 6), batch_size=4)
+    sampler.sample()  # warm-up
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        images, labels = sampler.sample()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert tuple(images.shape) == (4, 2, 6, 6, 6) and images.is_cuda
+    case = torch.tensor([0, 2, 1, 2])
+    origin = torch.tensor([[0, 0, 0], [6, 4, 3], [3, 2, 1], [1, 1, 1]])
+    taken = sampler._gather_take(case.cuda(), origin.cuda())
+    sliced = on_host._gather_slices(case, origin)
+    assert torch.equal(taken[0].cpu(), sliced[0]) and torch.equal(taken[1].cpu(), sliced[1])
+
+
 # --- the command line ----------------------------------------------------------------------
 
 
