@@ -218,6 +218,19 @@ def test_phantom_in_nnunet_layout_then_inspect(tmp_path, capsys, monkeypatch):
     assert "--data nnunet" in capsys.readouterr().out.replace("\n", "")
 
 
+def test_train_takes_an_nnunet_folder_from_its_flags(nnunet_folder):
+    from losslab.cli import build_parser
+    from losslab.data import build_dataset
+    from losslab.data.commands import data_config_from_args
+
+    args = build_parser().parse_args(
+        ["train", "--data", "nnunet", "--data-dir", str(nnunet_folder), "--cases", "3"]
+    )
+    config = data_config_from_args(args)
+    assert (config.source, config.data_dir, config.cases) == ("nnunet", str(nnunet_folder), 3)
+    assert build_dataset(config).case_ids == ["case_000", "case_001", "case_002"]
+
+
 def test_phantom_refuses_nnunet_flags_for_the_decathlon_layout(tmp_path, capsys):
     assert main(["data", "phantom", "--out", str(tmp_path), "--dataset-id", "3"]) == 2
     assert "--dataset-id: only with --layout nnunet" in capsys.readouterr().out
