@@ -179,15 +179,8 @@ def _inspect_channels(case: DatasetCase, first: Geometry, problems: list[Dataset
     """Check the further input channels of a case (each read fully) against the first's grid."""
     for path in case.images[1:]:
         try:
-            geometry, problem = volumes.channel_problem(path, first, case.image)
-        except DatasetError as exc:
-            problems.append(DatasetProblem.of(exc))
-            continue
-        if problem is not None:
-            problems.append(DatasetProblem(path, problem))
-            continue
-        try:
-            volumes.read_image(volumes.load_nifti(path), path, geometry.shape)
+            nifti, geometry = volumes.open_channel(path, first, case.image)
+            volumes.read_image(nifti, path, geometry.shape)
         except DatasetError as exc:
             problems.append(DatasetProblem.of(exc))
 

@@ -129,14 +129,19 @@ def read_image(nifti: nib.Nifti1Image, path: Path, shape: tuple[int, int, int]) 
     return image
 
 
-def channel_problem(path: Path, first: Geometry, first_path: Path) -> tuple[Geometry, str | None]:
-    """The geometry of a further input channel and why it is not on the first channel's grid.
+def open_channel(path: Path, first: Geometry, first_path: Path) -> tuple[nib.Nifti1Image, Geometry]:
+    """Open a further input channel of a case, checked to lie on the first channel's grid.
 
     Raises:
-        DatasetError: the channel file is missing or unreadable.
+        DatasetError: the channel file is missing, unreadable, or not on the voxel grid of the
+            first channel ``first_path`` (both named).
     """
-    geometry = geometry_of(load_nifti(path), path)
-    return geometry, geometry_problem(geometry, first, path, first_path, "channel")
+    nifti = load_nifti(path)
+    geometry = geometry_of(nifti, path)
+    problem = geometry_problem(geometry, first, path, first_path, "channel")
+    if problem is not None:
+        raise DatasetError(path, problem)
+    return nifti, geometry
 
 
 def read_case(
@@ -159,13 +164,9 @@ def read_case(
     problem = checks.size_problem(geometry.shape)
     if problem is not None:
         raise DatasetError(case.image, problem)
-    for path in case.images[1:]:
-        _, problem = channel_problem(path, geometry, case.image)
-        if problem is not None:
-            raise DatasetError(path, problem)
+    others = [(open_channel(p, geometry, case.image)[0], p) for p in case.images[1:]]
     label, dropped = read_label(case, classes, geometry)
     image = read_image(nifti, case.image, geometry.shape)
-    if len(case.images) > 1:
-        others = (read_image(load_nifti(p), p, geometry.shape) for p in case.images[1:])
-        image = np.stack([image, *others])
+    if others:
+        image = np.stack([image, *(read_image(n, p, geometry.shape) for n, p in others)])
     return image, label, spacing_of(nifti), dropped
