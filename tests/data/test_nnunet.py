@@ -22,6 +22,7 @@ from losslab.data import (
     write_phantom_decathlon,
     write_phantom_nnunet,
 )
+from losslab.data import volumes
 from losslab.data.preprocess import PreprocessConfig, normalize
 
 from .helpers import PHANTOM_SHAPE, tiny_case
@@ -138,7 +139,7 @@ def _two_channel_cases(n: int) -> list[tuple[list[np.ndarray], np.ndarray]]:
     return cases
 
 
-def test_channels_become_input_channels_each_normalised_by_its_modality(make_nnunet):
+def test_channels_become_input_channels_each_normalised_by_its_modality(make_nnunet, monkeypatch):
     cases = _two_channel_cases(3)
     root = make_nnunet(cases)
     dataset = load_dataset("nnunet", data_dir=root, use_cache=False)
@@ -153,6 +154,11 @@ def test_channels_become_input_channels_each_normalised_by_its_modality(make_nnu
         assert torch.equal(loaded, torch.from_numpy(label.astype(np.int64)))
     finer = load_dataset("nnunet", data_dir=root, use_cache=False, spacing=(0.5, 0.5, 0.5))
     assert tuple(finer.images[0].shape) == (2, 24, 20, 18)
+    written = load_dataset("nnunet", data_dir=root)
+    monkeypatch.setattr(volumes, "load_nifti", lambda path: pytest.fail(f"read {path}"))
+    cached = load_dataset("nnunet", data_dir=root)  # from the preprocessing cache
+    assert written.fingerprint == cached.fingerprint == dataset.fingerprint
+    assert all(torch.equal(a, b) for a, b in zip(cached.images, dataset.images, strict=True))
 
 
 def test_patches_of_several_channels_come_from_the_same_voxels(make_nnunet):
