@@ -19,10 +19,10 @@ from losslab.data import (
     inspect_decathlon,
     inspect_folder,
     load_dataset,
+    volumes,
     write_phantom_decathlon,
     write_phantom_nnunet,
 )
-from losslab.data import volumes
 from losslab.data.preprocess import PreprocessConfig, normalize
 
 from .helpers import PHANTOM_SHAPE, tiny_case
