@@ -18,6 +18,9 @@ def did_you_mean(word: object, options: Iterable[object]) -> str:
     else:
         lower = {n.lower(): n for n in reversed(names)}
         close = [lower[c] for c in difflib.get_close_matches(str(word).lower(), lower, 1, 0.6)]
+        starts = [n for n in names if len(_fold(word)) >= 3 and _fold(n).startswith(_fold(word))]
+        if not close and len(starts) == 1:  # ``steps`` -> ``steps_per_epoch``
+            close = starts
     return f"did you mean '{close[0]}'? " if close else ""
 
 

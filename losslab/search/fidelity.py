@@ -11,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from losslab.config import LIMITS
-from losslab.data import SegmentationDataset
-from losslab.data.cache import sha256_json
-from losslab.training import TrainConfig
+from losslab.limits import CEILINGS
+from losslab.training.config import TrainConfig
 from losslab.typed import from_mapping
+
+if TYPE_CHECKING:
+    from losslab.data import SegmentationDataset
 
 __all__ = ["Fidelity"]
 
@@ -44,7 +45,7 @@ class Fidelity:
             value = getattr(self, name)
             if value is not None and (type(value) is not int or value < 1):
                 raise ValueError(f"Fidelity.{name}={value!r} must be a positive integer")
-            most = LIMITS["cases" if name == "train_cases" else name]
+            most = CEILINGS[f"fidelity.{name}" if name == "train_cases" else f"train.{name}"].most
             if value is not None and value > most:
                 raise ValueError(
                     f"Fidelity.{name}={value!r} is more than {most:,}, the most allowed"
@@ -53,9 +54,10 @@ class Fidelity:
             patch = tuple(self.patch_size)
             if len(patch) != 3 or not all(type(s) is int and s >= 1 for s in patch):
                 raise ValueError(f"Fidelity.patch_size={self.patch_size!r} must be 3 positive ints")
-            if max(patch) > LIMITS["patch_size"]:
+            if max(patch) > CEILINGS["train.patch_size"].most:
                 raise ValueError(
-                    f"Fidelity.patch_size={list(patch)} is more than {LIMITS['patch_size']} "
+                    f"Fidelity.patch_size={list(patch)} is more than "
+                    f"{CEILINGS['train.patch_size'].most:g} "
                     "voxels a side, the most allowed"
                 )
             object.__setattr__(self, "patch_size", patch)
@@ -86,6 +88,9 @@ class Fidelity:
 
     def apply_data(self, dataset: SegmentationDataset) -> SegmentationDataset:
         """The dataset at this fidelity: the training split cut to ``train_cases``."""
+        from losslab.data import SegmentationDataset
+        from losslab.data.cache import sha256_json
+
         train = dataset.splits.get("train", [])
         if self.train_cases is None or self.train_cases >= len(train):
             return dataset

@@ -5,8 +5,8 @@ the study (torch, MONAI, MLflow, Optuna take seconds, more on a loaded machine).
 :func:`precheck_study` reads the file strictly (``losslab.strict_yaml``: binary or non-UTF-8
 files, duplicate keys, alias bombs), refuses unknown top-level keys (with the closest known
 one), an unknown backend or another backend's section, sections that are not mappings, unknown
-keys of the light sections (``budget``, ``objective``, ``workers``) and every number beyond its
-ceiling (``losslab.limits``). :func:`losslab.search.study_config.load_study` repeats all of it
+keys of the sections whose configs import no torch (``train``, ``fidelity``, ``final``,
+``budget``, ``objective``, ``workers``) and every number beyond its ceiling (``losslab.limits``). :func:`losslab.search.study_config.load_study` repeats all of it
 and checks the rest.
 """
 
@@ -20,10 +20,12 @@ from typing import Any
 from losslab.errors import ConfigError
 from losslab.hints import did_you_mean, unknown_key
 from losslab.limits import check_ceilings
+from losslab.search.fidelity import Fidelity
 from losslab.search.objective import Objective
 from losslab.search.registry import DEFAULT_BACKEND, backend_names
 from losslab.search.workers import WorkerSettings
 from losslab.strict_yaml import read_yaml_mapping, short_repr
+from losslab.training.config import TrainConfig
 
 __all__ = ["STUDY_KEYS", "precheck_study"]
 
@@ -36,6 +38,8 @@ STUDY_KEYS = frozenset(
 )
 _MAPPINGS = ("data", "train", "fidelity", "objective", "budget", "space", "workers")
 _LIGHT_SECTIONS = {
+    "train": tuple(f.name for f in dataclasses.fields(TrainConfig)),
+    "fidelity": tuple(f.name for f in dataclasses.fields(Fidelity)),
     "budget": ("trials", "minutes"),
     "objective": tuple(f.name for f in dataclasses.fields(Objective)),
     "workers": tuple(f.name for f in dataclasses.fields(WorkerSettings)),
@@ -70,8 +74,15 @@ def precheck_study(path: str | Path) -> Mapping[str, Any]:
         body = raw.get(section)
         if body is not None and not isinstance(body, Mapping):
             raise ConfigError(where + section, f"a mapping, got {short_repr(body)}")
-    for section, known in _LIGHT_SECTIONS.items():
-        for key in raw.get(section) or {}:
+    sections = [(section, raw.get(section)) for section in _LIGHT_SECTIONS]
+    final = raw.get("final")
+    if isinstance(final, Mapping) and final and all(isinstance(v, Mapping) for v in final.values()):
+        sections += [(f"final.{name}", body) for name, body in final.items()]
+    elif isinstance(final, Mapping):
+        sections.append(("final", final))
+    for section, body in sections:
+        known = _LIGHT_SECTIONS[section.partition(".")[0].replace("final", "fidelity")]
+        for key in body or {}:
             if str(key) not in known:
                 raise ConfigError(f"{where}{section}.{key}", unknown_key(key, known))
     check_ceilings(raw, where)

@@ -7,11 +7,12 @@ and a run can be rebuilt from them.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from losslab.typed import check_field_types, from_mapping
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["TrainConfig", "resolve_device"]
 
@@ -152,6 +153,8 @@ class TrainConfig:
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; an unavailable CUDA device is an error."""
+    import torch  # here: reading a config (a study file's check) needs no torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
