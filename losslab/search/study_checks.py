@@ -154,6 +154,7 @@ def _check_backend(config: StudyConfig, where: str) -> None:
     try:
         settings = backend.check_settings(config.settings, epochs=epochs)
         backend.check_fit(config.space, settings)
+        backend.check_run(settings, config.fidelity.apply(config.train))
     except ValueError as exc:
         key, _, problem = str(exc).partition(": ")
         raise ConfigError(where + key, problem) from None
