@@ -336,8 +336,10 @@ class Evaluator:
         objective = self.objective
 
         def final(result: Result) -> dict[str, float]:
-            values = {"objective": objective.of_result(result)}
-            values["test_objective"] = objective.of_test(result)
+            values = {"test_objective": objective.of_test(result)}
+            last = result.history[-1] if result.history else None
+            if last is None or math.isnan(objective.of_epoch(last)):  # else logged with it
+                values["objective"] = objective.of_result(result)
             return {k: v for k, v in values.items() if not math.isnan(v)}
 
         hook = LinkedMLflowHook(

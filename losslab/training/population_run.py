@@ -19,7 +19,7 @@ import torch
 
 from losslab.candidate import Candidate
 from losslab.training.config import TrainConfig
-from losslab.training.hooks import Hook, StopTraining
+from losslab.training.hooks import Hook, StopTraining, epoch_end, stop_is_late
 from losslab.training.members import Batches
 from losslab.training.result import EpochRecord, Result
 from losslab.training.stacked import StackedNetwork
@@ -227,10 +227,15 @@ class Population:
         """Call one of the member's hook methods; its ``StopTraining`` prunes the member and
         another exception fails it (an interruption stops the whole population)."""
         try:
-            for hook in member.hooks:
-                getattr(hook, method)(member.state, *args)
+            if method == "on_epoch_end":  # every hook sees the epoch, as in Trainer.fit
+                epoch_end(member.hooks, member.state, *args)
+            else:
+                for hook in member.hooks:
+                    getattr(hook, method)(member.state, *args)
         except StopTraining as stop:
-            self.end(member, "pruned", str(stop) or "pruned")
+            epoch = member.state.epoch if method == "on_epoch_end" else 0
+            if not stop_is_late(stop, epoch, self.config.epochs, member.result.tags):
+                self.end(member, "pruned", str(stop) or "pruned")
         except OutOfMemory:
             raise
         except Exception as exc:

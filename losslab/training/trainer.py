@@ -3,7 +3,7 @@
 Every search backend calls it thousands of times, so it is built to be fast and to never lose a
 result: a non-finite loss or gradient, divergence, out-of-memory or any other error ends the run
 as a ``failed`` Result with the reason and the step; a hook raising :class:`StopTraining` ends it
-as ``pruned``. Nothing raised inside a run escapes it, except an interruption (Ctrl-C, SIGTERM
+as ``pruned`` (unless it does so after the last epoch: ``losslab.training.hooks``). Nothing raised inside a run escapes it, except an interruption (Ctrl-C, SIGTERM
 turned into ``KeyboardInterrupt``), which is recorded as ``interrupted`` and re-raised.
 
 On a GPU the step never syncs with the host: losses and failure flags accumulate on the device
@@ -24,7 +24,7 @@ from losslab.data import SegmentationDataset, augment
 from losslab.losses import CompiledLoss
 from losslab.training.config import TrainConfig, resolve_device
 from losslab.training.determinism import TorchFlags, configure_determinism
-from losslab.training.hooks import Hook, StopTraining
+from losslab.training.hooks import Hook, StopTraining, epoch_end, stop_is_late
 from losslab.training.inference import SplitDetails, evaluate_split
 from losslab.training.result import EpochRecord, Result
 from losslab.training.setup import (
@@ -94,8 +94,11 @@ class Trainer:
                 state.context = state.context.next(record.val_dice)
                 weights = state.class_schedule.update(state.context)
                 state.class_weights = weights.to(state.device, torch.float32)
-                for hook in self.hooks:
-                    hook.on_epoch_end(state, record)
+                try:
+                    epoch_end(self.hooks, state, record)
+                except StopTraining as stop:
+                    if not stop_is_late(stop, state.epoch, self.config.epochs, result.tags):
+                        raise
             self.test(state, result)
             result.status = "ok"
         except StopTraining as stop:

@@ -15,11 +15,12 @@ from losslab.candidate import Candidate
 from losslab.losses import resolve_loss
 from losslab.search import Proposal, SearchBackend, Slot, SpaceError, register_backend
 from losslab.training import EpochRecord, Hook, Result, StopTraining
+from losslab.training.hooks import epoch_end, stop_is_late
 
 
 class FakeTrainer:
-    """Drives the hooks as the trainer does (start, one call per epoch, end) and returns a
-    deterministic Result: a per-class Dice from the hash of the candidate and the seed.
+    """Drives the hooks as the trainer does (start, every hook at each epoch's end, end) and
+    returns a deterministic Result: a per-class Dice from the hash of the candidate and the seed.
 
     ``fail_every``: every n-th evaluation this process trains ends "non-finite loss" (the
     candidate that goes NaN). ``epoch_seconds`` slows it down for the worker tests.
@@ -66,8 +67,11 @@ class FakeTrainer:
                     wall_time=0.0,
                 )
                 state.history.append(record)
-                for hook in self.hooks:
-                    hook.on_epoch_end(state, record)
+                try:
+                    epoch_end(self.hooks, state, record)
+                except StopTraining as stop:
+                    if not stop_is_late(stop, epoch, self.config.epochs, result.tags):
+                        raise
                 if failing:
                     raise FloatingPointError(f"non-finite loss at step {epoch}")
             result.test_metrics = {"dice": [math.nan, *scores[1:]]}

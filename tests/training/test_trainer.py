@@ -15,6 +15,7 @@ from losslab.candidate import Candidate
 from losslab.losses import CompiledLoss
 from losslab.models import get_model
 from losslab.training import Hook, StopTraining, Trainer, train
+from losslab.training.hooks import STOPPED_AFTER_LAST_EPOCH
 from losslab.training.inference import evaluate_split
 
 
@@ -196,3 +197,38 @@ def test_the_step_reduces_its_terms_with_the_compiled_loss_reduction(
     candidate = Candidate.from_loss("dice_ce", absent_classes="ignore")
     assert train(candidate, phantom, config).ok
     assert calls == ["ignore"] * 3
+
+
+class _Stop(Hook):
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_epoch_end(self, state, record):
+        if record.epoch == self.epoch:
+            raise StopTraining(f"stopped at {record.epoch}")
+
+
+class _Seen(Hook):
+    def __init__(self):
+        self.epochs: list[int] = []
+
+    def on_epoch_end(self, state, record):
+        self.epochs.append(record.epoch)
+
+
+def test_every_hook_sees_the_epoch_an_earlier_hook_stops_on(phantom, tiny_config):
+    config = dataclasses.replace(tiny_config, epochs=3, steps_per_epoch=1)
+    seen = _Seen()
+    result = Trainer(config, [_Stop(2), seen]).fit(Candidate.from_loss("dice"), phantom)
+    assert result.status == "pruned" and result.reason == "stopped at 2"
+    assert seen.epochs == [1, 2] and len(result.history) == 2
+    assert not result.test_metrics
+
+
+def test_a_stop_after_the_last_epoch_keeps_the_finished_run(phantom, tiny_config):
+    config = dataclasses.replace(tiny_config, epochs=2, steps_per_epoch=1)
+    seen = _Seen()
+    result = Trainer(config, [_Stop(2), seen]).fit(Candidate.from_loss("dice"), phantom)
+    assert result.status == "ok" and seen.epochs == [1, 2]
+    assert len(result.test_metrics["dice"]) == phantom.num_classes
+    assert result.tags[STOPPED_AFTER_LAST_EPOCH].startswith("stopped at 2: after the last epoch")
