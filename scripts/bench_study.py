@@ -58,6 +58,8 @@ def _study_file(folder: Path, args: argparse.Namespace) -> Path:
         del config["optuna"]
         config["backend"] = "gp"
         config["gp"] = {"population": args.population or 8, "generations": 1000}
+        if getattr(args, "screen_steps", None):
+            config["gp"]["screen_steps"] = args.screen_steps
         config["space"] = {
             "target": "loss",
             "seeds": ["dice", "ce", "focal", "tversky", "gdl", "iou", "ss", "asymmetric_focal"],
@@ -117,6 +119,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=float, default=None, help="budget.minutes")
     parser.add_argument("--model-size", default=None, help="train.model_size (default tiny)")
     parser.add_argument("--device", default=None, help="train.device (default auto)")
+    parser.add_argument("--screen-steps", type=int, default=None, help="gp.screen_steps")
 
 
 def main() -> None:
