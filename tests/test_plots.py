@@ -278,3 +278,35 @@ def test_plots_draw_in_worker_threads() -> None:
     for plots in results:
         for png in plots.values():
             assert_png(png)
+
+
+def _labels(axis) -> list[str]:
+    return [t.get_text().replace("\u2212", "-") for t in axis.get_ticklabels() if t.get_text()]
+
+
+def test_one_trial_gives_a_colour_bar_of_plain_numbers() -> None:
+    from losslab.search.study_plots import parallel_coordinates_figure
+
+    records = [record(3, "ok", 0.06128316, loss="dice", **{"train.lr": 0.003})]
+    fig = parallel_coordinates_figure(records, "mean Dice")
+    fig.canvas.draw()
+    bar = fig.axes[-1]  # the colour bar
+    assert bar.yaxis.get_offset_text().get_text() == ""  # was "1e-10+6.128316e-2"
+    labels = _labels(bar.yaxis)
+    assert len(labels) >= 2 and not any("e" in label for label in labels)
+    assert all(0.05 <= float(label) <= 0.075 for label in labels), labels
+
+
+def test_the_objective_plot_has_whole_trial_numbers_and_a_best_line() -> None:
+    from losslab.search.study_plots import objective_history_figure
+
+    for records in ([record(0, "ok", 0.4)], [record(0, "ok", 0.4), record(1, "pruned", 0.3)]):
+        fig = objective_history_figure(records, "mean Dice")
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        labels = _labels(ax.xaxis)
+        assert labels and all(float(label).is_integer() for label in labels), labels
+        (best,) = [line for line in ax.get_lines() if line.get_label() == "best so far"]
+        xs = list(best.get_xdata())
+        assert len(set(xs)) >= 2 and set(best.get_ydata()) == {0.4}  # a visible line
+        assert "(1 trial)" in ax.get_title() or "(2 trials)" in ax.get_title()

@@ -1,15 +1,21 @@
 """``losslab compare``, ``losslab report`` and ``losslab show``: a finished study, looked at again.
 
 A study is named by its YAML file or by its name in a storage (``--storage``; default: the
-journal beside the local MLflow store). Bad input (no such study, ``--top`` larger than the
-finished trials, ``--seeds`` < 1, a study whose trials all failed) is a message naming it and
-exit code 2, before anything is written.
+journal beside the local MLflow store). Bad input (no such study, ``--seeds`` < 1, a study
+whose trials all failed) is a message naming it and exit code 2, before anything is written.
+A ``--top`` larger than a short study's finished trials takes those there are, with a notice
+(``compare_plan.py``, which also says how many evaluations a comparison trains and about how
+long they take here, before it starts).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
+import os
 import sys
+from collections.abc import Iterator
 
 from losslab.cli_support import add_lossnets_option, check_output_file, use_lossnets
 
@@ -66,7 +72,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     compare.add_argument(
         "--seeds", type=int, default=5, help="seeds per candidate and baseline (default: 5)"
     )
-    compare.add_argument("--no-progress", action="store_true", help="no progress bars")
+    compare.add_argument(
+        "--minutes",
+        type=float,
+        help="stop after this many minutes (the evaluation then running is trained again by "
+        "the next run, which continues the comparison; default: no limit)",
+    )
+    compare.add_argument(
+        "--no-progress", action="store_true", help="no progress bars (MLflow's neither)"
+    )
     compare.set_defaults(func=run_compare)
 
     report = subparsers.add_parser(
@@ -129,42 +143,93 @@ def _open(specs: list[str], args: argparse.Namespace):
     ]
 
 
+@contextlib.contextmanager
+def artifact_bars(show: bool) -> Iterator[None]:
+    """MLflow's download and upload bars (tqdm, drawn when MLflow reads back an artifact it
+    appends to: ``log_table``) off while the block runs, unless ``show``."""
+    name, old = (
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR",
+        os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"),
+    )
+    if not show:
+        os.environ[name] = "false"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
 def run_compare(args: argparse.Namespace) -> int:
+    with artifact_bars(show=not args.no_progress):
+        return _compare(args)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import time
+
     from rich.markup import escape
 
     from losslab.config import ConfigError
     from losslab.search.compare_log import log_comparison
+    from losslab.search.compare_plan import available_top, plan_comparison
     from losslab.search.compare_tables import comparison_tables, rank_line, to_rich
     from losslab.search.comparison import check_request, run_comparison
     from losslab.search.comparison_stats import compute_stats
+    from losslab.search.deadline import DeadlineHook, TimeUp
     from losslab.tables import print_table
 
+    console = _console()
     try:
         _check_counts(args)
+        if args.minutes is not None and not (0 < args.minutes < math.inf):
+            raise ValueError(f"--minutes must be a positive number, got {args.minutes:g}")
         studies = _open(args.study, args)
+        top, notice = available_top(studies, args.top)
         check_request(
             studies,
             fidelity=args.fidelity,
-            top=args.top,
+            top=top,
             seeds=args.seeds,
             reference=args.reference,
         )
+        plan = None
+        if len(studies) == 1:
+            plan = plan_comparison(studies[0], fidelity=args.fidelity, top=top, seeds=args.seeds)
     except (ConfigError, ValueError) as exc:
         return _error(str(exc))
-    console = _console()
+    if notice:
+        console.print(f"[yellow]{escape(notice)}[/]", soft_wrap=True, highlight=False)
+    if plan is not None:
+        console.print(escape(plan.line(args.minutes)), soft_wrap=True, highlight=False)
+    hooks = None
+    if args.minutes is not None:
+        deadline = time.perf_counter() + 60 * args.minutes
+        hooks = lambda: [DeadlineHook(deadline, args.minutes)]  # noqa: E731
     try:
         comparison = run_comparison(
             studies,
             fidelity=args.fidelity,
-            top=args.top,
+            top=top,
             seeds=args.seeds,
             reference=args.reference,
             progress=not args.no_progress,
+            extra_hooks=hooks,
         )
+    except TimeUp as stop:
+        console.print(
+            f"[yellow]{escape(str(stop))};[/] finished evaluations are kept, the one running "
+            "then trains again. Continue with the same command (more --minutes to finish).",
+            soft_wrap=True,
+        )
+        return 0
     except KeyboardInterrupt:
         console.print(
             "[yellow]comparison stopped;[/] finished evaluations are kept. Continue with the "
-            "same command."
+            "same command.",
+            soft_wrap=True,
         )
         return 130
     stats = compute_stats(comparison)

@@ -24,8 +24,11 @@ if TYPE_CHECKING:
     from losslab.search.ledger import TrialRecord
 
 __all__ = [
+    "colour_norm",
     "generation_fitness_plot",
+    "objective_history_figure",
     "objective_history_plot",
+    "parallel_coordinates_figure",
     "parallel_coordinates_plot",
     "study_plots",
 ]
@@ -60,8 +63,17 @@ def objective_history_plot(
     """The objective per trial number: ok trials as dots, pruned ones as hollow grey markers at
     their last value, failed ones as crosses on the bottom axis, and the running best of the ok
     trials as a step line. ``None`` when there are no records."""
+    fig = objective_history_figure(records, objective_name)
+    return None if fig is None else figure_png(fig)
+
+
+def objective_history_figure(records: Sequence[TrialRecord], objective_name: str = "objective"):
+    """The figure of :func:`objective_history_plot`: trial numbers on integer ticks, the best
+    so far drawn to the right edge (a line even with one ok trial)."""
     if not records:
         return None
+    from matplotlib.ticker import MaxNLocator
+
     ordered = sorted(records, key=lambda r: r.number)
     ok = [(r.number, r.value) for r in ordered if r.status == "ok" and _finite(r.value)]
     pruned = [(r.number, r.value) for r in ordered if r.status == "pruned" and _finite(r.value)]
@@ -84,7 +96,7 @@ def objective_history_plot(
             top = max(top, value)
             xs.append(number)
             best.append(top)
-        xs.append(max(ordered[-1].number, xs[-1]))
+        xs.append(max(ordered[-1].number, xs[-1]) + 0.5)  # to the right edge of the axes
         best.append(best[-1])
         ax.step(xs, best, where="post", color="tab:orange", lw=1.5, label="best so far")
     if ok or pruned:
@@ -93,12 +105,14 @@ def objective_history_plot(
     else:
         ax.set_ylim(0.0, 1.0)
     _bottom_marks(ax, failed, f"failed ({len(failed)})", [r.number for r in ordered])
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # one trial too
     ax.set_xlabel("trial number")
     ax.set_ylabel(objective_name)
-    ax.set_title(f"{objective_name} per trial ({len(ordered)} trials)", fontsize=10)
+    count = f"{len(ordered)} trial{'s' * (len(ordered) != 1)}"
+    ax.set_title(f"{objective_name} per trial ({count})", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
-    return figure_png(fig)
+    return fig
 
 
 def _short(text: str, width: int) -> str:
@@ -150,6 +164,12 @@ def parallel_coordinates_plot(
     a trial without a (conditional) parameter crosses that axis at ``n/a``. Categorical
     parameters with more than ``MAX_CATEGORIES`` values (GP expressions) are left out.
     ``None`` when no ok trial has parameters."""
+    fig = parallel_coordinates_figure(records, objective_name)
+    return None if fig is None else figure_png(fig)
+
+
+def parallel_coordinates_figure(records: Sequence[TrialRecord], objective_name: str = "objective"):
+    """The figure of :func:`parallel_coordinates_plot` (its last axes: the colour bar)."""
     trials = [
         r for r in records if r.status == "ok" and _finite(r.value) and isinstance(r.params, dict)
     ]
@@ -173,21 +193,32 @@ def parallel_coordinates_plot(
     return _draw_parallel(trials, axes, values, objective_name, left_out)
 
 
+def colour_norm(values: Sequence[float]):
+    """The colour scale of the objective: its range, or, when every value is the same (one
+    trial), a range of +/- 0.01 around it, so the colour bar's ticks read as plain numbers
+    (a range of 1e-9 made matplotlib label them ``1e-10+6.128316e-2``)."""
+    from matplotlib.colors import Normalize
+
+    low, high = min(values), max(values)
+    if high - low < 1e-6:
+        low, high = low - 0.01, high + 0.01
+    return Normalize(low, high)
+
+
 def _draw_parallel(
     trials: list[TrialRecord],
     axes: list[_Axis],
     values: list[float],
     objective_name: str,
     left_out: int,
-) -> bytes:
+):
     from matplotlib import colormaps
     from matplotlib.cm import ScalarMappable
     from matplotlib.collections import LineCollection
-    from matplotlib.colors import Normalize
+    from matplotlib.ticker import FormatStrFormatter
 
     cmap = colormaps["viridis"]
-    low, high = min(values), max(values)
-    norm = Normalize(low, high if high > low else low + 1e-9)
+    norm = colour_norm(values)
     lines, colors = [], []
     for r in sorted(trials, key=lambda t: t.value):  # best drawn last, on top
         ys = [a.position(r.params.get(a.name)) for a in axes[:-1]]
@@ -213,16 +244,17 @@ def _draw_parallel(
     )  # fmt: skip
     for side in ("left", "right", "top"):
         ax.spines[side].set_visible(False)
-    title = f"parallel coordinates ({len(trials)} ok trials)"
+    title = f"parallel coordinates ({len(trials)} ok trial{'s' * (len(trials) != 1)})"
     if left_out > 0:
         title += f"; {left_out} left out (too many values or axes)"
     ax.set_title(title, fontsize=9)
     bar_ax = fig.add_axes((0.9, 0.27, 0.02, 0.62))
-    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=bar_ax).set_label(
-        objective_name, fontsize=8
-    )
+    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=bar_ax)
+    bar.set_label(objective_name, fontsize=8)
+    bar.formatter = FormatStrFormatter("%.3g")  # plain numbers, never an offset
+    bar.update_ticks()
     bar_ax.tick_params(labelsize=7)
-    return figure_png(fig)
+    return fig
 
 
 def _generation(record: TrialRecord) -> int | None:

@@ -118,7 +118,6 @@ def test_a_killed_comparison_reruns_and_trains_nothing_twice(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--top", "9"], "--top 9 is more than the 3 distinct finished trials"),
         (["--seeds", "0"], "--seeds must be a positive integer"),
         (["--fidelity", "longest"], "fidelity 'longest' is not defined"),
         (["--reference", "gdl"], "--reference 'gdl' is not a baseline"),
@@ -296,3 +295,36 @@ def test_a_steered_run_is_not_compared_its_replay_is(monkeypatch):
         FinishedStudy, "outcome", lambda self: SimpleNamespace(best=lambda: records)
     )
     assert [r.number for r in study.ranked()] == [2]
+
+
+def test_a_top_beyond_a_short_study_compares_the_trials_there_are(finished, capsys):
+    # --minutes so short that the first evaluation is stopped: the run says so and ends.
+    args = ["compare", str(finished), "--top", "9", "--seeds", "1", "--no-progress"]
+    assert main([*args, "--minutes", "0.0001"]) == 0
+    out = capsys.readouterr().out.replace("\n", " ")
+    assert (
+        "--top 9: study 'tiny' has 3 distinct finished trials so far; comparing its best 3" in out
+    )
+    # 3 trials + 2 baselines, one seed; the time of one from the study's own evaluations,
+    # scaled by the final fidelity's steps (2 x 3 against the search's 2 x 2).
+    assert re.search(
+        r"5 evaluations: \d in the cache, \d to train, about \d+ s each here \(the study's "
+        r"evaluations, x 1\.5 for the final fidelity's steps\)",
+        out,
+    ), out
+    assert "--minutes 0.0001 stops it then" in out
+    assert "the time budget of 0.0001 minute(s) ended; finished evaluations are kept" in out
+    assert "Final comparison" not in out
+    # The same command without the limit finishes the comparison.
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "Final comparison (test split, 1 case x 1 seed" in out
+    assert "5 evaluations;" in out
+
+
+def test_no_progress_hides_mlflows_download_bars(finished, capfd):
+    args = ["compare", str(finished), "--top", "1", "--seeds", "1", "--no-progress"]
+    assert main(args) == 0
+    assert main(args) == 0  # its tables are appended to the parent run's: MLflow reads them back
+    err = capfd.readouterr().err
+    assert "Downloading artifacts" not in err and "it/s" not in err
