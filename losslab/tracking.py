@@ -11,7 +11,8 @@ table (``test_per_class.json``, compared across runs in MLflow's artifact view) 
 (``lossnets/``). A failed evaluation is a FAILED run with its reason, never a missing run.
 Connecting quiets MLflow: no INFO lines (unless ``MLFLOW_LOGGING_LEVEL`` is set), no run links.
 The tracking URI is, in order: the one given, ``MLFLOW_TRACKING_URI``, ``sqlite:///mlflow.db``.
-A local SQLite store is created atomically, under a lock (see ``sqlite_store``): a process
+Its experiments carry MLflow 3's kind ``custom_model_development``, so the UI opens them on
+their runs. A local SQLite store is created atomically, under a lock (see ``sqlite_store``): a process
 killed while it creates the store leaves nothing that a later start cannot open.
 """
 
@@ -49,6 +50,10 @@ __all__ = [
 ]
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+# MLflow 3's UI opens an experiment by its kind: without one it may open the GenAI view (traces,
+# an assistant); "custom_model_development" opens it on its runs ("Model training"). A kind a
+# user chose is kept; one the UI only inferred is replaced.
+EXPERIMENT_KIND, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
 _CONNECT_ATTEMPTS = 5
 
 
@@ -167,9 +172,15 @@ class Tracker:
 
         self.client = MlflowClient(self.tracking_uri)
         found = self.client.get_experiment_by_name(self.experiment)
-        self.experiment_id = (
-            found.experiment_id if found else self.client.create_experiment(self.experiment)
-        )
+        if found is None:
+            self.experiment_id = self.client.create_experiment(
+                self.experiment, tags={EXPERIMENT_KIND: TRAINING_KIND}
+            )
+        else:
+            self.experiment_id = found.experiment_id
+            kind = found.tags.get(EXPERIMENT_KIND, "")
+            if not kind or kind.endswith("_inferred") or kind == "no_inferred_type":
+                self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND, TRAINING_KIND)
 
     def start_run(
         self,

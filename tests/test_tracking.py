@@ -234,3 +234,21 @@ def test_a_complete_store_and_a_foreign_database_are_left_alone(uri, tmp_path):
     for path in (uri[len("sqlite:///") :], str(foreign)):
         assert not unfinished_store(path)
         assert not prepare_store(path, lambda p: pytest.fail(f"rebuilt {p}"))
+
+
+def test_experiments_open_on_their_runs_in_mlflow_3(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'kind.db'}"
+    Tracker(uri, experiment="new")
+    client = MlflowClient(uri)
+    kind = "mlflow.experimentKind"  # MLflow 3's UI: "Model training", not the GenAI view
+    assert client.get_experiment_by_name("new").tags[kind] == "custom_model_development"
+    # An experiment made before (no kind, or one the UI inferred) gets it on the next connect;
+    # a kind someone chose is kept.
+    old = client.create_experiment("old")
+    inferred = client.create_experiment("inferred", tags={kind: "genai_development_inferred"})
+    chosen = client.create_experiment("chosen", tags={kind: "genai_development"})
+    for name in ("old", "inferred", "chosen"):
+        Tracker(uri, experiment=name)
+    assert client.get_experiment(old).tags[kind] == "custom_model_development"
+    assert client.get_experiment(inferred).tags[kind] == "custom_model_development"
+    assert client.get_experiment(chosen).tags[kind] == "genai_development"
