@@ -1,5 +1,5 @@
-"""Datasets of losslab: the synthetic phantom, Decathlon and nnU-Net v2 raw folders, and patch
-sampling.
+"""Datasets of losslab: the synthetic phantom, the proxy task, Decathlon and nnU-Net v2 raw
+folders, and patch sampling.
 
 Every source reaches the trainer as one ``SegmentationDataset``:
 
@@ -46,6 +46,9 @@ _EXPORTS = {
     "PHANTOM_VERSION": "losslab.data.phantom",
     "make_phantom_case": "losslab.data.phantom",
     "phantom_case_seed": "losslab.data.phantom",
+    "PROXY_CLASSES": "losslab.data.proxy",
+    "PROXY_TARGET_SHARES": "losslab.data.proxy",
+    "make_proxy_case": "losslab.data.proxy",
     "PreprocessConfig": "losslab.data.preprocess",
     "preprocess_case": "losslab.data.preprocess",
     "PatchSampler": "losslab.data.sampling",
@@ -59,6 +62,8 @@ __all__ = [
     "PHANTOM_SPACING",
     "PHANTOM_TARGET_SHARES",
     "PHANTOM_VERSION",
+    "PROXY_CLASSES",
+    "PROXY_TARGET_SHARES",
     "DataConfig",
     "DatasetCase",
     "DatasetError",
@@ -79,6 +84,7 @@ __all__ = [
     "inspect_folder",
     "load_dataset",
     "make_phantom_case",
+    "make_proxy_case",
     "make_splits",
     "parse_folder",
     "phantom_case_seed",

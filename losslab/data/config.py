@@ -11,10 +11,14 @@ from losslab.data.preprocess import PreprocessConfig
 from losslab.data.splits import DEFAULT_SPLIT_FRACTIONS
 from losslab.typed import from_mapping
 
-SOURCES = ("phantom", "decathlon", "nnunet")
+SOURCES = ("phantom", "proxy", "decathlon", "nnunet")
 FOLDER_SOURCES = ("decathlon", "nnunet")
 """Sources read from a dataset folder (``data_dir``), one per folder layout."""
+GENERATED_SOURCES = ("phantom", "proxy")
+"""Sources generated in memory from ``seed`` (no folder)."""
 DEFAULT_PHANTOM_CASES = 20
+DEFAULT_SHAPES: dict[str, tuple[int, int, int]] = {"phantom": (96, 96, 96), "proxy": (24, 24, 24)}
+"""The case shape of a generated source when ``shape`` is not given."""
 
 
 @dataclass(frozen=True)
@@ -22,15 +26,18 @@ class DataConfig:
     """Everything ``build_dataset`` needs; plain data, so it can go to MLflow as is.
 
     Attributes:
-        source: ``"phantom"`` (generated in memory), ``"decathlon"`` (a Medical Segmentation
-            Decathlon folder) or ``"nnunet"`` (an nnU-Net v2 raw dataset folder
-            ``DatasetXXX_Name``; its channels become the input channels).
+        source: ``"phantom"`` (the BTCV-like abdominal phantom, generated in memory),
+            ``"proxy"`` (the small proxy task of ``losslab.data.proxy``, on which the rare
+            classes can be learned on a CPU), ``"decathlon"`` (a Medical Segmentation Decathlon
+            folder) or ``"nnunet"`` (an nnU-Net v2 raw dataset folder ``DatasetXXX_Name``; its
+            channels become the input channels).
         data_dir: the dataset folder (required for ``"decathlon"`` and ``"nnunet"``).
-        cases: number of cases: phantom cases to generate (default 20), or the first ``cases``
-            of the folder's cases (the ``training`` list; an nnU-Net folder's cases sorted by
-            name) (default all).
-        shape: ``(D, H, W)`` of phantom cases.
-        seed: phantom dataset seed.
+        cases: number of cases: phantom or proxy cases to generate (default 20), or the first
+            ``cases`` of the folder's cases (the ``training`` list; an nnU-Net folder's cases
+            sorted by name) (default all).
+        shape: ``(D, H, W)`` of generated cases; default 96^3 for the phantom, 24^3 for the
+            proxy (``DEFAULT_SHAPES``).
+        seed: phantom or proxy dataset seed.
         spacing: target voxel size in mm (None keeps the native spacing).
         normalization, crop_foreground, foreground_threshold: see ``PreprocessConfig``.
         ct_window: ``(low, high)`` Hounsfield window of CT images (normalization ``"auto"``
@@ -64,7 +71,7 @@ class DataConfig:
     source: str = "phantom"
     data_dir: str | None = None
     cases: int | None = None
-    shape: tuple[int, int, int] = (96, 96, 96)
+    shape: tuple[int, int, int] | None = None
     seed: int = 0
     spacing: tuple[float, float, float] | None = None
     normalization: str = "auto"
@@ -85,6 +92,8 @@ class DataConfig:
                     object.__setattr__(self, name, tuple(value))
                 except TypeError:
                     raise ValueError(f"{name}={value!r} must be a list of numbers") from None
+        if self.shape is None:
+            object.__setattr__(self, "shape", DEFAULT_SHAPES.get(self.source, (96, 96, 96)))
         object.__setattr__(self, "labels", parse_labels(self.labels))
         if self.data_dir is not None:
             object.__setattr__(self, "data_dir", str(self.data_dir))
@@ -121,7 +130,7 @@ class DataConfig:
     @property
     def num_cases(self) -> int | None:
         """Cases to load: the phantom default when unset, None meaning all for a folder."""
-        if self.cases is None and self.source == "phantom":
+        if self.cases is None and self.source in GENERATED_SOURCES:
             return DEFAULT_PHANTOM_CASES
         return self.cases
 

@@ -48,6 +48,7 @@ from losslab.data.phantom import (
     phantom_case_seed,
 )
 from losslab.data.preprocess import preprocess_case
+from losslab.data.proxy import PROXY_CLASSES, PROXY_SPACING, PROXY_VERSION, make_proxy_case
 from losslab.data.splits import make_splits, split_problem
 
 logger = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def load_dataset(
 
 def build_dataset(config: DataConfig) -> SegmentationDataset:
     """Load the dataset a ``DataConfig`` describes."""
-    if config.source == "phantom":
+    if config.source in ("phantom", "proxy"):
         return _phantom(config)
     return _folder(config)
 
@@ -135,6 +136,12 @@ def _to_dataset(
     )
 
 
+_GENERATORS = {
+    "phantom": (make_phantom_case, PHANTOM_CLASSES, PHANTOM_SPACING, PHANTOM_VERSION),
+    "proxy": (make_proxy_case, PROXY_CLASSES, PROXY_SPACING, PROXY_VERSION),
+}
+
+
 def _channels_first(image: np.ndarray) -> torch.Tensor:
     """float32 ``[K, D, H, W]`` of a preprocessed ``[D, H, W]`` (one channel) or ``[K, D, H, W]``."""
     tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
@@ -142,32 +149,34 @@ def _channels_first(image: np.ndarray) -> torch.Tensor:
 
 
 def _phantom(config: DataConfig) -> SegmentationDataset:
+    """A generated source: the abdominal phantom or the proxy task."""
+    make_case, classes, native_spacing, version = _GENERATORS[config.source]
     n = int(config.num_cases or 0)
     label_map = config.label_map
     images, labels = [], []
     for i in range(n):
-        image, label = make_phantom_case(phantom_case_seed(config.seed, i), config.shape)
+        image, label = make_case(phantom_case_seed(config.seed, i), config.shape)
         if label_map is not None:
             label, _ = label_map.apply(label)
-        image, label = preprocess_case(image, label, PHANTOM_SPACING, True, config.preprocess)
+        image, label = preprocess_case(image, label, native_spacing, True, config.preprocess)
         images.append(image)
         labels.append(label)
     identity = {
-        "source": "phantom",
-        "generator": PHANTOM_VERSION,
+        "source": config.source,
+        "generator": version,
         "cases": n,
         "shape": list(config.shape),
         "seed": config.seed,
         "preprocess": config.preprocess.as_dict(),
     }
-    class_names = tuple(PHANTOM_CLASSES)
+    class_names = tuple(classes)
     if label_map is not None:  # left out otherwise, so earlier fingerprints stay the same
         identity["labels"] = label_map.identity()
-        class_names = label_map.class_names(dict(enumerate(PHANTOM_CLASSES)))
-    spacing = config.spacing or PHANTOM_SPACING
+        class_names = label_map.class_names(dict(enumerate(classes)))
+    spacing = config.spacing or native_spacing
     case_ids = [f"case_{i:03d}" for i in range(n)]
     return _to_dataset(
-        "phantom", class_names, images, labels, sha256_json(identity), spacing, case_ids, config
+        config.source, class_names, images, labels, sha256_json(identity), spacing, case_ids, config
     )
 
 

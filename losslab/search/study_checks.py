@@ -24,6 +24,7 @@ from losslab.data import (
     SegmentationDataset,
     check_dataset_folder,
 )
+from losslab.data.proxy import PROXY_CLASSES
 from losslab.models import ModelSpec, list_sizes
 from losslab.search.registry import get_backend
 from losslab.search.space import SpaceError
@@ -48,10 +49,14 @@ class DataFacts:
     def of_config(cls, data: DataConfig, where: str) -> DataFacts:
         """Before loading. Raises ``ConfigError`` at ``data.data_dir`` for a Decathlon folder
         that cannot be loaded (missing, no valid ``dataset.json``, a listed file missing)."""
-        if data.source == "phantom":
+        if data.source in ("phantom", "proxy"):
             exact = data.spacing is None and not data.crop_foreground  # else resampled/cropped
             shape = tuple(int(s) for s in data.shape)
-            return cls("the phantom", tuple(PHANTOM_CLASSES), (shape,) if exact else None)
+            what, classes = {
+                "phantom": ("the phantom", PHANTOM_CLASSES),
+                "proxy": ("the proxy task", PROXY_CLASSES),
+            }[data.source]
+            return cls(what, tuple(classes), (shape,) if exact else None)
         try:
             manifest = _check_folder(data)
         except DatasetError as exc:
