@@ -51,10 +51,10 @@ CEILINGS: dict[str, Ceiling] = {
     "train.divergence_factor": Ceiling(1e12, "loss growth taken for divergence"),
     "train.sw_batch_size": Ceiling(4096, "sliding-window patches per batch"),
     "train.sw_overlap": Ceiling(1, "sliding-window overlap"),
-    "fidelity.train_cases": Ceiling(1_000_000, "training cases used"),
+    "fidelity.train_cases": Ceiling(100_000, "training cases used"),
     # data:
-    "data.cases": Ceiling(1_000_000, "cases"),
-    "data.shape": Ceiling(1024, "voxels per side of a generated case"),
+    "data.cases": Ceiling(100_000, "cases"),
+    "data.shape": Ceiling(512, "voxels per side of a generated case"),
     "data.seed": Ceiling(_SEED, "random seed of the data"),
     "data.split_seed": Ceiling(_SEED, "random seed of the split"),
     "data.spacing": Ceiling(1000, "mm per voxel"),

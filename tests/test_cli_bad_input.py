@@ -35,3 +35,17 @@ def test_a_schedule_parameter_in_exponent_form_is_a_number():
     args = argparse.Namespace(class_schedule="cbs", class_schedule_params=["cap=1e3", "zeta=5e-2"])
     params = dict(class_schedule_from_args(args, num_classes=3).params)
     assert params == {"cap": 1000.0, "zeta": 0.05}
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--cases", "1000000000"], "--cases: 1000000000 is more than 100,000"),
+        (["--shape", "100000"], "--shape: 100000 is more than 512"),
+        (["--shape", "16", "16", "4096"], "--shape: 4096 is more than 512"),
+    ],
+)
+def test_data_phantom_refuses_sizes_beyond_their_ceiling(tmp_path, capsys, flags, message):
+    assert main(["data", "phantom", "--out", str(tmp_path / "ph"), *flags]) == 2
+    assert message in " ".join(capsys.readouterr().out.split())
+    assert not (tmp_path / "ph").exists()

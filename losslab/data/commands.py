@@ -157,11 +157,18 @@ def run_phantom(args: argparse.Namespace, console: Console | None = None) -> int
 
     from losslab.data.export import write_phantom_decathlon
     from losslab.data.nnunet import write_phantom_nnunet
+    from losslab.limits import at_most
 
     console = console or Console()
     shape = tuple(args.shape) * 3 if len(args.shape) == 1 else tuple(args.shape)
     if len(shape) != 3:
         console.print(f"[red]error:[/red] --shape takes 1 or 3 sizes, got {list(args.shape)}")
+        return 2
+    try:
+        at_most(args.cases, "data.cases", "--cases")
+        at_most(list(shape), "data.shape", "--shape")
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
         return 2
     layout = getattr(args, "layout", "decathlon")
     nnunet = {
