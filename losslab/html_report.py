@@ -1,6 +1,7 @@
 """One self-contained HTML page: generic sections with text, settings, tables, images, links.
 
-The page needs nothing but itself: the CSS and a small script are inline, images are
+Cells of more than ``WRAP_AT`` characters (a candidate's definition) wrap inside their column
+while the table's box scrolls sideways, so no text is cut off. The page needs nothing but itself: the CSS and a small script are inline, images are
 ``data:`` URIs, and a Content-Security-Policy forbids loading anything else. Every piece of
 text is HTML-escaped and only ``http``, ``https`` and ``file`` URLs become links.
 
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 SAFE_SCHEMES = frozenset({"http", "https", "file"})
+WRAP_AT = 60  # a cell of more characters wraps (class "wrap") instead of widening its table
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
 _NUMBER = re.compile(r"^\s*[-+\u2212]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
@@ -93,7 +95,8 @@ td.num,th.num{text-align:right}th{position:sticky;top:0;background:var(--head);z
 cursor:pointer;user-select:none}th[aria-sort=ascending]::after{content:" \\25B4"}
 th[aria-sort=descending]::after{content:" \\25BE"}tbody tr:nth-child(even){background:var(--zebra)}
 td.better{color:var(--better)}td.worse{color:var(--worse)}td.best{font-weight:700}
-td.muted{color:var(--muted)}p.note,figcaption,.footer{color:var(--muted);font-size:.88rem}
+td.muted{color:var(--muted)}td.wrap{white-space:normal;min-width:22rem;max-width:48rem;
+overflow-wrap:anywhere}p.note,figcaption,.footer{color:var(--muted);font-size:.88rem}
 figure{margin:1rem 0}img{max-width:100%;height:auto}
 pre{background:var(--zebra);border:1px solid var(--line);border-radius:6px;padding:.7rem;
 overflow:auto;font-size:.85rem}ul.links{padding-left:1.2rem}
@@ -260,6 +263,8 @@ def _render_table(table: HtmlTable) -> str:
             css = (table.classes[i][j].split() if table.classes else []) + (
                 ["num"] if j > 0 and _is_number(text) else []
             )
+            if len(text) > WRAP_AT:  # long text wraps in its cell; the table box scrolls
+                css.append("wrap")
             attr = f' class="{_e(" ".join(css))}"' if css else ""
             content = _link(text, table.links[i][j]) if table.links else _e(text)
             cells.append(f"<td{attr}>{content}</td>")

@@ -343,3 +343,11 @@ def test_errors_recorded_by_the_page_are_detected(browser: str, tmp_path: Path) 
     injected = render_report("t", []).replace("</body>", "<script>alert(1)</script></body>")
     errors = load_page(write_report(tmp_path / "injected.html", injected)).console_errors
     assert any("CSP violation" in e for e in errors), errors
+
+
+def test_long_cells_wrap_in_their_column() -> None:
+    definition = "tversky(alpha=0.283, beta=0.901) + " * 6
+    table = HtmlTable("t", ["candidate", "definition"], [["trial 1", definition]])
+    page = render_report("r", [HtmlSection("s", tables=[table])])
+    assert f'<td class="wrap">{definition}</td>' in page and "<td>trial 1</td>" in page
+    assert "td.wrap{white-space:normal" in page  # the cell wraps; the table's box scrolls

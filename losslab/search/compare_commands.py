@@ -97,6 +97,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument(
         "--out", default="report.html", help="the page to write (default: %(default)s)"
     )
+    report.add_argument(
+        "--mlflow-ui",
+        metavar="URL",
+        help="where the MLflow UI serves, for the links to runs (default: the tracking URI when "
+        "it is a server, else http://127.0.0.1:5000, where `mlflow ui` serves by default; "
+        "e.g. http://127.0.0.1:8080 for `mlflow ui --port 8080`)",
+    )
     report.set_defaults(func=run_report)
 
     show = subparsers.add_parser(
@@ -255,13 +262,16 @@ def _compare(args: argparse.Namespace) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     from losslab.config import ConfigError
-    from losslab.html_report import write_report
+    from losslab.html_report import is_safe_url, write_report
     from losslab.search.comparison import cached_comparison, check_request
     from losslab.search.comparison_stats import compute_stats
     from losslab.search.report_page import build_report
     from losslab.tracking import Tracker
 
     try:
+        ui = args.mlflow_ui
+        if ui is not None and not (ui.startswith(("http://", "https://")) and is_safe_url(ui)):
+            raise ValueError(f"--mlflow-ui must be an http(s) URL, got {args.mlflow_ui!r}")
         out = check_output_file(args.out, "--out")
         _check_counts(args)
         (study,) = _open([args.study], args)
@@ -284,6 +294,7 @@ def run_report(args: argparse.Namespace) -> int:
         experiment_id=tracker.experiment_id,
         tracking_uri=tracker.tracking_uri,
         ui_command=tracker.ui_command(),
+        ui_url=args.mlflow_ui,
     )
     try:
         path = write_report(out, html)

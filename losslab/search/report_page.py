@@ -1,10 +1,12 @@
 """``losslab report``: one self-contained HTML page of a study, from its stores alone.
 
 The page holds the study's settings, its best trials against the baselines at the search's
-fidelity, the study's plots (objective over trials, parallel coordinates, GP fitness), the
+fidelity (the study's best marked ★: a baseline when it beats every trial) and their test Dice
+per class, the study's plots (objective over trials, parallel coordinates, GP fitness), the
 comparison of ``losslab compare`` at the final fidelity (when it has run: tables with intervals
 and significance marks, the rank correlation, and each entrant's plots of its first seed), links
-to the MLflow runs, and the study file. Nothing is trained: what the stores lack is said.
+to the MLflow runs (at ``--mlflow-ui``, else the tracking server, else ``mlflow ui``'s default
+address), and the study file. Nothing is trained: what the stores lack is said.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from losslab.classwise import foreground_mean
 from losslab.html_report import HtmlImage, HtmlSection, HtmlTable, render_report
 from losslab.plots import evaluation_plots
 from losslab.search.compare_tables import TableData, comparison_tables, rank_line
@@ -19,7 +22,8 @@ from losslab.search.comparison import Comparison
 from losslab.search.comparison_stats import ComparisonStats
 from losslab.search.finished import FinishedStudy
 from losslab.search.study_plots import study_plots
-from losslab.search.summary import summary_rows
+from losslab.search.study_timing import plural
+from losslab.search.summary import best_run, summary_rows, verdict_line
 
 __all__ = ["build_report", "html_table", "run_url"]
 
@@ -48,34 +52,71 @@ def html_table(data: TableData, links: list[list[str]] | None = None) -> HtmlTab
 LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local store by default
 
 
-def ui_address(tracking_uri: str) -> str:
-    """Where the MLflow UI of ``tracking_uri`` is: the server itself, or ``mlflow ui``'s
+def ui_address(tracking_uri: str, ui_url: str | None = None) -> str:
+    """Where the MLflow UI of ``tracking_uri`` is: ``ui_url`` when given (``losslab report
+    --mlflow-ui``: another port or host), else the server itself, else ``mlflow ui``'s
     default address for a local store."""
+    if ui_url:
+        return ui_url.rstrip("/")
     if tracking_uri.startswith(("http://", "https://")):
         return tracking_uri.rstrip("/")
     return LOCAL_UI
 
 
-def run_url(tracking_uri: str, experiment_id: str | None, run_id: str | None) -> str:
+def run_url(
+    tracking_uri: str, experiment_id: str | None, run_id: str | None, ui_url: str | None = None
+) -> str:
     """The MLflow UI's address of a run ("" when there is no run)."""
     if not run_id or not experiment_id:
         return ""
-    return f"{ui_address(tracking_uri)}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{ui_address(tracking_uri, ui_url)}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def _fmt(value: float) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.3f}"
 
 
-def _search_section(study: FinishedStudy, experiment_id: str | None, uri: str) -> HtmlSection:
+def _class_table(outcome) -> HtmlTable | None:
+    """Test Dice per class of the best trials and the baselines at the search fidelity (one
+    seed each), as ``losslab search`` prints it: classes in rows with their voxel share."""
+    rows = [r for r in summary_rows(outcome) if r["class_dice"]]
+    if not rows:
+        return None
+    dataset = outcome.dataset
+    shares = dataset.foreground_shares()
+    headers = ["class", "share"] + [
+        r["name"] if r["role"] == "baseline" else f"{r['name']} (#{r['role'][6:]})" for r in rows
+    ]
+    body = [["mean", ""] + [_fmt(foreground_mean(r["class_dice"])) for r in rows]]
+    for c, name in enumerate(dataset.class_names):
+        if c == 0:
+            continue
+        body.append(
+            [name, f"{100 * shares[c - 1]:.1f}%"] + [_fmt(r["class_dice"][c]) for r in rows]
+        )
+    cases = len(dataset.splits.get("test", []))
+    return HtmlTable(
+        f"Test Dice per class at the search fidelity (test split, {cases} case"
+        f"{'s' * (cases != 1)}; one seed)",
+        headers,
+        body,
+        note="One seed says little about a class: losslab compare trains each over seeds.",
+    )
+
+
+def _search_section(
+    study: FinishedStudy, experiment_id: str | None, uri: str, ui_url: str | None = None
+) -> HtmlSection:
     outcome = study.outcome()
     counts = outcome.counts()
     config = study.config
+    winner = best_run(outcome)
     rows, links = [], []
     for row in summary_rows(outcome):
+        mark = " ★" if winner and row["run_id"] == winner else ""
         rows.append(
             [
-                row["name"],
+                row["name"] + mark,
                 row["role"],
                 _fmt(row["objective"]),
                 _fmt(row["test_objective"]),
@@ -83,11 +124,12 @@ def _search_section(study: FinishedStudy, experiment_id: str | None, uri: str) -
                 row["candidate"].describe() if row["candidate"] is not None else "",
             ]
         )
-        links.append([run_url(uri, experiment_id, row["run_id"]), "", "", "", "", ""])
+        links.append([run_url(uri, experiment_id, row["run_id"], ui_url), "", "", "", "", ""])
     test_cases = len(study.dataset.splits.get("test", []))
+    shown = min(config.top, len(outcome.best()))
     table = HtmlTable(
-        f"Best {min(config.top, counts['ok'])} trials against the baselines at the search "
-        f"fidelity (one seed; test split, {test_cases} cases)",
+        f"Best {plural(shown, 'trial')} against the baselines at the search "
+        f"fidelity (one seed; test split, {plural(test_cases, 'case')}; ★ the study's best)",
         ["candidate", "from", "val objective", "test objective", "test mean Dice", "definition"],
         rows,
         links=links if any(any(r) for r in links) else None,
@@ -98,10 +140,17 @@ def _search_section(study: FinishedStudy, experiment_id: str | None, uri: str) -
         for name, png in study_plots(study.records, config.objective.describe()).items()
     ]
     text = (
-        f"{len(study.records)} trials ({counts['ok']} ok, {counts['pruned']} pruned, "
+        f"{plural(len(study.records), 'trial')} ({counts['ok']} ok, {counts['pruned']} pruned, "
         f"{counts['failed']} failed, {counts['cached']} answered from the cache)."
     )
-    return HtmlSection("Search", text=text, tables=[table], images=images)
+    verdict = verdict_line(outcome, markup=False)
+    if verdict:
+        text += "\n\n" + verdict
+    tables = [table]
+    per_class = _class_table(outcome)
+    if per_class is not None:
+        tables.append(per_class)
+    return HtmlSection("Search", text=text, tables=tables, images=images)
 
 
 def _comparison_section(
@@ -110,6 +159,7 @@ def _comparison_section(
     study: FinishedStudy,
     experiment_id: str | None,
     uri: str,
+    ui_url: str | None = None,
 ) -> HtmlSection:
     if comparison is None or stats is None:
         name, final = study.config.final_fidelity()
@@ -127,7 +177,7 @@ def _comparison_section(
             links = []
             for entrant, row in zip(comparison.entrants, data.rows):
                 first = next((r for r in entrant.run_ids if r), None)
-                links.append([run_url(uri, experiment_id, first)] + [""] * (len(row) - 1))
+                links.append([run_url(uri, experiment_id, first, ui_url)] + [""] * (len(row) - 1))
             if not any(any(r) for r in links):
                 links = None
         tables.append(html_table(data, links))
@@ -159,8 +209,10 @@ def build_report(
     experiment_id: str | None = None,
     tracking_uri: str = "",
     ui_command: str = "",
+    ui_url: str | None = None,
 ) -> str:
-    """The page's HTML (see the module docstring)."""
+    """The page's HTML (see the module docstring); ``ui_url``: where the MLflow UI serves
+    (default: ``ui_address``)."""
     config = study.config
     splits = study.dataset.splits
     final_name, final = config.final_fidelity()
@@ -176,12 +228,12 @@ def build_report(
         ("budget", _budget(config)),
         ("seed", str(config.seed)),
         ("storage", study.storage_url),
-        ("MLflow", _mlflow_line(tracking_uri, ui_command)),
+        ("MLflow", _mlflow_line(tracking_uri, ui_command, ui_url)),
     ]
     sections: Sequence[HtmlSection] = [
         HtmlSection("Settings", settings=settings),
-        _comparison_section(comparison, stats, study, experiment_id, tracking_uri),
-        _search_section(study, experiment_id, tracking_uri),
+        _comparison_section(comparison, stats, study, experiment_id, tracking_uri, ui_url),
+        _search_section(study, experiment_id, tracking_uri, ui_url),
         HtmlSection("Study file", code=config.source),
     ]
     return render_report(
@@ -191,10 +243,16 @@ def build_report(
     )
 
 
-def _mlflow_line(tracking_uri: str, ui_command: str) -> str:
-    if ui_address(tracking_uri) != LOCAL_UI:
+def _mlflow_line(tracking_uri: str, ui_command: str, ui_url: str | None = None) -> str:
+    address = ui_address(tracking_uri, ui_url)
+    if ui_url:
+        return f"{tracking_uri}: the links to runs open at {address} (--mlflow-ui)"
+    if address != LOCAL_UI:
         return f"{tracking_uri} (the links to runs open there)"
-    return f"{ui_command} (the links to runs open once it serves at {LOCAL_UI})"
+    return (
+        f"{ui_command} (the links to runs open once it serves at {LOCAL_UI}; another address: "
+        "losslab report --mlflow-ui URL)"
+    )
 
 
 def _budget(config) -> str:

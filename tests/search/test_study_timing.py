@@ -21,6 +21,7 @@ from losslab.search.study_timing import fit_line, no_trial_line, plural
 from losslab.search.summary import markdown_summary
 from losslab.tracking import Tracker
 from losslab.tracking_format import BEST_MARK
+from losslab.training import Hook
 
 from .fakes import FakeTrainer
 from .studies import write_study
@@ -41,6 +42,21 @@ class TimedTrainer(FakeTrainer):
         return result
 
 
+class _Rescore(Hook):
+    """Sets every class's validation and test Dice to ``value`` before the other hooks (the
+    MLflow hook, the cache) see them."""
+
+    def __init__(self, value: float):
+        self.value = value
+
+    def on_epoch_end(self, state, record) -> None:
+        record.val_dice = [math.nan] + [self.value] * (len(record.val_dice) - 1)
+
+    def on_train_end(self, state, result) -> None:
+        if result.test_metrics:
+            result.test_metrics["dice"] = [math.nan] + [self.value] * (len(result.class_names) - 1)
+
+
 class BaselinesWin(FakeTrainer):
     """The fake trainer whose baseline ``dice`` (plain Dice, uniform weights) scores
     ``baseline_dice`` on every class (0.99: no trial of a focal-only space reaches it)."""
@@ -48,13 +64,9 @@ class BaselinesWin(FakeTrainer):
     baseline_dice = 0.99
 
     def fit(self, candidate, dataset):
-        result = super().fit(candidate, dataset)
         if candidate.name == "dice" and candidate.class_schedule.name == "uniform":
-            value = self.baseline_dice
-            for record in result.history:
-                record.val_dice = [math.nan] + [value] * (len(record.val_dice) - 1)
-            result.test_metrics["dice"] = [math.nan] + [value] * (len(result.class_names) - 1)
-        return result
+            self.hooks.insert(0, _Rescore(self.baseline_dice))
+        return super().fit(candidate, dataset)
 
 
 class TrialsWin(BaselinesWin):
