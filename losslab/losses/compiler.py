@@ -24,6 +24,15 @@ import torch
 
 from losslab.losses.bounds import bounds, exact_power_is_safe, integer_exponent, needs_saturation
 from losslab.losses.distance import signed_distance
+from losslab.losses.fusion import (
+    GATHERED_READS,
+    VoxelNodes,
+    gather_at_labels,
+    gathered_terminal,
+    is_elementwise,
+    label_sum_argument,
+    label_sums,
+)
 from losslab.losses.nodes import BinOp, Call, Compare, Neg, Node, Num, Var, children
 from losslab.losses.ops import BINARY, COMPARISONS, LIMIT, safe_pow, tensor_like
 from losslab.losses.parser import kind_of
@@ -127,7 +136,10 @@ class Program:
     """Straight-line code for several outputs over shared terminals.
 
     ``steps`` holds ``(kind, payload, argument slots)``; a slot is an index into the values
-    computed so far, or a Python float for a folded constant.
+    computed so far, or a Python float for a folded constant. Kinds: ``terminal`` and ``op``;
+    in a program compiled with ``fuse_labels``, also ``gathered`` (a terminal at the labels),
+    ``gather`` (a computed voxel value at the labels) and ``labels`` (per-label sums), which
+    need the integer labels (see :mod:`losslab.losses.fusion`).
     """
 
     steps: tuple[tuple[str, object, tuple[int | float, ...]], ...]
@@ -145,8 +157,14 @@ class Program:
             args = [values[s] if isinstance(s, int) else s for s in slots]
             if kind == "terminal":
                 values.append(terminals.get(payload))
-            else:
+            elif kind == "op":
                 values.append(payload(*args))
+            elif kind == "gathered":  # fused label sums (losslab.losses.fusion)
+                values.append(gathered_terminal(terminals, payload))
+            elif kind == "gather":
+                values.append(gather_at_labels(terminals, args[0]))
+            else:  # "labels"
+                values.append(label_sums(terminals, args[0], mean=payload))
         results = []
         for slot in self.outputs:
             value = values[slot] if isinstance(slot, int) else slot
@@ -215,49 +233,76 @@ def _comparison(op: str):
 _MIRRORED = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
 
-def compile_program(trees: Sequence[Node], *, vocabulary: Vocabulary = LOSS_VOCABULARY) -> Program:
+def compile_program(
+    trees: Sequence[Node],
+    *,
+    vocabulary: Vocabulary = LOSS_VOCABULARY,
+    fuse_labels: bool = False,
+) -> Program:
     """Compile well-typed trees of ``vocabulary`` whose parameters are already bound (see
     ``bind_parameters``).
+
+    With ``fuse_labels`` (loss language only), ``vsum(X)`` / ``vmean(X)`` whose ``X`` vanishes
+    off the label (``-y * logp``, focal's ``-(1 - p) ** gamma * y * logp``...) are evaluated at
+    the labels only (:mod:`losslab.losses.fusion`); the program then needs integer labels.
 
     Raises:
         ValueError: a parameter left unbound, or a name the vocabulary does not know.
     """
     slots: dict[Node, int | float] = {}
+    gathered_slots: dict[Node, int | float] = {}
     steps: list[tuple[str, object, tuple[int | float, ...]]] = []
     used_terminals: set[str] = set()
+    voxel = VoxelNodes(vocabulary)
+    fuse = fuse_labels and vocabulary is LOSS_VOCABULARY
 
-    def visit(node: Node) -> int | float:
-        if node in slots:
-            return slots[node]
-        if isinstance(node, Num):
-            slot: int | float = node.value
+    def emit(kind: str, payload: object, args: tuple[int | float, ...]) -> int:
+        steps.append((kind, payload, args))
+        return len(steps) - 1
+
+    def visit(node: Node, gathered: bool = False) -> int | float:
+        """The slot of ``node``; ``gathered``: of its value at the labels (``[B, 1, ...]``)."""
+        memo = gathered_slots if gathered else slots
+        if node in memo:
+            return memo[node]
+        if gathered and not voxel(node):  # scalars are the same at the labels
+            slot: int | float = visit(node)
+        elif isinstance(node, Num):
+            slot = node.value
         elif isinstance(node, Var):
             if node.name not in vocabulary.terminals:
                 if node.name in vocabulary.parameters:
                     raise ValueError(f"parameter '{node.name}' is not bound")
                 raise ValueError(f"unknown name '{node.name}' in a {vocabulary.name} expression")
-            used_terminals.add(node.name)
-            steps.append(("terminal", node.name, ()))
-            slot = len(steps) - 1
+            if gathered:
+                if GATHERED_READS[node.name] is not None:
+                    used_terminals.add(GATHERED_READS[node.name])
+                slot = emit("gathered", node.name, ())
+            else:
+                used_terminals.add(node.name)
+                slot = emit("terminal", node.name, ())
+        elif gathered and not is_elementwise(node):  # log_softmax(...): whole, then gathered
+            slot = emit("gather", None, (visit(node),))
         elif (
             isinstance(node, Call)
             and node.fn == "where"
-            and _is_constant(cond := visit(node.args[0]))
+            and _is_constant(cond := visit(node.args[0], gathered))
             and kind_of(node.args[1], vocabulary=vocabulary)
             == kind_of(node.args[2], vocabulary=vocabulary)
         ):
             # A condition of numbers and parameters alone is decided once, here (when the
             # branches differ in kind, the run-time where broadcasts the chosen one).
-            slot = visit(node.args[1] if cond else node.args[2])
+            slot = visit(node.args[1] if cond else node.args[2], gathered)
+        elif fuse and not gathered and (argument := label_sum_argument(node)) is not None:
+            slot = emit("labels", node.fn == "vmean", (visit(argument, True),))
         else:
-            args = tuple(visit(child) for child in children(node))
+            args = tuple(visit(child, gathered) for child in children(node))
             operation = _operation(node, vocabulary)
             if all(isinstance(a, float) for a in args):
                 slot = _fold(operation, args)
             else:
-                steps.append(("op", operation, args))
-                slot = len(steps) - 1
-        slots[node] = slot
+                slot = emit("op", operation, args)
+        memo[node] = slot
         return slot
 
     outputs = tuple(visit(tree) for tree in trees)

@@ -261,14 +261,26 @@ class CompiledLoss:
             raise ValueError(f"a single loss has one term, got {len(self.terms)}")
         self.single = single
         self.networks = load_terms(self.terms)
-        expressions = [t for k, t in enumerate(self.terms) if k not in self.networks]
-        self.program: Program = _compile_with_own_params(expressions)
+        self._expressions = [t for k, t in enumerate(self.terms) if k not in self.networks]
+        self.program: Program = _compile_with_own_params(self._expressions, fuse_labels=True)
         self.uses = self.program.terminals
+        self._unfused: Program | None = None
+
+    @property
+    def unfused_program(self) -> Program:
+        """The program without label sums (:mod:`losslab.losses.fusion`): for predictions
+        given as probabilities, or a target given as a one-hot tensor (which need not be
+        exactly one-hot), where the labels do not say everything about ``y``."""
+        if self._unfused is None:
+            self._unfused = _compile_with_own_params(self._expressions)
+        return self._unfused
 
     def evaluate(self, terminals: Terminals) -> list[torch.Tensor]:
-        terminals.share_log = {"p", "logp"} <= self.uses
+        fused = terminals.logits is not None and terminals.onehot is None
+        program = self.program if fused else self.unfused_program
+        terminals.share_log = {"p", "logp"} <= program.terminals
         with torch.autocast(device_type=_device_type(terminals), enabled=False):
-            values = self.program.run(terminals)
+            values = program.run(terminals)
         if self.networks:
             values = learned_values(self.networks, values, terminals)
         return values
@@ -355,10 +367,10 @@ def _device_type(terminals: Terminals) -> str:
     return ref.device.type
 
 
-def _compile_with_own_params(terms: Sequence[LossSpec]) -> Program:
+def _compile_with_own_params(terms: Sequence[LossSpec], *, fuse_labels: bool = False) -> Program:
     """One program for all terms, each term's parameters folded in as constants."""
     trees = [bind_parameters(term.tree, term.parameters) for term in terms]
-    return compile_program(trees)
+    return compile_program(trees, fuse_labels=fuse_labels)
 
 
 def compile_terms(terms: Sequence[LossSpec | LearnedTerm]) -> CompiledLoss:
