@@ -251,6 +251,9 @@ class ExportedLoss(torch.nn.Module):
 
     def _single(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         labels, onehot = self._targets(logits, target)
+        if self.class_weights.device != logits.device:  # once: a loss not moved with .to()
+            self.class_weights = self.class_weights.to(logits.device)
+            self.alphas = self.alphas.to(logits.device)
         if self.param_schedule is not None:
             self._set_loss_parameters(self.param_schedule.values_at(self.step), logits.device)
         progress = self.step / self.total_steps if self.compiled.networks else None
