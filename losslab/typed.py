@@ -22,7 +22,7 @@ def from_mapping(cls: type[T], raw: Mapping[str, Any], what: str) -> T:
     unknown = sorted(map(str, set(raw) - known))
     if unknown:
         raise ValueError(
-            f"unknown {what} key {unknown[0]!r}; {did_you_mean(unknown[0], known)}"
+            f"unknown {what} key(s) {unknown}; {did_you_mean(unknown[0], known)}"
             f"known: {', '.join(sorted(known))}"
         )
     return cls(**dict(raw))
