@@ -1,8 +1,9 @@
 """A study or a comparison run with the fake trainer in a fresh process, to be killed there with
 SIGKILL: mid-training (by the test, see :func:`wait_for`) or by the process itself at the moment
 a result is cached and its MLflow run not yet ended (``die_after_cache``). Every evaluation that
-starts to train appends ``key:seed`` to a trace file, so a test counts what trained twice
-across processes. The process prints its records (study) or results (comparison) as JSON."""
+starts to train appends ``key:seed`` (and a greedy controller's plan) to a trace file, so a test
+counts what trained twice across processes. The process prints its records (study) or results
+(comparison) as JSON."""
 
 from __future__ import annotations
 
@@ -29,8 +30,9 @@ FakeTrainer.epoch_seconds = options["epoch_seconds"]
 fit = FakeTrainer.fit
 
 def traced_fit(self, candidate, dataset):
+    plans = "".join(f"/{h.plan!r}" for h in self.hooks if hasattr(h, "plan"))  # greedy steers
     with open(options["trace"], "a") as handle:
-        handle.write(f"{candidate.key}:{self.config.seed}\n")
+        handle.write(f"{candidate.key}:{self.config.seed}{plans}".replace(" ", "") + "\n")
     return fit(self, candidate, dataset)
 
 FakeTrainer.fit = traced_fit

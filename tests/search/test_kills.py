@@ -55,6 +55,9 @@ def _assert_mlflow_agrees(config) -> None:
     assert counted and not [t for t in trials if t.state == TrialState.RUNNING]
     status = {TrialState.COMPLETE: "ok", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
     for trial in counted:
+        if RUN_ID not in trial.user_attrs:  # an invalid draw: failed before anything trained
+            assert trial.state == TrialState.FAIL, trial.number
+            continue
         run = tracker.run(trial.user_attrs[RUN_ID])
         assert run is not None and run.tags["status"] == status[trial.state], trial.number
         assert run.status == _STATUS[run.tags["status"]], trial.number
@@ -90,7 +93,7 @@ def test_a_gp_study_is_the_same_trial_by_trial_in_any_process_and_after_a_kill(t
     first, second = (kills.finish(p) for p in runs)
     resumed = kills.finish(kills.start(paths[2], folders[2] / "trace", hash_seed=4, resume=True))
 
-    assert len(first) > 8 and {row[2] for row in first} == {"ok"}
+    assert len(first) >= 6 and {row[2] for row in first} == {"ok"}  # two generations or more
     assert first == second  # two uninterrupted runs, in processes with other hash seeds
     assert resumed == first  # killed in its second generation, resumed in another process
     assert [t for t in _trials(config) if INTERRUPTED in t.user_attrs]
