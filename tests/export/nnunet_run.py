@@ -20,7 +20,7 @@ from nnunetv2.run.run_training import get_trainer_from_args
 def main(path: str) -> None:
     settings = json.loads(Path(path).read_text())
     trainer = get_trainer_from_args(
-        settings["dataset"], "3d_fullres", 0, settings["trainer"], device=torch.device("cpu")
+        settings["dataset"], "3d_fullres", "all", settings["trainer"], device=torch.device("cpu")
     )
     trainer.num_epochs = len(settings["pseudo_dice"])
     trainer.num_iterations_per_epoch = settings["iterations"]

@@ -71,7 +71,7 @@ def test_the_exported_trainer_trains_in_nnunet_and_its_schedule_follows_the_pseu
 ):
     env = _nnunet_env(tmp_path)
     folder = write_phantom_nnunet(
-        env["nnUNet_raw"], cases=5, shape=(24, 24, 24), seed=0, dataset_id=990
+        env["nnUNet_raw"], cases=3, shape=(24, 24, 24), seed=0, dataset_id=990
     )
     command = Path(sys.executable).parent / "nnUNetv2_plan_and_preprocess"
     planned = subprocess.run(
