@@ -269,9 +269,8 @@ class Evaluator:
         config = self.config_for(item.seed, item.overrides)
         hooks, mlflow_hook = self._hooks(item, key, config)
         cache = CacheHook(self, key, mlflow_hook, item.origin)
-        hooks.insert(
-            len(hooks) - (mlflow_hook is not None), cache
-        )  # before MLflow's: see CacheHook
+        # Before MLflow's hook: see CacheHook.
+        hooks.insert(len(hooks) - (mlflow_hook is not None), cache)
         result = self.make_trainer(config, hooks).fit(item.candidate, self.dataset)
         if not cache.done:  # a trainer that calls no hooks (a test's)
             cache.on_train_end(None, result)
