@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -123,3 +124,71 @@ def test_the_exported_trainer_trains_in_nnunet_and_its_schedule_follows_the_pseu
     assert second["weights"][:1] + second["weights"][2:] == [1.0] * foreground
     assert len(report["train_losses"]) == 2
     assert all(math.isfinite(v) for v in report["train_losses"])
+
+
+class _Base:
+    """The parts of ``nnUNetTrainer`` the mixin calls, recorded."""
+
+    num_epochs, num_iterations_per_epoch, current_epoch = 3, 2, 0
+    enable_deep_supervision, is_ddp = True, False
+
+    def __init__(self, labels, dice):
+        self.label_manager, self.dice, self.log = labels, dice, []
+        self.logger = SimpleNamespace(get_value=lambda key, step: self.dice[self.current_epoch])
+
+    def _get_deep_supervision_scales(self):
+        return [[1, 1, 1], [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]]
+
+    def _do_i_compile(self):
+        return False
+
+    def on_train_epoch_start(self):
+        pass
+
+    def train_step(self, batch):
+        return {"step": self.losslab_loss.step, "total": self.losslab_loss.total_steps}
+
+    def on_epoch_end(self):
+        self.current_epoch += 1
+
+    def print_to_log_file(self, *args):
+        self.log.append(" ".join(map(str, args)))
+
+
+def _trainer(labels, dice=()):
+    from losslab.export.nnunet_trainer import LosslabTrainerMixin
+
+    class Trainer(LosslabTrainerMixin, _Base):
+        losslab_candidate = Candidate.from_loss(
+            "dice", class_schedule=ScheduleSpec("tcf")
+        ).to_json()
+
+    return Trainer(labels, list(dice))
+
+
+def test_the_trainer_wraps_steps_and_feeds_the_pseudo_dice_as_nnunet_calls_it():
+    labels = SimpleNamespace(has_regions=False, has_ignore_label=False, num_segmentation_heads=3)
+    trainer = _trainer(labels, [[0.5, 0.95], [0.95, 0.5]])
+    loss = trainer._build_loss()
+    assert isinstance(loss, DeepSupervisionWrapper)
+    assert loss.weight_factors == pytest.approx((2 / 3, 1 / 3, 0.0))
+    steps = []
+    for _ in range(2):
+        trainer.on_train_epoch_start()
+        steps += [trainer.train_step({}) for _ in range(trainer.num_iterations_per_epoch)]
+        trainer.on_epoch_end()
+    assert steps == [{"step": s, "total": 6} for s in range(4)]
+    assert trainer.losslab_loss.class_weights.tolist() == pytest.approx([1.0, 0.1, 1.0])
+    assert trainer.log[0] == "losslab class weights: [1.0, 1.0, 0.1]"
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (SimpleNamespace(has_regions=True, has_ignore_label=False), "region-based training"),
+        (SimpleNamespace(has_regions=False, has_ignore_label=True), "an 'ignore' label"),
+    ],
+)
+def test_regions_and_ignore_labels_are_refused_naming_the_trainer(labels, message):
+    with pytest.raises(ValueError, match=f"Trainer: .*{message}"):
+        _trainer(labels)._build_loss()
