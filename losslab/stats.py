@@ -3,7 +3,8 @@
 ``losslab compare`` re-trains the best candidates of a study and the hand-designed baselines
 over a few seeds (typically 3-5) and reports, per class and for the objective:
 
-* a mean with a bootstrap confidence interval (:func:`mean_interval`);
+* a mean with a bootstrap confidence interval (:func:`mean_interval`), or with a
+  hierarchical one that resamples seeds, then cases within seeds (:func:`hierarchical_interval`);
 * a paired comparison of each candidate against each baseline over the same seeds and test
   cases (:func:`paired_test`), whose p-values are Holm-corrected across classes
   (:func:`holm`) and shown as a mark (:func:`significance_mark`);
@@ -42,6 +43,7 @@ __all__ = [
     "PairedTest",
     "RankCorrelation",
     "describe_rank_correlation",
+    "hierarchical_interval",
     "holm",
     "kendall",
     "mean_interval",
@@ -151,6 +153,56 @@ def mean_interval(
     return Interval(mean, low, high, n)
 
 
+def hierarchical_interval(
+    groups: Sequence[ArrayLike],
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = 9999,
+    seed: int = 0,
+) -> Interval:
+    """The mean of values grouped by seed, with a two-level (hierarchical) bootstrap interval.
+
+    The test cases of one seed are scored by the same trained network, so they are not
+    independent of each other; resampling (seed, case) values as one flat sample understates
+    the spread between seeds. Each resample here draws as many seeds as there are, with
+    replacement, then within each drawn seed as many of its values as it has, with
+    replacement; its statistic is the mean of all the values drawn. The interval is the
+    percentile interval of ``n_resamples`` resamples seeded by ``seed`` (Davison & Hinkley
+    1997, section 3.8; Saravanan, Berman & Sober 2020).
+
+    ``groups[g]`` holds the values of seed ``g``; NaNs are dropped and so are groups left
+    empty. The mean is that of all values (as :func:`mean_interval`'s); with one group the
+    interval is the case bootstrap of that group, with all values equal it is the point.
+    """
+    _check_confidence(confidence)
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be positive, got {n_resamples}")
+    kept = [v for v in (_finite_1d(g) for g in groups) if v.size]
+    n = sum(int(v.size) for v in kept)
+    if n == 0:
+        return Interval(math.nan, math.nan, math.nan, 0)
+    values = np.concatenate(kept)
+    if bool(np.all(values == values[0])):
+        return Interval(float(values[0]), float(values[0]), float(values[0]), n)
+    sizes = np.array([v.size for v in kept])
+    table = np.zeros((len(kept), int(sizes.max())))
+    for g, v in enumerate(kept):
+        table[g, : v.size] = v
+    rng = np.random.default_rng(seed)
+    means = []
+    for start in range(0, n_resamples, 1024):
+        size = min(1024, n_resamples - start)
+        drawn = rng.integers(0, len(kept), (size, len(kept)))  # seeds
+        counts = sizes[drawn]  # [size, seeds]
+        picks = np.floor(rng.random((size, len(kept), table.shape[1])) * counts[..., None])
+        used = np.arange(table.shape[1]) < counts[..., None]  # a seed draws its own count
+        drawn_values = table[drawn[..., None], picks.astype(np.int64)]
+        means.append((drawn_values * used).sum((1, 2)) / used.sum((1, 2)))
+    tail = 50.0 * (1.0 - confidence)
+    low, high = np.percentile(np.concatenate(means), [tail, 100.0 - tail])
+    return Interval(float(np.mean(values)), float(low), float(high), n)
+
+
 @dataclass(frozen=True)
 class PairedTest:
     """A paired comparison of ``a`` against ``b``: the mean difference and a two-sided p."""
@@ -174,19 +226,24 @@ def paired_test(
     confidence: float = 0.95,
     seed: int = 0,
     n_resamples: int = 9999,
+    groups: ArrayLike | None = None,
 ) -> PairedTest:
     """Paired two-sided test of ``a`` against ``b`` and the bootstrap interval of ``a - b``.
 
     ``a[i]`` and ``b[i]`` must be the same unit measured twice (same seed, same test case), so
     both have the same shape; pairs with a NaN on either side are dropped and ``n`` counts the
     pairs left. ``difference`` is :func:`mean_interval` of ``a - b`` (positive: ``a`` better
-    when higher is better).
+    when higher is better), or :func:`hierarchical_interval` when ``groups`` (the seed of each
+    pair, same shape) is given.
 
     Methods:
 
-    * ``"wilcoxon"``: ``scipy.stats.wilcoxon`` (signed ranks, SciPy's ``method="auto"``:
-      exact null distribution for small samples without ties or zeros). When every difference
-      is zero there is no evidence either way and p is 1.0 (SciPy would warn).
+    * ``"wilcoxon"``: ``scipy.stats.wilcoxon`` (signed ranks): the exact null distribution up
+      to 50 pairs without ties or zero differences; with ties or zeros, the sign-flip
+      permutation null of the signed-rank statistic (all ``2**n`` sign patterns up to 13 pairs,
+      ``n_resamples`` seeded ones up to 50), where the normal approximation is off at small n;
+      above 50 pairs the normal approximation. When every difference is zero there is no
+      evidence either way and p is 1.0 (SciPy would warn).
     * ``"permutation"``: the paired sign-flip permutation test of the mean difference,
       ``scipy.stats.permutation_test(..., permutation_type="samples")``, exact (all ``2**n``
       sign patterns) when ``2**n <= n_resamples``, else ``n_resamples`` random ones seeded by
@@ -214,13 +271,23 @@ def paired_test(
     keep = ~(np.isnan(xa) | np.isnan(xb))
     xa, xb = xa[keep], xb[keep]
     n = int(xa.size)
-    difference = mean_interval(xa - xb, confidence=confidence, n_resamples=n_resamples, seed=seed)
+    options = {"confidence": confidence, "n_resamples": n_resamples, "seed": seed}
+    if groups is None:
+        difference = mean_interval(xa - xb, **options)
+    else:
+        labels = np.asarray(groups).ravel()
+        if labels.size != keep.size:
+            raise ValueError(f"groups has {labels.size} values for {keep.size} pairs")
+        labels = labels[keep]
+        difference = hierarchical_interval(
+            [(xa - xb)[labels == g] for g in dict.fromkeys(labels.tolist())], **options
+        )
     if n == 0:
         p = math.nan
     elif bool(np.all(xa == xb)):
         p = 1.0
     elif method == "wilcoxon":
-        p = float(_sp.wilcoxon(xa, xb, alternative="two-sided").pvalue)
+        p = _wilcoxon_p(xa - xb, n_resamples, seed)
     elif n == 1:
         p = 1.0
     else:
@@ -235,6 +302,18 @@ def paired_test(
         )
         p = float(result.pvalue)
     return PairedTest(difference=difference, p=p, method=method, n=n)
+
+
+def _wilcoxon_p(d: np.ndarray, n_resamples: int, seed: int) -> float:
+    """Two-sided signed-rank p of the differences ``d`` (see :func:`paired_test`)."""
+    nonzero = np.abs(d[d != 0])
+    tied = np.unique(nonzero).size < d.size  # a zero difference counts as a tie
+    method: str | _sp.PermutationMethod = "auto"  # exact; with ties, all 2**n signs up to 13
+    if tied and 13 < d.size <= 50:
+        method = _sp.PermutationMethod(
+            n_resamples=n_resamples, random_state=np.random.default_rng(seed)
+        )
+    return float(_sp.wilcoxon(d, alternative="two-sided", method=method).pvalue)
 
 
 def holm(p_values: Sequence[float] | ArrayLike) -> list[float]:

@@ -52,6 +52,20 @@ def _compare_options(parser: argparse.ArgumentParser) -> None:
         "--reference",
         help="the baseline the per-class marks compare with (default: the first baseline)",
     )
+    parser.add_argument(
+        "--pairs",
+        choices=("all", "candidates"),
+        default="all",
+        help="pairs to test: 'all' (every pair of entrants, baselines against each other too) "
+        "or 'candidates' (each candidate against each baseline); default: %(default)s",
+    )
+    parser.add_argument(
+        "--bootstrap",
+        choices=("hierarchical", "flat"),
+        default="hierarchical",
+        help="intervals over (seed, case) values: 'hierarchical' resamples seeds, then cases "
+        "within seeds; 'flat' resamples the values as if independent; default: %(default)s",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -61,10 +75,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Train the best candidates of finished studies and the study's baselines again at "
             "the final fidelity (the study file's 'final:'), over several seeds, and compare "
-            "them per class: means with 95% bootstrap intervals, Wilcoxon signed-rank tests "
-            "against each baseline over (seed, case) pairs, Holm-corrected across classes, and "
-            "Spearman's rank correlation of the search's objective with the final one. Nothing "
-            "is trained twice: a stopped comparison continues when rerun."
+            "them per class: means with 95% hierarchical bootstrap intervals (seeds, then cases), "
+            "Wilcoxon signed-rank tests of every pair of entrants over (seed, case) pairs, "
+            "Holm-corrected across classes, and Spearman's and Kendall's rank correlations of "
+            "the search's objective with the final one, with exact p-values at small n. "
+            "Identical entrants (a trial equal to a baseline) count once. Nothing is trained "
+            "twice: a stopped comparison continues when rerun."
         ),
     )
     _study_options(compare, many=True)
@@ -239,7 +255,7 @@ def _compare(args: argparse.Namespace) -> int:
             soft_wrap=True,
         )
         return 130
-    stats = compute_stats(comparison)
+    stats = compute_stats(comparison, bootstrap=args.bootstrap, pairs=args.pairs)
     tables = comparison_tables(comparison, stats)
     for data in tables:
         print_table(console, to_rich(data))
@@ -285,7 +301,9 @@ def run_report(args: argparse.Namespace) -> int:
             )
     except (ConfigError, ValueError) as exc:
         return _error(str(exc))
-    stats = compute_stats(comparison) if comparison is not None else None
+    stats = None
+    if comparison is not None:
+        stats = compute_stats(comparison, bootstrap=args.bootstrap, pairs=args.pairs)
     tracker = Tracker(study.config.tracking_uri, experiment=study.config.experiment)
     html = build_report(
         study,

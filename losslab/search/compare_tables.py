@@ -6,11 +6,14 @@ report and to markdown (the MLflow parent run's description).
   reference baseline.
 - **Table 1** of Willoughby and Voiculescu 2024 (classes in rows with their voxel share, entrants in columns, the
   foreground mean first), one per metric (DSC, SEN, PRC, HD95 as in Li et al. 2021), each cell the
-  mean over (seed, case) with its 95% interval and a ▲ / ▼ where the entrant is significantly
-  better / worse than the reference (Wilcoxon signed-rank over (seed, case) pairs, Holm across
-  classes, alpha 0.05).
-- **Pairs**: each candidate against each baseline: the difference of the objective with its
-  interval and p, and the classes better / worse.
+  mean over (seed, case) with its 95% interval (the legend says which bootstrap) and a ▲ / ▼
+  where the entrant is significantly better / worse than the reference (Wilcoxon signed-rank
+  over (seed, case) pairs, Holm across classes, alpha 0.05), baselines included.
+- **Pairs**: every pair tested (each candidate against each baseline, and by default the
+  baselines against each other): the difference of the objective with its interval and p, and
+  the classes better / worse.
+
+Entrants that are the same evaluations are one column, named ``dice_ce = trial-004``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,11 @@ from rich.table import Table
 from losslab.search.comparison import Comparison
 from losslab.search.comparison_stats import METRICS, ComparisonStats
 from losslab.stats import BETTER, WORSE, Interval, describe_rank_correlation
+
+_BOOTSTRAP_TEXT = {
+    "hierarchical": "hierarchical bootstrap: seeds, then cases within seeds",
+    "flat": "bootstrap over (seed, case) values as if independent",
+}
 
 __all__ = ["TableData", "comparison_tables", "rank_line", "to_markdown", "to_rich"]
 
@@ -65,11 +73,12 @@ def _split_text(comparison: Comparison, stats: ComparisonStats) -> str:
     )
 
 
-def _legend(comparison: Comparison) -> str:
+def _legend(comparison: Comparison, stats: ComparisonStats) -> str:
+    interval = f"Mean [95% interval, {_BOOTSTRAP_TEXT.get(stats.bootstrap, stats.bootstrap)}]."
     if comparison.reference is None:
-        return "No baseline to compare with: no significance marks."
+        return f"{interval} No baseline to compare with: no significance marks."
     return (
-        f"Mean [95% bootstrap interval]. {BETTER} / {WORSE}: significantly better / worse than "
+        f"{interval} {BETTER} / {WORSE}: significantly better / worse than "
         f"{comparison.reference} (Wilcoxon signed-rank over (seed, case) pairs, Holm-corrected "
         "across classes, alpha 0.05)."
     )
@@ -93,6 +102,13 @@ def power_note(comparison: Comparison, stats: ComparisonStats) -> str:
     )
 
 
+def _against(stats: ComparisonStats, label: str, reference: str | None):
+    """The pair of ``label`` against the reference, or ``None`` (itself, or not tested)."""
+    if reference is None or label == reference:
+        return None
+    return stats.pair(label, reference)
+
+
 def summary_table(comparison: Comparison, stats: ComparisonStats) -> TableData:
     reference = comparison.reference
     objective = comparison.config.objective.describe()
@@ -106,12 +122,12 @@ def summary_table(comparison: Comparison, stats: ComparisonStats) -> TableData:
     )
     rows, classes, links = [], [], []
     for entrant in comparison.entrants:
-        pair = stats.pair(entrant.label, reference) if reference else None
+        pair = _against(stats, entrant.label, reference)
         versus = "-" if pair is None else f"{pair.count(BETTER)}/{pair.count(WORSE)}"
         fg = stats.foreground[entrant.label].get("dice")
         rows.append(
             [
-                entrant.label,
+                entrant.display,
                 entrant.role,
                 _value(entrant.search_value),
                 _interval(stats.objective[entrant.label]),
@@ -128,7 +144,7 @@ def summary_table(comparison: Comparison, stats: ComparisonStats) -> TableData:
         headers,
         rows,
         classes,
-        note=_legend(comparison) + " The best final objective is in bold.",
+        note=_legend(comparison, stats) + " The best final objective is in bold.",
         links=links,
     )
 
@@ -140,7 +156,7 @@ def class_table(comparison: Comparison, stats: ComparisonStats, metric: str) -> 
     names = comparison.dataset.class_names
     shares = comparison.dataset.foreground_shares()
     reference = comparison.reference
-    headers = ["class", "share", *(e.label for e in comparison.entrants)]
+    headers = ["class", "share", *(e.display for e in comparison.entrants)]
     rows = [["mean (foreground)", ""]]
     classes = [["", ""]]
     for entrant in comparison.entrants:
@@ -152,7 +168,7 @@ def class_table(comparison: Comparison, stats: ComparisonStats, metric: str) -> 
         row_classes = ["", ""]
         for entrant in comparison.entrants:
             cell = _interval(stats.classes[entrant.label][metric][c], digits)
-            pair = stats.pair(entrant.label, reference) if reference else None
+            pair = _against(stats, entrant.label, reference)
             mark = pair.marks[metric][c] if pair is not None else ""
             row.append(f"{cell} {mark}".rstrip())
             row_classes.append(_cell_class(mark))
@@ -164,7 +180,7 @@ def class_table(comparison: Comparison, stats: ComparisonStats, metric: str) -> 
         headers,
         rows,
         classes,
-        note=_legend(comparison)
+        note=_legend(comparison, stats)
         + " Share: the class's share of foreground voxels."
         + power_note(comparison, stats),
     )
@@ -174,7 +190,7 @@ def pairs_table(comparison: Comparison, stats: ComparisonStats) -> TableData | N
     if not stats.pairs:
         return None
     objective = comparison.config.objective.describe()
-    headers = ["candidate", "baseline", f"difference in {objective}", "p", "DSC classes ▲/▼"]
+    headers = ["entrant", "against", f"difference in {objective}", "p", "DSC classes ▲/▼"]
     rows, classes = [], []
     for pair in stats.pairs.values():
         diff = pair.objective.difference
@@ -188,15 +204,19 @@ def pairs_table(comparison: Comparison, stats: ComparisonStats) -> TableData | N
             ]
         )
         classes.append(["", "", _cell_class(pair.objective_mark), "", ""])
+    names = {e.label: e.display for e in comparison.entrants}
+    for row in rows:
+        row[0], row[1] = names.get(row[0], row[0]), names.get(row[1], row[1])
+    interval = _BOOTSTRAP_TEXT.get(stats.bootstrap, stats.bootstrap)
     return TableData(
-        f"Candidates against baselines, paired over (seed, case) ({_split_text(comparison, stats)})",
+        f"Entrants against each other, paired over (seed, case) ({_split_text(comparison, stats)})",
         headers,
         rows,
         classes,
         note=(
-            f"Difference: candidate minus baseline of the {objective} of each test case, mean "
-            "[95% bootstrap interval]; p: Wilcoxon signed-rank, two-sided (not corrected across "
-            "pairs)."
+            f"Difference: entrant minus the other of the {objective} of each test case, mean "
+            f"[95% interval, {interval}]; p: Wilcoxon signed-rank, two-sided (not corrected "
+            "across pairs)."
         ),
     )
 
@@ -212,11 +232,15 @@ def comparison_tables(comparison: Comparison, stats: ComparisonStats) -> list[Ta
 
 
 def rank_line(stats: ComparisonStats) -> str:
-    """Spearman's rho between the search's and the final objective, and what it means."""
-    return (
+    """Spearman's rho between the search's and the final objective, what it means, and
+    Kendall's tau beside it."""
+    line = (
         "Search against final ranking, over the entrants with both objectives: "
         + describe_rank_correlation(stats.rank)
     )
+    if stats.kendall is not None and stats.kendall.n >= 3:
+        line += f" Kendall's tau = {stats.kendall}."
+    return line
 
 
 _STYLE = {"better": "green", "worse": "red", "best": "bold", "muted": "dim"}

@@ -10,6 +10,11 @@ are finished by the evaluation that finds it (``evaluation_runs.py``).
 The statistics are in ``comparison_stats.py``, the tables in ``compare_tables.py``.
 
 Seeds are the study's seed, seed + 1, ...; the test split always gets HD95 (``hd95: true``).
+
+Entrants whose evaluations are the same (same candidate definition and train overrides: the
+same evaluation key), such as a trial answered from the cache by a baseline it equals, are one
+entrant, listed with every name (:func:`merge_identical`): counted twice they would be a pair
+with no difference and two points of the rank correlation.
 """
 
 from __future__ import annotations
@@ -31,7 +36,14 @@ from losslab.search.study_runs import close_stale_runs
 from losslab.tracking import Tracker
 from losslab.training import Hook, Result, Trainer
 
-__all__ = ["Comparison", "Entrant", "cached_comparison", "check_request", "run_comparison"]
+__all__ = [
+    "Comparison",
+    "Entrant",
+    "cached_comparison",
+    "check_request",
+    "merge_identical",
+    "run_comparison",
+]
 
 
 @dataclass
@@ -47,10 +59,40 @@ class Entrant:
     study: str = ""
     results: list[Result] = field(default_factory=list)  # one per seed, in seed order
     run_ids: list[str | None] = field(default_factory=list)
+    aliases: list[str] = field(default_factory=list)  # other names of the same evaluations
 
     @property
     def ok(self) -> list[Result]:
         return [r for r in self.results if r.ok]
+
+    @property
+    def display(self) -> str:
+        """The label and its aliases: ``dice_ce = trial-004``."""
+        return " = ".join([self.label, *self.aliases])
+
+
+def merge_identical(entrants: Sequence[Entrant], key: Callable[[Entrant], str]) -> list[Entrant]:
+    """One entrant per ``key`` (the evaluation key): the others become its ``aliases``.
+
+    A candidate equal to a baseline is the baseline (its role and label, at the baseline's
+    place), with the trial's name as an alias and the search value of either; otherwise the
+    first keeps its place and label.
+    """
+    merged: dict[str, Entrant] = {}
+    for entrant in entrants:
+        found = merged.get(key(entrant))
+        if found is None:
+            merged[key(entrant)] = entrant
+            continue
+        first, second = found, entrant
+        if found.role == "candidate" and entrant.role == "baseline":
+            first, second = entrant, found
+            del merged[key(entrant)]  # the baseline's place, after the candidates
+            merged[key(entrant)] = first
+        first.aliases.extend([second.label, *second.aliases])
+        if math.isnan(first.search_value):
+            first.search_value = second.search_value
+    return list(merged.values())
 
 
 @dataclass
@@ -197,8 +239,8 @@ def cached_comparison(
     """The comparison as far as the cache holds it (``losslab report``: nothing trains): the
     seeds from the study's up to the first that no entrant has; ``None`` when there is none."""
     fidelity_name, final = study.config.final_fidelity(fidelity)
-    entrants = _entrants([study], top)
     evaluator = _final_evaluator(study, final)
+    entrants = merge_identical(_entrants([study], top), _identity(evaluator))
     seeds = []
     for seed in range(study.config.seed, study.config.seed + max_seeds):
         hits = [
@@ -224,6 +266,11 @@ def cached_comparison(
         entrants,
         reference or (baselines[0].label if baselines else None),
     )
+
+
+def _identity(evaluator: Evaluator) -> Callable[[Entrant], str]:
+    """An entrant's evaluation key without its seed: equal for the same evaluations."""
+    return lambda e: evaluator.key(e.candidate, seed=0, overrides=e.overrides)
 
 
 class _Done(Hook):
@@ -281,6 +328,7 @@ def run_comparison(
     evaluator = _final_evaluator(
         first, final, tracker=tracker, parent_run_id=parent, cache=store.cache, trainer=trainer
     )
+    entrants = merge_identical(entrants, _identity(evaluator))
     baselines = [e for e in entrants if e.role == "baseline"]
     comparison = Comparison(
         config,

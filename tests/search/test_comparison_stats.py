@@ -13,7 +13,7 @@ from losslab.search.comparison import Comparison, Entrant
 from losslab.search.comparison_stats import compute_stats
 from losslab.search.fidelity import Fidelity
 from losslab.search.objective import Objective
-from losslab.stats import BETTER
+from losslab.stats import BETTER, WORSE
 from losslab.training import Result
 
 CLASSES = ["background", "liver", "tumour"]
@@ -135,3 +135,112 @@ def test_the_tables_say_when_no_class_can_be_marked():
     note = power_note(comparison, stats)
     assert "9 (seed, case) pairs" in note and "0.0039" in note and "13 classes" in note
     assert "0.051" in note
+
+
+def test_identical_entrants_count_once():
+    from losslab.search.comparison import merge_identical
+
+    same = [[[1.0, 0.6, 0.4] for _ in CASES]]
+    trial = _entrant("trial-004", "candidate", 0.40, same)
+    other = _entrant("trial-007", "candidate", 0.30, [[[1.0, 0.2, 0.1] for _ in CASES]])
+    third = _entrant("trial-009", "candidate", 0.20, [[[1.0, 0.3, 0.2] for _ in CASES]])
+    base = _entrant("dice", "baseline", math.nan, same)  # the same definition as trial-004
+    focal = _entrant("focal", "baseline", 0.10, [[[1.0, 0.1, 0.0] for _ in CASES]])
+    focal.candidate = parse_candidate({"name": "focal", "loss": "focal"}, "focal")
+    for entrant in (other, third):  # a different definition each
+        entrant.candidate = parse_candidate({"name": entrant.label, "loss": "ce"}, "x")
+    third.overrides = {"lr": 0.01}
+    merged = merge_identical(
+        [trial, other, third, base, focal],
+        lambda e: e.candidate.key + str(sorted(e.overrides.items())),
+    )
+    assert [e.label for e in merged] == ["trial-007", "trial-009", "dice", "focal"]
+    dice = merged[2]
+    assert dice.role == "baseline" and dice.aliases == ["trial-004"]
+    assert dice.display == "dice = trial-004"
+    assert dice.search_value == 0.40  # the trial's: the baseline had none
+    comparison = _comparison(merged)
+    comparison.reference = "dice"
+    stats = compute_stats(comparison)
+    assert stats.rank.n == 4  # four distinct entrants, not five
+    assert ("trial-004", "dice") not in stats.pairs
+    summary = summary_table(comparison, stats)
+    assert "dice = trial-004" in [row[0] for row in summary.rows]
+    assert "dice = trial-004" in class_table(comparison, stats, "dice").headers
+
+
+def _focal_pair():
+    # asymmetric focal beats focal on the tumour in all nine (seed, case) pairs
+    focal = [[[1.0, 0.5, 0.2] for _ in CASES] for _ in range(3)]
+    asym = [[[1.0, 0.5, 0.2 + 0.01 * (3 * s + c + 1)] for c in range(3)] for s in range(3)]
+    entrants = [
+        _entrant("trial-001", "candidate", 0.40, focal),
+        _entrant("focal", "baseline", 0.35, focal),
+        _entrant("asymmetric_focal", "baseline", 0.36, asym),
+    ]
+    comparison = _comparison(entrants)
+    comparison.reference = "focal"
+    return comparison
+
+
+def test_baselines_are_tested_against_each_other():
+    from losslab.search.compare_tables import pairs_table
+
+    comparison = _focal_pair()
+    stats = compute_stats(comparison)
+    assert set(stats.pairs) == {
+        ("trial-001", "focal"),
+        ("trial-001", "asymmetric_focal"),
+        ("focal", "asymmetric_focal"),
+    }
+    pair = stats.pair("asymmetric_focal", "focal")  # tested the other way round, flipped
+    assert pair.marks["dice"] == ["", "", BETTER]
+    assert pair.classes["dice"][2].difference.mean == pytest.approx(0.05)
+    assert stats.pair("focal", "asymmetric_focal").marks["dice"][2] == WORSE
+    summary = summary_table(comparison, stats)
+    rows = {row[0]: row[5] for row in summary.rows}
+    assert rows == {"trial-001": "0/0", "focal": "-", "asymmetric_focal": "1/0"}
+    tumour = class_table(comparison, stats, "dice").rows[2]
+    assert tumour[-1].endswith(BETTER)  # the baseline column gets its mark
+    table = pairs_table(comparison, stats)
+    assert ["focal", "asymmetric_focal"] in [row[:2] for row in table.rows]
+    only = compute_stats(comparison, pairs="candidates")
+    assert ("focal", "asymmetric_focal") not in only.pairs
+    assert summary_table(comparison, only).rows[2][5] == "-"
+    with pytest.raises(ValueError, match="unknown pairs 'some'"):
+        compute_stats(comparison, pairs="some")
+    with pytest.raises(ValueError, match="unknown bootstrap 'nested'"):
+        compute_stats(comparison, bootstrap="nested")
+
+
+def test_hierarchical_bootstrap_is_wider_when_seeds_differ():
+    # seeds at 0.2, 0.5, 0.8 with cases close around each: the seed-to-seed spread dominates
+    per_seed = [[[1.0, level + 0.01 * c, 0.3] for c in range(3)] for level in (0.2, 0.5, 0.8)]
+    comparison = _comparison([_entrant("base", "baseline", 0.3, per_seed)])
+    nested = compute_stats(comparison).classes["base"]["dice"][1]
+    flat = compute_stats(comparison, bootstrap="flat").classes["base"]["dice"][1]
+    assert nested.mean == pytest.approx(flat.mean) and nested.n == flat.n == 9
+    assert nested.high - nested.low > 1.5 * (flat.high - flat.low)
+    # the resampled seeds reach the extremes: a draw of three times the 0.2 seed
+    assert nested.low < 0.3 < 0.7 < nested.high
+    stats = compute_stats(comparison)
+    assert (
+        "hierarchical bootstrap: seeds, then cases" in class_table(comparison, stats, "dice").note
+    )
+    flat_stats = compute_stats(comparison, bootstrap="flat")
+    assert "as if independent" in summary_table(comparison, flat_stats).note
+
+
+def test_kendall_beside_spearman_with_exact_p():
+    from losslab.search.compare_tables import rank_line
+
+    finals = [0.1, 0.2, 0.3]  # three entrants in perfect order: exact p = 1/3
+    entrants = [
+        _entrant(f"e{i}", "candidate", 0.1 * (i + 1), [[[1.0, f, f] for _ in CASES]])
+        for i, f in enumerate(finals)
+    ]
+    stats = compute_stats(_comparison(entrants))
+    assert stats.rank.rho == 1.0 and stats.rank.p == pytest.approx(1 / 3)
+    assert stats.kendall.rho == 1.0 and stats.kendall.p == pytest.approx(1 / 3)
+    line = rank_line(stats)
+    assert "exact p=0.33" in line and "does not predict" in line and "Kendall's tau" in line
