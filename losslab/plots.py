@@ -207,7 +207,7 @@ def _class_weights_plot(result: Result) -> bytes | None:
     return figure_png(fig)
 
 
-def _term_weights_plot(result: Result) -> bytes | None:
+def _term_weights_plot(result: Result, names: Sequence[str] | None = None) -> bytes | None:
     rows = [r for r in result.history if r.term_weights]
     if not rows:
         return None
@@ -223,7 +223,8 @@ def _term_weights_plot(result: Result) -> bytes | None:
     epochs = [r.epoch for r in rows]
     for k in range(width):
         values = [float(r.term_weights[k]) if k < len(r.term_weights) else math.nan for r in rows]
-        _steps(ax, epochs, values, lw=1.4, color=cmap(k % cmap.N), label=f"term {k}")
+        label = names[k] if names is not None and k < len(names) else f"term {k}"
+        _steps(ax, epochs, values, lw=1.4, color=cmap(k % cmap.N), label=label)
     ax.set_title(
         "loss term weights" + ("" if changed else ": constant"), fontsize=10
     )  # fmt: skip
@@ -336,8 +337,9 @@ _PLOTS = (
 )
 
 
-def evaluation_plots(result: Result) -> dict[str, bytes]:
-    """Artifact path -> PNG for the plots the result has data for.
+def evaluation_plots(result: Result, term_names: Sequence[str] | None = None) -> dict[str, bytes]:
+    """Artifact path -> PNG for the plots the result has data for; ``term_names`` label the
+    loss terms' weights (``tracking_format.term_labels``: ``dice``, ``ce``; else ``term 0``).
 
     ``plots/val_dice.png`` (foreground validation Dice over epochs, NaN skipped),
     ``plots/class_weights.png`` (class loss weights as steps), ``plots/term_weights.png``
@@ -347,7 +349,9 @@ def evaluation_plots(result: Result) -> dict[str, bytes]:
     """
     if not plots_enabled():
         return {}
-    return draw_all([(path, lambda draw=draw: draw(result)) for path, draw in _PLOTS])
+    plots = [(path, lambda draw=draw: draw(result)) for path, draw in _PLOTS]
+    plots[2] = (plots[2][0], lambda: _term_weights_plot(result, term_names))
+    return draw_all(plots)
 
 
 def draw_all(plots: Sequence[tuple[str, Callable[[], bytes | None]]]) -> dict[str, bytes]:

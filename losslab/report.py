@@ -28,7 +28,7 @@ __all__ = [
     "print_table",
     "split_title",
     "unchanged_schedule_warnings",
-    "worst_classes",
+    "worst_marks",
 ]
 
 _COLUMNS = (("dice", "Dice"), ("sensitivity", "SEN"), ("precision", "PRC"), ("hd95", "HD95 mm"))
@@ -58,24 +58,47 @@ def _number_column(table: Table, header: str) -> None:
     table.add_column(header, justify="right", overflow="fold")
 
 
-def worst_classes(dice: Sequence[float], worst: int) -> set[int]:
-    """The ``worst`` foreground classes (index >= 1) of lowest Dice, NaN (absent) left out.
+def worst_marks(dice: Sequence[float], worst: int) -> dict[int, str]:
+    """The marks of the ``worst`` foreground classes (index >= 1) of lowest Dice as printed (3
+    decimals; NaN, an absent class, left out): ``(worst)``, or, for classes whose printed Dice
+    tie, ``(3 tie at 0.000)`` on each of them (a tie that crosses the ``worst`` cut takes in all
+    its classes: which of them is "worst" would be arbitrary).
 
     Marking only means something when some classes are left unmarked: with ``worst`` or fewer
-    foreground classes that have a Dice, no class is marked (the empty set).
+    foreground classes that have a Dice, or when ties would mark them all, none is marked.
     """
-    ranked = sorted(
-        (c for c in range(1, len(dice)) if not math.isnan(dice[c])), key=dice.__getitem__
-    )
-    return set(ranked[:worst]) if len(ranked) > worst else set()
+    shown = {c: round(dice[c], 3) for c in range(1, len(dice)) if not math.isnan(dice[c])}
+    if len(shown) <= worst:
+        return {}
+    marks: dict[int, str] = {}
+    for value in sorted(set(shown.values())):
+        if len(marks) >= worst:
+            break
+        group = [c for c in sorted(shown) if shown[c] == value]
+        label = "(worst)" if len(group) == 1 else f"({len(group)} tie at {value:.3f})"
+        marks.update((c, label) for c in group)
+    return marks if len(marks) < len(shown) else {}
+
+
+def _never_predicted(result: Result) -> set[int]:
+    """Classes present in some test case yet predicted in none (``predicted_voxels``)."""
+    predicted = result.test_cases.get("predicted_voxels")
+    dice = result.test_cases.get("dice")
+    if not predicted or not dice or len(predicted) != len(dice):
+        return set()
+    classes = range(1, len(result.class_names))
+    present = {c for c in classes if any(not math.isnan(row[c]) for row in dice)}
+    return {c for c in present if all(row[c] == 0 for row in predicted)}
 
 
 def per_class_table(result: Result, *, worst: int = 3, title: str | None = None) -> Table:
-    """Per-class test metrics (Dice, SEN, PRC, HD95), the ``worst`` foreground classes marked.
+    """Per-class test metrics (Dice, SEN, PRC, HD95), the ``worst`` foreground classes marked
+    (:func:`worst_marks`: ties are said, not ranked).
 
-    Classes are marked "(worst)" only when more than ``worst`` foreground classes have a Dice
-    (see :func:`worst_classes`); the title says how many test cases it covers, when known.
-    Print it with :func:`print_table` so no cell is cut.
+    A class never predicted on the test split has no HD95 (no surface to measure from): its
+    cell says ``n/a: never predicted`` and the caption says the mean counts it as the volume's
+    diagonal. The title says how many test cases the table covers, when known. Print it with
+    :func:`print_table` so no cell is cut.
     """
     title = title or f"Test metrics per class ({result.status})"
     cases = len(result.test_case_ids)
@@ -86,12 +109,15 @@ def per_class_table(result: Result, *, worst: int = 3, title: str | None = None)
     metrics = [(key, label) for key, label in _COLUMNS if key in result.test_metrics]
     for _, label in metrics:
         _number_column(table, label)
-    marked = worst_classes(result.test_metrics.get("dice", []), worst)
+    marks = worst_marks(result.test_metrics.get("dice", []), worst)
+    never = _never_predicted(result) if "hd95" in result.test_metrics else set()
     for c, name in enumerate(result.class_names):
         if c == 0:
             continue
         row = [_fmt(result.test_metrics[key][c], 1 if key == "hd95" else 3) for key, _ in metrics]
-        label = f"{name} [bold red](worst)[/]" if c in marked else name
+        if c in never:
+            row[[k for k, _ in metrics].index("hd95")] = "n/a: never predicted"
+        label = f"{name} [bold red]{marks[c]}[/]" if c in marks else name
         table.add_row(label, *row)
     means = [result.foreground_mean(key) for key, _ in metrics]
     table.add_section()
@@ -99,6 +125,13 @@ def per_class_table(result: Result, *, worst: int = 3, title: str | None = None)
         "[bold]mean (foreground)[/]",
         *[_fmt(m, 1 if k == "hd95" else 3) for m, (k, _) in zip(means, metrics)],
     )
+    if never:
+        names = ", ".join(result.class_names[c] for c in sorted(never))
+        table.caption = (
+            f"HD95 n/a: {names} never predicted on the test split, so no distance can be "
+            "measured; the HD95 mean counts each such class as the volume's diagonal (the "
+            "largest distance)."
+        )
     return table
 
 

@@ -4,7 +4,7 @@ One run per evaluation, nested under a parent run when called from a study or a 
 by its role and content (``trial-004 tversky(alpha=0.283)``). It holds what reproduces it
 (``candidate.json`` with every digit, seed, fidelity, data fingerprint, version; readable params,
 see ``tracking_format``), curves per epoch (``val_dice/<class>``, ``weight/<class>``,
-``term_weight/<k>``, ``objective``, ``train_loss``), single values (``test_<metric>/mean``,
+``term_weight/<term>`` (``dice``, ``ce``), ``objective``, ``train_loss``), single values (``test_<metric>/mean``,
 ``test_objective``, ``objective``, ``wall_time``, ``steps``), the per-class test metrics as a
 table (``test_per_class.json``, compared across runs in MLflow's artifact view) and
 ``per_class.csv``, tags (status, failure reason...), ``history.json`` and learned networks

@@ -353,9 +353,12 @@ def _foreground_mean(values: Sequence[float]) -> float | None:
     return sum(foreground) / len(foreground) if foreground else None
 
 
-def epoch_metrics(class_names: Sequence[str], record: EpochRecord) -> dict[str, float]:
+def epoch_metrics(
+    class_names: Sequence[str], record: EpochRecord, term_names: Sequence[str] | None = None
+) -> dict[str, float]:
     """One epoch's curves: ``train_loss``, ``val_dice/<class>`` and their foreground mean,
-    ``weight/<class>``, ``term_weight/<k>``."""
+    ``weight/<class>``, ``term_weight/<term>`` (``losslab.losses.naming.term_labels``, given as
+    ``term_names``; ``term_weight/<k>`` without them)."""
     metrics: dict[str, float] = {"train_loss": record.train_loss}
     for c, name in enumerate(class_names):
         metrics[f"val_dice/{name}"] = record.val_dice[c]
@@ -364,7 +367,8 @@ def epoch_metrics(class_names: Sequence[str], record: EpochRecord) -> dict[str, 
     if mean is not None:
         metrics["val_dice/mean"] = mean
     for k, alpha in enumerate(record.term_weights):
-        metrics[f"term_weight/{k}"] = alpha
+        name = term_names[k] if term_names is not None and k < len(term_names) else str(k)
+        metrics[f"term_weight/{name}"] = alpha
     return metrics
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from losslab import __version__
+from losslab.losses.naming import term_labels
 from losslab.tracking_format import (
     epoch_metrics,
     per_class_csv,
@@ -105,7 +106,9 @@ class MLflowHook(Hook):
         self._start()
 
     def on_epoch_end(self, state: TrainState, record: EpochRecord) -> None:
-        metrics = epoch_metrics(state.dataset.class_names, record)
+        metrics = epoch_metrics(
+            state.dataset.class_names, record, term_labels(self.candidate.terms)
+        )
         if self.epoch_metrics is not None:
             metrics.update(self.epoch_metrics(record))
         self.tracker.log_metrics(self._start(), metrics, step=record.epoch)
@@ -138,6 +141,6 @@ class MLflowHook(Hook):
         """Per-class validation Dice, class and term weights, logit margins (``plots/``)."""
         from losslab.plots import evaluation_plots
 
-        plots = evaluation_plots(result)  # {} when LOSSLAB_PLOTS=0
+        plots = evaluation_plots(result, term_labels(self.candidate.terms))  # {}: LOSSLAB_PLOTS=0
         if plots:
             self.tracker.log_files(run_id, plots)

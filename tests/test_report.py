@@ -9,8 +9,10 @@ import random
 import pytest
 from rich.console import Console
 
-from losslab.report import class_table, per_class_table, print_table
+from losslab.report import class_table, per_class_table, print_table, worst_marks
 from losslab.training.result import Result
+
+NAN = math.nan
 
 ELLIPSIS = "…"
 
@@ -144,3 +146,44 @@ def test_a_table_with_no_scored_foreground_class_shows_a_dash_for_the_mean() -> 
     out = io.StringIO()
     print_table(Console(file=out, width=80), class_table("t", ["background", "a"], [1.0], columns))
     assert _line_of(out.getvalue(), "mean").split("│")[3].strip() == "-"
+
+
+def test_classes_that_tie_are_said_to_tie_not_ranked() -> None:
+    # Three classes at 0.000 (never learned): none is "the worst"; the table says they tie.
+    dice = [0.99, 0.9, 0.0, 0.8, 0.0, 0.0, 0.7]
+    assert worst_marks(dice, 3) == {
+        2: "(3 tie at 0.000)",
+        4: "(3 tie at 0.000)",
+        5: "(3 tie at 0.000)",
+    }
+    assert _marked(dice) == []
+    # A tie across the cut takes in the whole tie; a tie below it, then the next class.
+    assert set(worst_marks([0.99, 0.0, 0.0, 0.0, 0.0, 0.5, 0.7], 3)) == {1, 2, 3, 4}
+    assert worst_marks([0.99, 0.9, 0.0, 0.8, 0.0, 0.5, 0.7], 3) == {
+        2: "(2 tie at 0.000)", 4: "(2 tie at 0.000)", 5: "(worst)"
+    }  # fmt: skip
+    assert worst_marks([0.99, 0.0, 0.0, 0.0, 0.0], 3) == {}  # all tie: marking says nothing
+    assert worst_marks([0.99, 0.9004, 0.9001, 0.5, 0.4], 2) == {3: "(worst)", 4: "(worst)"}
+
+
+def test_hd95_of_a_class_never_predicted_says_why() -> None:
+    names = ["background", "liver", "gallbladder", "spleen"]
+    metrics = {
+        "dice": [NAN, 0.9, 0.0, 0.0],
+        "sensitivity": [NAN, 0.9, 0.0, 0.0],
+        "precision": [NAN, 0.9, 0.0, 0.0],
+        "hd95": [NAN, 2.0, 83.1, 12.5],
+    }
+    result = Result(status="ok", class_names=names, test_metrics=metrics)
+    # gallbladder: predicted nowhere; spleen: predicted in the wrong place (a real distance).
+    result.test_cases = {
+        "dice": [[NAN, 0.9, 0.0, 0.0]],
+        "predicted_voxels": [[900.0, 120.0, 0.0, 7.0]],
+    }
+    out = io.StringIO()
+    print_table(Console(file=out, width=200), per_class_table(result))
+    text = out.getvalue()
+    (row,) = [line for line in text.splitlines() if line.startswith("│ gallbladder ")]
+    assert "n/a: never predicted" in row and "83.1" not in row
+    assert " 12.5 " in _line_of(text, "spleen") and " 2.0 " in _line_of(text, "liver")
+    assert "gallbladder never predicted on the test split" in text.replace("\n", " ")

@@ -148,9 +148,12 @@ def test_schedules_apply_and_their_weights_reach_mlflow(uri, phantom, tmp_path, 
     for c, name in enumerate(phantom.class_names):
         history = [m.value for m in client.get_metric_history(run_id, f"weight/{name}")]
         assert history == pytest.approx([1.0, expected[c]])
-    assert [m.value for m in client.get_metric_history(run_id, "term_weight/1")] == pytest.approx(
+    # The term weights' curves are named by their terms (dice_ce: dice, ce), not 0 and 1.
+    assert [m.value for m in client.get_metric_history(run_id, "term_weight/ce")] == pytest.approx(
         [3 / 7, 1.0]
     )
+    logged = client.get_run(run_id).data.metrics
+    assert "term_weight/dice" in logged and "term_weight/0" not in logged
 
 
 def _start_and_kill(folder, uri: str, delay: float) -> int:

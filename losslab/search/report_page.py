@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from losslab.classwise import foreground_mean
 from losslab.html_report import HtmlImage, HtmlSection, HtmlTable, render_report
+from losslab.losses.naming import term_labels
 from losslab.plots import evaluation_plots
 from losslab.search.compare_tables import TableData, comparison_tables, rank_line
 from losslab.search.comparison import Comparison
@@ -186,7 +187,8 @@ def _comparison_section(
         result = next((r for r in entrant.results if r.ok), None)
         if result is None:
             continue
-        for name, png in evaluation_plots(result).items():
+        names = term_labels(entrant.candidate.terms)
+        for name, png in evaluation_plots(result, names).items():
             title = f"{entrant.label}: {_PLOT_TITLES.get(name, name)} (seed {comparison.seeds[0]})"
             images.append(HtmlImage(title, png))
     text = (

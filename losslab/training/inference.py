@@ -11,21 +11,23 @@ from monai.inferers import sliding_window_inference
 
 from losslab.training.metrics import confusion_matrix, hd95_per_class, overlap_metrics
 
-__all__ = ["LOGIT_EDGES", "SplitDetails", "evaluate_split"]
+__all__ = ["LOGIT_EDGES", "PREDICTED", "SplitDetails", "evaluate_split"]
 
 LOGIT_EDGES = torch.linspace(-20.0, 20.0, 81)  # margins beyond +-20 land in the end bins
+PREDICTED = "predicted_voxels"  # Result.test_cases key: voxels predicted as each class, per case
 
 
 @dataclass
 class SplitDetails:
     """What :func:`evaluate_split` can collect besides the means: the per-case values (paired
-    comparisons pair by case) and, per foreground class, histograms of its logit margin (its
+    comparisons pair by case; ``per_case[PREDICTED]``: the voxels predicted as each class) and, per foreground class, histograms of its logit margin (its
     logit minus the largest other one; > 0 where it is predicted) at its own voxels
     (``foreground``) and at all others (``background``), as in Li et al.'s analysis of under-
     and over-segmentation."""
 
     per_case: dict[str, list[list[float]]] = field(default_factory=dict)
     counts: torch.Tensor | None = None  # [C, 2, bins]: background, foreground (row 0 unused)
+    predicted: list[torch.Tensor] = field(default_factory=list)  # per case: voxels per class
 
     def add_logits(self, logits: torch.Tensor, label: torch.Tensor) -> None:
         """Accumulate the margin histograms of one case (``logits`` ``[C, D, H, W]``), on the
@@ -134,7 +136,10 @@ def evaluate_split(
             pred = logits.argmax(1)[0]
             if details is not None:
                 details.add_logits(logits[0], label)
-            overlap_values = overlap_metrics(confusion_matrix(pred, label, num_classes))
+            confusion = confusion_matrix(pred, label, num_classes)
+            overlap_values = overlap_metrics(confusion)
+            if details is not None:  # a class never predicted has no HD95 (report.py says so)
+                details.predicted.append(confusion.sum(0).cpu())
             for metric in metrics:
                 if metric == "hd95":
                     per_case[metric].append(hd95_per_class(pred, label, num_classes, case_spacing))
@@ -148,4 +153,6 @@ def evaluate_split(
         out[metric] = rows.nanmean(0).tolist() if values else [math.nan] * num_classes
         if details is not None:
             details.per_case[metric] = rows.tolist()
+    if details is not None and details.predicted:
+        details.per_case[PREDICTED] = torch.stack(details.predicted).double().tolist()
     return out

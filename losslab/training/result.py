@@ -42,7 +42,9 @@ class Result:
         artifacts: text files a hook adds (file name -> content), logged as MLflow artifacts.
         tags: short facts a hook adds (``greedy.mode``), logged as MLflow tags.
         test_cases: metric -> one ``[C]`` list per test case (NaN: class absent from the case),
-            the values ``test_metrics`` averages; ``test_case_ids`` names the cases.
+            the values ``test_metrics`` averages; ``test_case_ids`` names the cases. Also
+            ``predicted_voxels``: the voxels predicted as each class in each case (a class
+            never predicted has no HD95; the mean counts it as the volume's diagonal).
         logit_hist: class name -> ``{"edges": [E+1], "foreground": [E], "background": [E]}``,
             histograms over the test split of the class's logit margin (its logit minus the
             largest other logit; > 0 where the class is predicted) at the voxels of the class
