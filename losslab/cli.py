@@ -81,7 +81,9 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
         "--loss",
         default=None,
         help="a library loss (" + ", ".join(list_losses()) + ") or a loss expression such as "
-        "'1 - vsum(p * y) / vsum(p + y)' (default: dice_ce)",
+        "'1 - vsum(p * y) / vsum(p + y)' (default: dice_ce). Class-weighted ce averages over "
+        "all voxels, where torch's F.cross_entropy(weight=...) divides by the total weight; "
+        "dice_focal's focal term is over the softmax, not MONAI's DiceFocalLoss (sigmoid)",
     )
     parser.add_argument(
         "--candidate",

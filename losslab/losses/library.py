@@ -104,7 +104,11 @@ def route_parameters(
 _ENTRIES = [
     LibraryLoss(
         "ce",
-        "Cross-entropy, per class: C * mean_n(-y_c log p_c).",
+        "Cross-entropy, per class: C * mean_n(-y_c log p_c). With class weights w the engine's "
+        "mean_c(w_c * L_c) is (1/N) sum_n w_(y_n) (-log p_(y_n)), an average over all N voxels; "
+        "torch.nn.functional.cross_entropy(weight=w) divides by the total weight "
+        "sum_n w_(y_n) instead, so weighted values differ by N / sum_n w_(y_n) (the same "
+        "direction, another scale); with uniform weights they are equal.",
         "nc * vmean(-y * logp)",
     ),
     LibraryLoss(
@@ -193,7 +197,11 @@ _ENTRIES = [
         "dice_ce", "Dice + cross-entropy (MONAI's DiceCELoss).", parts=(("dice", 1.0), ("ce", 1.0))
     ),
     LibraryLoss(
-        "dice_focal", "Dice + focal (MONAI's DiceFocalLoss).", parts=(("dice", 1.0), ("focal", 1.0))
+        "dice_focal",
+        "Dice + focal, the focal term over the softmax (C * mean_n(-(1 - p_c)^gamma y_c log p_c)). "
+        "Not MONAI's DiceFocalLoss: its focal term is a sigmoid (one binary focal loss per "
+        "channel) unless use_softmax is set, and it averages over classes, so its values differ.",
+        parts=(("dice", 1.0), ("focal", 1.0)),
     ),
     LibraryLoss(
         "tversky_focal",
