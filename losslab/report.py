@@ -378,6 +378,12 @@ class StudyProgress:
                 text, highlight=False
             )
 
+    def say(self, text: str) -> None:
+        """Print ``text`` above the bars, or alone without them (``enabled=False`` too); a
+        command in it is never broken by a wrap (``soft_wrap``)."""
+        console = self._progress.console if self._progress is not None else self.console
+        console.print(text, highlight=False, soft_wrap=True)
+
     def trial_done(self, text: str) -> None:
         self.line(text)
         self.advance_to(self._done + 1)

@@ -202,6 +202,7 @@ def _compare(args: argparse.Namespace) -> int:
     from losslab.search.comparison import check_request, run_comparison
     from losslab.search.comparison_stats import compute_stats
     from losslab.search.deadline import DeadlineHook, TimeUp
+    from losslab.search.study_timing import plural
     from losslab.tables import print_table
 
     console = _console()
@@ -263,7 +264,7 @@ def _compare(args: argparse.Namespace) -> int:
     log_comparison(comparison, stats, tables)
     total = len(comparison.entrants) * len(comparison.seeds)
     console.print(
-        f"{total} evaluations; {comparison.trained} trained now, {total - comparison.trained} "
+        f"{plural(total, 'evaluation')}; {comparison.trained} trained now, {total - comparison.trained} "
         "from the cache."
     )
     spec = escape(args.study[0])
@@ -325,6 +326,7 @@ def run_report(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     from losslab.config import ConfigError
+    from losslab.search.study_timing import plural
     from losslab.search.summary import best_table, class_dice_table
     from losslab.tables import print_table
 
@@ -340,7 +342,7 @@ def run_show(args: argparse.Namespace) -> int:
         print_table(console, per_class)
     counts = outcome.counts()
     console.print(
-        f"{len(outcome.records)} trials ({counts['ok']} ok, {counts['pruned']} pruned, "
+        f"{plural(len(outcome.records), 'trial')} ({counts['ok']} ok, {counts['pruned']} pruned, "
         f"{counts['failed']} failed); storage {study.storage_url}",
         soft_wrap=True,
         highlight=False,

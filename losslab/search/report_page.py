@@ -258,7 +258,7 @@ def _mlflow_line(tracking_uri: str, ui_command: str, ui_url: str | None = None) 
 
 
 def _budget(config) -> str:
-    parts = [f"{config.budget.trials} trials"] if config.budget.trials is not None else []
+    parts = [plural(config.budget.trials, "trial")] if config.budget.trials is not None else []
     if config.budget.minutes is not None:
-        parts.append(f"{config.budget.minutes:g} minutes per invocation")
+        parts.append(f"{config.budget.minutes:g} minutes of trials per invocation")
     return ", ".join(parts)

@@ -143,11 +143,8 @@ class Study(BatchRunner):
         return hit.result if hit is not None else None
 
     def say(self, text: str) -> None:
-        """A line for the user, above the bars, printed with or without them."""
-        if self.display.enabled:
-            self.display.line(text)
-        else:
-            self.display.console.print(text, highlight=False)
+        """A line for the user, above the bars, printed with or without them, unwrapped."""
+        self.display.say(text)
 
     def _log_backend(
         self, metrics: dict[str, float], step: int, tags: dict[str, str] | None = None

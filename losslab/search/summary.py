@@ -204,7 +204,7 @@ def markdown_summary(outcome: StudyOutcome, limit: int = 5000) -> str:
     if config.budget.trials is not None:
         budget += f" of {config.budget.trials}"
     if config.budget.minutes is not None:
-        budget += f" ({config.budget.minutes:g} minutes per invocation)"
+        budget += f" ({config.budget.minutes:g} minutes of trials per invocation)"
     head = [
         f"**Study {_cell(config.name)}**: backend `{config.backend}`, objective "
         f"{_cell(config.objective.describe())} on the validation split",

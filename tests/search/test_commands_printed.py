@@ -128,3 +128,20 @@ def test_the_printed_dashboard_command_serves_the_study(printed):
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_the_resume_hint_is_one_line(tmp_path, capsys, monkeypatch):
+    import losslab.search.study as study_module
+    from losslab.cli import main
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(study_module, "run_study", stopped)
+    folder = tmp_path / ("a_folder_with_a_long_name_" * 3)
+    folder.mkdir()
+    path = write_study(folder)
+    assert main(["search", str(path), "--no-progress"]) == 130
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if "Continue with" in line]
+    assert line.endswith(f"Continue with: losslab search {path} --resume")
