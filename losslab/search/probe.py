@@ -271,12 +271,17 @@ class LogitRun:
         end: foreground Dice after the run (``start`` when it failed).
         steps: Adam steps taken.
         failure: why the run stopped early (a non-finite value or gradient), else ``""``.
+        logits: the logits the run ended at ``[B, C, *spatial]`` (``None`` when it failed).
+        lowest: the lowest value of the loss during the run (a loss with a pole or unbounded
+            below dives there and comes back; ``inf`` before the first step).
     """
 
     start: float
     end: float
     steps: int = 0
     failure: str = ""
+    logits: torch.Tensor | None = None
+    lowest: float = math.inf
 
     @property
     def gain(self) -> float:
@@ -315,9 +320,11 @@ def optimise_logits(
     for step in range(steps):
         optimiser.zero_grad(set_to_none=True)
         value = function(logits)
-        if not math.isfinite(float(value.detach())):
-            run.failure = f"non-finite loss {float(value.detach())} at step {step}"
+        number = float(value.detach())
+        if not math.isfinite(number):
+            run.failure = f"non-finite loss {number} at step {step}"
             return run
+        run.lowest = min(run.lowest, number)
         if not value.requires_grad:
             run.failure = "the loss has no gradient with respect to the logits"
             return run
@@ -327,5 +334,6 @@ def optimise_logits(
             return run
         optimiser.step()
         run.steps = step + 1
-    run.end = foreground_dice(logits.detach(), probe.labels)
+    run.logits = logits.detach()
+    run.end = foreground_dice(run.logits, probe.labels)
     return run

@@ -16,7 +16,7 @@ from losslab.losses import get_loss, list_losses, parse_loss
 from losslab.losses.library import LIBRARY
 from losslab.losses.nodes import BinOp, Call, Neg, Var
 from losslab.search.probe import Probe, foreground_dice, raw_logit_dice
-from losslab.search.screening import MIN_GAIN, STAGES, LossScreen
+from losslab.search.screening import MIN_END, MIN_GAIN, STAGES, LossScreen
 
 CE = "nc * vmean(-y * logp)"
 DICE = "1 - (2 * vsum(p * y) + eps) / (vsum(p) + vsum(y) + eps); eps=1e-5"
@@ -58,6 +58,69 @@ DEGENERATE = [
     "nc*vmean(-y*logp)",  # duplicate of CE
     "1 - (2*vsum(p*y) + eps) / (vsum(p) + vsum(y) + eps)",  # duplicate of DICE (default eps)
     "vmean(-y * logp) * nc + 1",  # gradient_duplicate of CE
+]
+
+# Losses whose optimum is not the correct segmentation: they raise the Dice of free logits for a
+# while, or tie with the truth, and trained they end at Dice near 0. Each must be rejected (the
+# comment says why it is degenerate).
+WRONG_OPTIMUM = [
+    # recalls the foreground alone: every voxel called foreground is as good as the truth
+    "1 - (vsum(fg * p * y) + 1e-5) / (vsum(fg * y) + 1e-5)",
+    # soft Dice on the raw logits: a pole where vsum(z) crosses -vsum(y), unbounded below
+    "1 - (2 * vsum(z * y) + 1e-5) / (vsum(z) + vsum(y) + 1e-5)",
+    # Tversky with a negative false-positive weight: rewards false positives
+    "1 - (vsum(p * y) + 1e-5) / (vsum(p * y) - 0.3 * vsum(p * (1 - y)) "
+    "+ 0.7 * vsum((1 - p) * y) + 1e-5)",
+    # cross-entropy of the background alone: all background is as good as the truth
+    "nc * vmean(-(1 - fg) * y * logp)",
+    # Dice of the background alone: the foreground classes may be confused at no cost
+    "1 - (2 * vsum((1 - fg) * p * y) + 1e-5) / (vsum((1 - fg) * (p + y)) + 1e-5)",
+    # rewards confidence in the most frequent class: one class everywhere
+    "-vmean(p ** 2) * vmean(y)",
+    # cross-entropy of every class weighted by its frequency: the class shares everywhere
+    "nc * vmean(-logp) * vmean(y)",
+    # unbounded below: raises the target logits without limit
+    "vmean(-y * z)",
+    # unbounded below: cross-entropy with a reward for large logits of any class
+    "nc * vmean(-y * logp) - 0.1 * vmean(z * z)",
+    # soft Dice of 1 - p: the anti-segmentation
+    "1 - (2 * vsum((1 - p) * y) + 1e-5) / (vsum(1 - p) + vsum(y) + 1e-5)",
+    # recall of the foreground with a reward for its false positives: foreground everywhere
+    "vmean(fg * y * (1 - p)) - vmean(fg * p * (1 - y))",
+    # regression of the logits onto the wrong classes
+    "vmean((z - 5 * (1 - y)) ** 2)",
+]
+
+# Losses of the literature, written in the loss language: none may be rejected.
+_DSC = "(2 * vsum(p * y) + eps) / (vsum(p) + vsum(y) + eps)"
+_TP, _FP = "vsum(p * y)", "vsum(p * (1 - y))"
+_FN, _TN = "vsum((1 - p) * y)", "vsum((1 - p) * (1 - y))"
+LITERATURE = [
+    # log-cosh Dice (Jadon 2020)
+    f"log((exp(1 - {_DSC}) + exp({_DSC} - 1)) / 2); eps=1e-5",
+    # exponential logarithmic loss (Wong et al. 2018), w_dice 0.8, w_ce 0.2, gamma 0.3
+    f"0.8 * (-log({_DSC})) ** gamma + 0.2 * nc * vmean(y * (-logp) ** gamma); eps=1e-5; gamma=0.3",
+    # combo loss (Taghanaki et al. 2019), alpha 0.5, beta 0.5
+    f"0.5 * vmean(-(0.5 * y * logp + 0.5 * (1 - y) * log(1 - p))) + 0.5 * (1 - {_DSC}); eps=1e-5",
+    # Poly-1 (Leng et al. 2022), epsilon 1
+    "nc * vmean(y * (-logp + 1 - p))",
+    # MCC loss (Abhishek and Hamarneh 2021)
+    f"1 - ({_TP} * {_TN} - {_FP} * {_FN}) / sqrt(({_TP} + {_FP}) * ({_TP} + {_FN}) "
+    f"* ({_TN} + {_FP}) * ({_TN} + {_FN}))",
+    # focal Tversky (Abraham and Khan 2019), alpha 0.7 on false negatives, gamma 0.75
+    f"(1 - ({_TP} + eps) / ({_TP} + 0.3 * {_FP} + 0.7 * {_FN} + eps)) ** gamma; eps=1e-5; "
+    "gamma=0.75",
+    # squared soft Dice (Milletari et al. 2016)
+    "1 - (2 * vsum(p * y) + eps) / (vsum(p ** 2) + vsum(y ** 2) + eps); eps=1e-5",
+    # label smoothing (Szegedy et al. 2016), 0.1: its optimum is not one-hot, but right
+    "nc * vmean(-(0.9 * y + 0.1 / nc) * logp)",
+    # soft Jaccard with the union as max(p, y), a Lovasz-like surrogate (Berman et al. 2018)
+    "1 - (vsum(p * y) + eps) / (vsum(max(p, y)) + eps); eps=1e-5",
+    # mean absolute error and Brier score
+    "vmean(abs(y - p))",
+    "vmean((y - p) ** 2)",
+    # Dice + CE written as one expression
+    f"nc * vmean(-y * logp) + 1 - {_DSC}; eps=1e-5",
 ]
 
 # Compound library losses (dice_ce, dice_focal, tversky_focal) are left out: their terms are
@@ -164,6 +227,46 @@ def test_degenerate_losses_are_rejected(probe):
     assert set(per_stage) <= set(STAGES)
     assert {"terminals", "degenerate", "no_improvement", "duplicate"} <= set(per_stage)
     assert screen.counts["passed"] == len(PRIMED) + len(DEGENERATE) - len(rejected)
+
+
+def test_losses_with_a_wrong_optimum_are_rejected(probe):
+    assert len(WRONG_OPTIMUM) >= 8
+    screen = LossScreen(probe)
+    rows = [(text, screen.check(text)) for text in WRONG_OPTIMUM]
+    passed = [(t, v) for t, v in rows if v.passed]
+    print(f"\nper stage {dict(Counter(v.stage for _, v in rows))}:\n{_table(rows)}")
+    assert not passed, f"degenerate losses passed:\n{_table(passed)}"
+
+
+def test_literature_losses_pass(probe):
+    assert len(LITERATURE) >= 8
+    screen = LossScreen(probe)
+    started = time.process_time()
+    rows = [(text, screen.check(text)) for text in LITERATURE]
+    seconds = (time.process_time() - started) / len(LITERATURE)
+    print(f"\nliterature on the probe ({seconds:.2f} s CPU per check):\n{_table(rows)}")
+    failed = [(t, v) for t, v in rows if not v.passed]
+    assert not failed, f"literature losses rejected:\n{_table(failed)}"
+
+
+def test_wrong_optimum_reasons():
+    screen = LossScreen(Probe.synthetic())
+    recall = screen.check(WRONG_OPTIMUM[0])
+    assert recall.stage == "wrong_optimum" and recall.gain > MIN_GAIN  # raised, not high
+    assert recall.reason.endswith(f"ends below {MIN_END:.2f}")
+    # each test of the optimum on its own, past the end Dice's
+    lenient = LossScreen(Probe.synthetic(), min_end=0.0)
+    for text, reason in [
+        (WRONG_OPTIMUM[0], "to the truth with the background as class 1"),
+        (WRONG_OPTIMUM[1], "prefers a point of its raw-logit run"),
+        (WRONG_OPTIMUM[3], "does not prefer the true segmentation (0) to all background (0)"),
+        (WRONG_OPTIMUM[4], "to the truth with the foreground classes merged"),
+        (WRONG_OPTIMUM[7], "unbounded below"),
+        (WRONG_OPTIMUM[8], "unbounded below"),
+    ]:
+        verdict = lenient.check(text)
+        assert verdict.stage == "wrong_optimum" and reason in verdict.reason, (text, verdict)
+    assert lenient.check(LITERATURE[7]).passed  # label smoothing: its optimum is right
 
 
 def test_terminal_reasons():
