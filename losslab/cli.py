@@ -229,12 +229,14 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def train_data_config_from_args(args: argparse.Namespace) -> DataConfig:
     """The ``DataConfig`` of ``losslab train``: ``data_config_from_args`` with the quick
-    defaults (a 32-voxel phantom of ``TRAIN_PHANTOM_CASES`` cases) when there is no
-    ``--config``. The data seed is ``--data-seed`` (default 0), never ``--seed``: a loop over
-    training seeds keeps the same cases and split, so only the training changes."""
+    defaults (a 32-voxel phantom of ``TRAIN_PHANTOM_CASES`` cases, the proxy at its 24-voxel
+    size) when there is no ``--config``. The data seed is ``--data-seed`` (default 0), never
+    ``--seed``: a loop over training seeds keeps the same cases and split, so only the
+    training changes."""
     import dataclasses
 
     from losslab.data.commands import data_config_from_args, data_options
+    from losslab.data.config import DEFAULT_SHAPES
 
     config = data_config_from_args(args, TRAIN_DATA_DEFAULTS)
     if getattr(args, "config", None):
@@ -243,6 +245,8 @@ def train_data_config_from_args(args: argparse.Namespace) -> DataConfig:
     changes: dict[str, Any] = {}
     if config.source == "phantom" and "cases" not in given:
         changes["cases"] = TRAIN_PHANTOM_CASES
+    if config.source == "proxy" and "shape" not in given:  # the size it is calibrated at
+        changes["shape"] = DEFAULT_SHAPES["proxy"]
     return dataclasses.replace(config, **changes) if changes else config
 
 
