@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from losslab.search.backend import SearchBackend
 
-__all__ = ["DEFAULT_BACKEND", "backend_names", "get_backend", "register_backend"]
+__all__ = [
+    "DEFAULT_BACKEND",
+    "backend_names",
+    "backend_space_keys",
+    "get_backend",
+    "register_backend",
+]
 
 DEFAULT_BACKEND = "optuna"  # a study file that names no backend
 
@@ -23,6 +29,14 @@ _BUILTIN = {
     "gp": "losslab.search.gp.backend:GpBackend",
     "greedy": "losslab.search.greedy.backend:GreedyBackend",
     "ml3": "losslab.search.ml3.backend:Ml3Backend",
+}
+# The ``space_keys`` of the built-in backends, known without importing them, so that a study's
+# space is checked before the heavy imports of its backend (a test holds them to the classes).
+_BUILTIN_SPACE_KEYS = {
+    "optuna": frozenset(),
+    "gp": frozenset({"target", "seeds"}),
+    "greedy": frozenset(),
+    "ml3": frozenset({"target"}),
 }
 _REGISTERED: dict[str, type[SearchBackend]] = {}
 
@@ -56,3 +70,15 @@ def get_backend(name: str) -> type[SearchBackend]:
     if name not in _REGISTERED:
         raise ValueError(f"{name!r} is not a search backend; known: {', '.join(backend_names())}")
     return _REGISTERED[name]
+
+
+def backend_space_keys(name: str) -> frozenset[str]:
+    """The keys of ``space:`` that backend ``name`` searches itself (``SearchBackend.space_keys``),
+    without importing a built-in backend.
+
+    Raises:
+        ValueError: no backend of that name.
+    """
+    if name not in _REGISTERED and name in _BUILTIN_SPACE_KEYS:
+        return _BUILTIN_SPACE_KEYS[name]
+    return frozenset(get_backend(name).space_keys)

@@ -48,7 +48,7 @@ from losslab.limits import at_most, check_ceilings
 from losslab.search.distributions import Distribution, parse_distribution
 from losslab.search.fidelity import Fidelity
 from losslab.search.objective import Objective
-from losslab.search.registry import DEFAULT_BACKEND, backend_names, get_backend
+from losslab.search.registry import DEFAULT_BACKEND, backend_names, backend_space_keys
 from losslab.search.space import (
     SearchSpace,
     SpaceError,
@@ -358,7 +358,7 @@ def load_study(path: str | Path, *, text: str | None = None) -> StudyConfig:
             f"settings of the backend {other!r}, but the study's backend is {backend!r}",
         )
     try:
-        space = parse_space(raw.get("space"), get_backend(backend).space_keys)
+        space = parse_space(raw.get("space"), backend_space_keys(backend))
     except SpaceError as exc:
         raise ConfigError(where + exc.key, exc.problem) from None
     budget = _typed(

@@ -135,3 +135,10 @@ def test_a_numeric_study_keeps_its_fingerprint(tmp_path):
     """Studies started before structural spaces existed resume: the fingerprint of a numeric
     space is unchanged (this value is the one such a study stored)."""
     assert load_study(write_study(tmp_path)).fingerprint == FINGERPRINT
+
+
+@pytest.mark.parametrize("name", ["optuna", "gp", "greedy", "ml3"])
+def test_a_builtin_backend_s_space_keys_are_known_without_importing_it(name):
+    from losslab.search.registry import backend_space_keys, get_backend
+
+    assert backend_space_keys(name) == get_backend(name).space_keys
