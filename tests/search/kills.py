@@ -1,8 +1,8 @@
 """A study or a comparison run with the fake trainer in a fresh process, to be killed there with
 SIGKILL: mid-training (by the test, see :func:`wait_for`) or by the process itself at the moment
 a result is cached and its MLflow run not yet ended (``die_after_cache``). Every evaluation that
-starts to train appends ``key:seed`` (and a greedy controller's plan) to a trace file, so a test
-counts what trained twice across processes. The process prints its records (study) or results
+starts to train appends its line of ``FakeTrainer.trained`` (the candidate's key and a greedy
+controller's plan) to a trace file, so a test counts what trained twice across processes. The process prints its records (study) or results
 (comparison) as JSON."""
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ fit = FakeTrainer.fit
 
 def traced_fit(self, candidate, dataset):
     plans = "".join(f"/{h.plan!r}" for h in self.hooks if hasattr(h, "plan"))  # greedy steers
-    with open(options["trace"], "a") as handle:
-        handle.write(f"{candidate.key}:{self.config.seed}{plans}".replace(" ", "") + "\n")
+    with open(options["trace"], "a") as handle:  # as FakeTrainer.trained has it
+        handle.write(f"{candidate.key}{plans}".replace("\n", " ") + "\n")
     return fit(self, candidate, dataset)
 
 FakeTrainer.fit = traced_fit
@@ -126,5 +126,5 @@ def wait_for(process: subprocess.Popen, ready: Callable[[], bool], timeout: floa
 
 
 def traced(trace: Path) -> list[str]:
-    """``key:seed`` of every evaluation that started to train, in order."""
-    return trace.read_text().split() if trace.exists() else []
+    """The ``FakeTrainer.trained`` lines of every evaluation that started to train, in order."""
+    return trace.read_text().splitlines() if trace.exists() else []

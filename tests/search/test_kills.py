@@ -2,7 +2,7 @@
 trains nothing twice, and leaves MLflow agreeing with the ledger (each counted entry's run
 ended with its result; no run RUNNING; the runs of interrupted attempts superseded). A gp study
 proposes the same individuals, trial by trial, whether it runs uninterrupted in one process or
-another, or is killed and resumed. Each study runs in fresh processes (``kills.py``)."""
+another, or is killed and resumed. What is killed runs in a fresh process (``kills.py``)."""
 
 from __future__ import annotations
 
@@ -73,12 +73,20 @@ def _assert_mlflow_agrees(config) -> None:
         assert tracker.run(run.tags[SUPERSEDED_BY]).tags["status"] in _STATUS
 
 
+def _rows(outcome) -> list:
+    """What ``kills.py``'s process prints of a study's records."""
+    return [
+        [r.params.get("gp.expression") or r.eval_key, r.value, r.status] for r in outcome.records
+    ]
+
+
 def test_a_gp_study_is_the_same_trial_by_trial_in_any_process_and_after_a_kill(tmp_path):
     folders = [tmp_path / name for name in ("a", "b", "killed")]
     for folder in folders:
         folder.mkdir()
     paths = [write_study(folder, **GP) for folder in folders]
-    runs = [kills.start(p, p.parent / "trace", hash_seed=s) for p, s in zip(paths[:2], (1, 2))]
+    # One uninterrupted run here, one in another process; one killed there and resumed here.
+    runs = [kills.start(paths[1], folders[1] / "trace", hash_seed=2)]
     slow = kills.start(paths[2], folders[2] / "trace", hash_seed=3, epoch_seconds=0.3)
     config = load_study(paths[2])
 
@@ -90,14 +98,16 @@ def test_a_gp_study_is_the_same_trial_by_trial_in_any_process_and_after_a_kill(t
         )
 
     kills.wait_for(slow, in_second_generation)
-    first, second = (kills.finish(p) for p in runs)
-    resumed = kills.finish(kills.start(paths[2], folders[2] / "trace", hash_seed=4, resume=True))
+    second = kills.finish(runs[0])
+    first = _rows(run_study(load_study(paths[0]), progress=False, trainer=FakeTrainer))
+    trained_before = len(FakeTrainer.trained)
+    resumed = _rows(run_study(config, resume=True, progress=False, trainer=FakeTrainer))
 
     assert len(first) >= 6 and {row[2] for row in first} == {"ok"}  # two generations or more
     assert first == second  # two uninterrupted runs, in processes with other hash seeds
     assert resumed == first  # killed in its second generation, resumed in another process
     assert [t for t in _trials(config) if INTERRUPTED in t.user_attrs]
-    trained = kills.traced(folders[2] / "trace")
+    trained = kills.traced(folders[2] / "trace") + FakeTrainer.trained[trained_before:]
     assert len(trained) - len(set(trained)) <= 1  # only the evaluation the kill cut short
     _assert_mlflow_agrees(config)
 
@@ -114,9 +124,9 @@ def test_a_kill_between_caching_a_result_and_ending_its_run_is_repaired_by_the_r
     tracker = Tracker(config.tracking_uri, experiment=config.experiment)
     assert [r for r in tracker.find_runs() if r.tags.get("status") == "running"]
 
-    kills.finish(kills.start(path, trace, resume=True))
+    run_study(config, resume=True, progress=False, trainer=FakeTrainer)
 
-    trained = kills.traced(trace)
+    trained = kills.traced(trace) + FakeTrainer.trained
     assert len(trained) == len(set(trained))  # the cached result is not trained again
     _assert_mlflow_agrees(config)
     interrupted = [t for t in _trials(config) if INTERRUPTED in t.user_attrs]
@@ -145,7 +155,7 @@ def test_a_killed_comparison_leaves_no_run_running_after_its_rerun(tmp_path):
     comparison = run_comparison([study], progress=False, trainer=FakeTrainer, **arguments)
 
     assert all(r.ok for e in comparison.entrants for r in e.results)
-    trained = kills.traced(trace) + [k.partition("/")[0] for k in FakeTrainer.trained]
+    trained = kills.traced(trace) + FakeTrainer.trained
     assert len(FakeTrainer.trained) == 6 - 2  # the two cached before the kill train no more
     finals = [r for r in tracker.find_runs() if r.tags.get("losslab.role") == "final"]
     assert len(finals) == 6 and {r.status for r in finals} == {"FINISHED"}
