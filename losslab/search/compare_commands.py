@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import math
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from losslab.cli_support import add_lossnets_option, check_output_file, use_lossnets
 
@@ -97,7 +99,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     compare.add_argument(
         "--no-progress", action="store_true", help="no progress bars (MLflow's neither)"
     )
-    compare.set_defaults(func=run_compare)
+    compare.set_defaults(func=_prechecked(run_compare))
 
     report = subparsers.add_parser(
         "report",
@@ -120,7 +122,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "it is a server, else http://127.0.0.1:5000, where `mlflow ui` serves by default; "
         "e.g. http://127.0.0.1:8080 for `mlflow ui --port 8080`)",
     )
-    report.set_defaults(func=run_report)
+    report.set_defaults(func=_prechecked(run_report))
 
     show = subparsers.add_parser(
         "show",
@@ -128,7 +130,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Print the tables a study ended with, from its stores (nothing is trained).",
     )
     _study_options(show)
-    show.set_defaults(func=run_show)
+    show.set_defaults(func=_prechecked(run_show))
 
 
 def _console():
@@ -154,6 +156,27 @@ def _check_counts(args: argparse.Namespace) -> None:
         at_most(args.seeds, "compare.seeds", "--seeds")
     if getattr(args, "top", None) is not None:
         at_most(args.top, "top", "--top")
+
+
+def _prechecked(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """``run`` after the cheap checks of every study file it is given (``study_precheck``), so
+    that a mistake in one is reported before the heavy imports of opening a study."""
+
+    @functools.wraps(run)
+    def checked(args: argparse.Namespace) -> int:
+        from losslab.errors import ConfigError
+        from losslab.search.study_precheck import precheck_study
+
+        specs = args.study if isinstance(args.study, list) else [args.study]
+        try:
+            for spec in specs:
+                if Path(spec).is_file():
+                    precheck_study(spec)
+        except ConfigError as exc:
+            return _error(str(exc))
+        return run(args)
+
+    return checked
 
 
 def _open(specs: list[str], args: argparse.Namespace):

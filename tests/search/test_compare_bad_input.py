@@ -3,6 +3,10 @@ line and without a traceback."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 
 import losslab.cli_support as cli_support
@@ -66,3 +70,26 @@ def test_a_file_system_error_late_in_a_command_is_one_line(monkeypatch, capsys):
     assert main(["show", "s.yaml"]) == 2
     err = capsys.readouterr().err
     assert err == "error: /stores/optuna.log: Permission denied\n"
+
+
+_RUN = """
+import json, sys
+from losslab.cli import main
+code = main({argv!r})
+heavy = [m for m in ("torch", "monai", "mlflow", "optuna") if m in sys.modules]
+print(json.dumps({{"code": code, "heavy": heavy}}))
+"""
+
+
+@pytest.mark.parametrize("command", ["compare", "report", "show"])
+def test_a_bad_study_file_is_reported_before_torch_is_imported(tmp_path, command):
+    path = tmp_path / "study.yaml"
+    path.write_text("study: s\nseed: 0\nseed: 1\n")
+    done = subprocess.run(
+        [sys.executable, "-c", _RUN.format(argv=[command, str(path)])],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"code": 2, "heavy": []}
+    assert "the key 'seed' is given twice" in " ".join(done.stderr.split())
