@@ -3,7 +3,8 @@
     python scripts/bench_losses.py [--shape 2 14 64 64 64] [--device cpu|cuda] [--repeats 10]
 
 Prints one row per loss: median milliseconds of ours and of the peer, and the ratio ours / peer
-(lower is better; the goal is <= 1.2).
+(lower is better; the goal is <= 1.2); then ours without label sums (the unfused program,
+``losslab.losses.fusion``) and its ratio to the peer, all three timed in alternation.
 """
 
 from __future__ import annotations
@@ -51,6 +52,20 @@ def _once(fn: Callable[[], torch.Tensor], logits: torch.Tensor) -> float:
     return (time.perf_counter() - start) * 1e3
 
 
+def time_all(
+    fns: list[Callable[[], torch.Tensor]], logits: torch.Tensor, repeats: int
+) -> list[float]:
+    """Median milliseconds of forward + backward of each, interleaved so drift hits all alike."""
+    for _ in range(2):  # warm-up
+        for fn in fns:
+            _once(fn, logits)
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, out in zip(fns, times):
+            out.append(_once(fn, logits))
+    return [statistics.median(t) for t in times]
+
+
 def time_pair(
     mine: Callable[[], torch.Tensor],
     peer: Callable[[], torch.Tensor],
@@ -58,19 +73,22 @@ def time_pair(
     repeats: int,
 ) -> tuple[float, float]:
     """Median milliseconds of forward + backward of both, interleaved so drift hits both alike."""
-    for _ in range(2):  # warm-up
-        _once(mine, logits), _once(peer, logits)
-    ours, theirs = [], []
-    for _ in range(repeats):
-        ours.append(_once(mine, logits))
-        theirs.append(_once(peer, logits))
-    return statistics.median(ours), statistics.median(theirs)
+    ours, theirs = time_all([mine, peer], logits, repeats)
+    return ours, theirs
+
+
+def _unfused(spec: LossSpec) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``spec``'s compiled loss with the program it had before label sums
+    (``losslab.losses.fusion``): the same loss, every sum over ``[B, C, *spatial]``."""
+    compiled = spec.compile()
+    compiled.program = compiled.unfused_program
+    return compiled.total
 
 
 def loss_cases(
     shape: tuple[int, ...] | list[int], device: torch.device, seed: int = 0
-) -> tuple[list[tuple[str, Callable, Callable, str]], torch.Tensor, int]:
-    """The timed cases ``(label, ours, peer, peer name)`` on random logits of ``shape``
+) -> tuple[list[tuple[str, Callable, Callable, str, Callable]], torch.Tensor, int]:
+    """The timed cases ``(label, ours, peer, peer name, ours unfused)`` on random logits of ``shape``
     ``[B, C, *spatial]`` (and the logits, whose gradient each call fills, and the random
     expression's node count)."""
     b, c, *spatial = shape
@@ -85,6 +103,10 @@ def loss_cases(
         compiled = spec.compile()
         return lambda: compiled.total(logits, labels)
 
+    def unfused(name: str | LossSpec) -> Callable[[], torch.Tensor]:
+        total = _unfused(get_loss(name) if isinstance(name, str) else name)
+        return lambda: total(logits, labels)
+
     dice = DiceLoss(batch=True, softmax=True, to_onehot_y=True)
     gdl = GeneralizedDiceLoss(batch=True, softmax=True, to_onehot_y=True)
     focal = FocalLoss(use_softmax=True, gamma=2.0)
@@ -92,15 +114,28 @@ def loss_cases(
     random_spec = parse_loss(RANDOM_EXPRESSION)
     nodes = sum(1 for _ in iter_nodes(random_spec.tree))
     cases = [
-        ("dice", ours("dice"), lambda: dice(logits, target), "monai DiceLoss"),
-        ("gdl", ours("gdl"), lambda: gdl(logits, target), "monai GeneralizedDiceLoss"),
-        ("focal", ours("focal"), lambda: focal(logits, onehot), "monai FocalLoss"),
-        ("ce", ours("ce"), lambda: ce(logits, labels), "torch F.cross_entropy"),
+        ("dice", ours("dice"), lambda: dice(logits, target), "monai DiceLoss", unfused("dice")),
+        (
+            "gdl",
+            ours("gdl"),
+            lambda: gdl(logits, target),
+            "monai GeneralizedDiceLoss",
+            unfused("gdl"),
+        ),
+        (
+            "focal",
+            ours("focal"),
+            lambda: focal(logits, onehot),
+            "monai FocalLoss",
+            unfused("focal"),
+        ),
+        ("ce", ours("ce"), lambda: ce(logits, labels), "torch F.cross_entropy", unfused("ce")),
         (
             f"random ({nodes} nodes)",
             ours(random_spec),
             lambda: random_expression_in_torch(logits, labels),
             "hand-written torch",
+            unfused(random_spec),
         ),
     ]
     return cases, logits, nodes
@@ -109,11 +144,12 @@ def loss_cases(
 def measure_losses(
     shape: tuple[int, ...] | list[int], device: torch.device, repeats: int
 ) -> list[dict[str, float | str]]:
-    """One row per loss: ``loss``, ``ours_ms``, ``peer_ms``, ``ratio`` (ours / peer), ``peer``."""
+    """One row per loss: ``loss``, ``ours_ms``, ``peer_ms``, ``ratio`` (ours / peer), ``peer``,
+    and ``unfused_ms`` (ours without label sums, ``losslab.losses.fusion``)."""
     cases, logits, _ = loss_cases(shape, device)
     rows = []
-    for label, mine, peer, peer_name in cases:
-        t_ours, t_peer = time_pair(mine, peer, logits, repeats)
+    for label, mine, peer, peer_name, mine_unfused in cases:
+        t_ours, t_peer, t_unfused = time_all([mine, peer, mine_unfused], logits, repeats)
         rows.append(
             {
                 "loss": label,
@@ -121,6 +157,7 @@ def measure_losses(
                 "peer_ms": t_peer,
                 "ratio": t_ours / t_peer,
                 "peer": peer_name,
+                "unfused_ms": t_unfused,
             }
         )
     return rows
@@ -135,11 +172,15 @@ def main() -> None:
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"shape {tuple(args.shape)} on {name}, {torch.get_num_threads()} threads")
-    print(f"{'loss':<20} {'ours ms':>9} {'peer ms':>9} {'ratio':>6}  peer")
+    print(
+        f"{'loss':<20} {'ours ms':>9} {'peer ms':>9} {'ratio':>6} {'unfused ms':>11} "
+        f"{'unfused ratio':>14}  peer"
+    )
     for row in measure_losses(args.shape, device, args.repeats):
         print(
             f"{row['loss']:<20} {row['ours_ms']:9.1f} {row['peer_ms']:9.1f} "
-            f"{row['ratio']:6.2f}  {row['peer']}",
+            f"{row['ratio']:6.2f} {row['unfused_ms']:11.1f} "
+            f"{row['unfused_ms'] / row['peer_ms']:14.2f}  {row['peer']}",
             flush=True,
         )
 
