@@ -77,8 +77,9 @@ MIN_GAIN = 0.05
 # every voxel called foreground as for the truth ends at 0.23-0.29 from a start near 0.05, soft
 # Dice on the raw logits at 0.08-0.33. Every sound library loss ends at 1.000 on the default
 # probes, except boundary (thin organs are never pushed, see above): 0.43-0.88 over 32 probes
-# (synthetic with 2-8 classes, phantom patches).
-MIN_END = 0.35
+# (synthetic with 2-8 classes, phantom patches), 0.33 on the worst of them after 10 steps (the
+# fewest gp.screen_steps allows). The optimum tests catch both degenerate kinds without it.
+MIN_END = 0.3
 # Two values whose difference is below this fraction of the larger are the same value: ten times
 # the float32 rounding measured on losses that are constant in exact arithmetic (csum(vsum(p)),
 # whose gradient is pure rounding noise of norm up to 0.1 and so escapes the zero-gradient test),
