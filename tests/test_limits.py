@@ -101,3 +101,40 @@ def test_a_value_within_its_ceiling_or_not_a_number_passes(value):
 def test_check_ceilings_walks_a_whole_study_mapping(raw, key):
     with pytest.raises(ConfigError, match=rf"^s.yaml: {re.escape(key)}"):
         check_ceilings(raw, "s.yaml: ")
+
+
+def test_every_numeric_schedule_parameter_has_a_ceiling():
+    import inspect
+
+    from losslab.schedules import registry
+
+    missing = []
+    for section, table in (
+        ("class_schedule", registry._CLASS_SCHEDULES),
+        ("term_schedule", registry._TERM_SCHEDULES),
+        ("param_schedule", registry._PARAM_SCHEDULES),
+    ):
+        for cls in table.values():
+            for param in list(inspect.signature(cls.__init__).parameters.values())[1:]:
+                numeric = type(param.default) in (int, float)
+                listed = param.name in ("weights", "frequencies", "steps")
+                sized = param.name not in ("num_classes", "num_terms")
+                if (numeric or listed) and sized and not ceiling_of(f"{section}.{param.name}"):
+                    missing.append(f"{section}.{param.name}")
+    assert not missing
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "params", "key"),
+    [
+        ("class", "cbs", {"cap": 1e30}, "cap"),
+        ("class", "pcf", {"delta": 10**12}, "delta"),
+        ("class", "rule", {"expression": "w", "cap": 1e30}, "cap"),
+        ("term", "softadapt", {"beta": 1e30}, "beta"),
+    ],
+)
+def test_a_schedule_parameter_beyond_its_ceiling_is_refused_naming_it(kind, name, params, key):
+    from losslab.config import check_schedule
+
+    with pytest.raises(ConfigError, match=rf"^b\[0\]\.s\.{key}: .* the most allowed"):
+        check_schedule(kind, name, params, num_terms=2, where="b[0].s")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from losslab.hints import did_you_mean
+from losslab.limits import at_most, ceiling_of
 from losslab.schedules.adaptive_terms import CoVWeighting, SoftAdapt
 from losslab.schedules.class_freezing import (
     ClassBoostStrategy,
@@ -72,6 +73,15 @@ def _check_params(kind: str, name: str, cls: Any, params: dict[str, Any]) -> Non
         )
 
 
+def _check_ceilings(kind: str, params: dict[str, Any]) -> None:
+    """The numbers of ``params`` within their ceilings (``losslab.limits``), checked after the
+    schedule's own checks so that its messages (``threshold must be in [0, 1]``) come first."""
+    section = {"parameter": "param_schedule"}.get(kind, f"{kind}_schedule")
+    for param, value in params.items():
+        if ceiling_of(f"{section}.{param}") is not None:
+            at_most(value, f"{section}.{param}", param)
+
+
 def list_class_schedules() -> list[str]:
     """Canonical names of the registered class schedules (aliases not listed)."""
     return list(_CLASS_SCHEDULES)
@@ -86,7 +96,9 @@ def get_class_schedule(name: str, *, num_classes: int, **params: Any) -> ClassSc
     """
     cls = _resolve("class", name, _CLASS_SCHEDULES, _CLASS_ALIASES)
     _check_params("class", name, cls, params)
-    return cls(num_classes, **params)
+    schedule = cls(num_classes, **params)
+    _check_ceilings("class", params)
+    return schedule
 
 
 def list_term_schedules() -> list[str]:
@@ -98,7 +110,9 @@ def get_term_schedule(name: str, *, num_terms: int, **params: Any) -> TermSchedu
     """Build the term schedule ``name`` (e.g. ``"softadapt"``); errors as :func:`get_class_schedule`."""
     cls = _resolve("term", name, _TERM_SCHEDULES, _TERM_ALIASES)
     _check_params("term", name, cls, params)
-    return cls(num_terms, **params)
+    schedule = cls(num_terms, **params)
+    _check_ceilings("term", params)
+    return schedule
 
 
 def list_param_schedules() -> list[str]:
@@ -111,4 +125,6 @@ def get_param_schedule(name: str, **params: Any) -> ParamSchedule:
     :func:`get_class_schedule`."""
     cls = _resolve("parameter", name, _PARAM_SCHEDULES, {})
     _check_params("parameter", name, cls, params)
-    return cls(**params)
+    schedule = cls(**params)
+    _check_ceilings("parameter", params)
+    return schedule
