@@ -97,6 +97,13 @@ class Candidate:
                 f"{len(self.term_weights)} term weights"
             )
         object.__setattr__(self, "term_weights", tuple(float(a) for a in self.term_weights))
+        most = TERM_WEIGHT_RANGE[1]
+        for k, alpha in enumerate(self.term_weights):
+            if not abs(alpha) <= most:  # NaN included
+                raise ValueError(
+                    f"candidate '{self.name}': term_weights[{k}]={alpha!r} is not within "
+                    f"[-{most:g}, {most:g}], the range of a term weight"
+                )
         if self.param_schedule is not None:
             self._check_param_schedule()
 

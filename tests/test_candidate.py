@@ -86,3 +86,10 @@ def test_a_malformed_learned_term_is_refused(text, message):
         Candidate.from_loss(text)
     with pytest.raises(ValueError, match="no parameters"):
         Candidate.from_loss(LEARNED, gamma=2.0)
+
+
+@pytest.mark.parametrize("weight", [1e30, -1e30, float("nan"), float("inf")])
+def test_a_term_weight_out_of_range_is_refused(weight):
+    terms = Candidate.from_loss("dice_ce").terms
+    with pytest.raises(ValueError, match=r"term_weights\[1\]=.* is not within \[-1000, 1000\]"):
+        Candidate(terms=terms, term_weights=(1.0, weight))
