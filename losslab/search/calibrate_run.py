@@ -174,11 +174,12 @@ def run_calibration(
     minutes: float | None = None,
     storage: str | None = None,
     hooks: Callable[[str], Sequence[Hook]] | None = None,
-    trainer: Callable[..., Any] = Trainer,
+    trainer: Callable[..., Any] | None = None,
 ) -> CalibrationRun:
     """Train every entry at every rung for ``seeds`` seeds (cheapest rung first, seed by seed)
     within ``minutes``; an evaluation the cap would cut is not started (one the cap cuts all
-    the same is interrupted and left out, as a study leaves it)."""
+    the same is interrupted and left out, as a study leaves it). ``trainer`` builds each
+    evaluation's trainer (default :class:`Trainer`)."""
     url = (
         storage or config.storage or default_storage_url(resolve_tracking_uri(config.tracking_uri))
     )
@@ -210,7 +211,7 @@ def run_calibration(
             parent_run_id=run.parent_run_id,
             cache=store.cache,
             tags={**tags, "losslab.fidelity": r.name},
-            trainer=trainer,
+            trainer=trainer or Trainer,
             max_population=1,
         )
         for r in rungs
