@@ -12,7 +12,6 @@ the fields of ``DataConfig`` and ``TrainConfig`` (``losslab.cli_options``).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -25,6 +24,8 @@ from losslab.cli_support import (
     add_lazy_parser,
     add_lossnets_option,
     config_section,
+    describe_bad_input,
+    is_bad_input,
     read_config_file,
     use_lossnets,
 )
@@ -386,22 +387,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (ValueError, OSError) as exc:  # bad input found late: one line, never a traceback
-        if not _is_bad_input(exc) or os.environ.get("LOSSLAB_TRACEBACK"):
+        if not is_bad_input(exc):
             raise
-        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        print(f"error: {where}{text}", file=sys.stderr)
+        print(f"error: {describe_bad_input(exc)}", file=sys.stderr)
         return 2
-
-
-def _is_bad_input(exc: BaseException) -> bool:
-    """A refused configuration or flag, or a file that cannot be read or written: the user's to
-    fix, so it is said in one line (``LOSSLAB_TRACEBACK=1`` shows the traceback anyway)."""
-    from losslab.cli_support import OptionError
-    from losslab.errors import ConfigError
-    from losslab.strict_yaml import YamlError
-
-    return isinstance(exc, ConfigError | OptionError | YamlError | OSError)
 
 
 if __name__ == "__main__":

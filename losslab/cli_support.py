@@ -17,6 +17,8 @@ __all__ = [
     "add_lazy_parser",
     "add_lossnets_option",
     "check_output_file",
+    "describe_bad_input",
+    "is_bad_input",
     "config_section",
     "read_config_file",
     "subcommand",
@@ -193,3 +195,26 @@ def check_output_file(path: str | Path, flag: str) -> Path:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OptionError(flag, f"{target}: the folder {folder} cannot be written")
     return target
+
+
+# --- bad input found late -----------------------------------------------------------------------
+
+
+def is_bad_input(exc: BaseException) -> bool:
+    """A refused configuration or flag, or a file that cannot be read or written: the user's to
+    fix, so the command line says it in one line, without a traceback (``LOSSLAB_TRACEBACK=1``
+    shows the traceback anyway)."""
+    from losslab.errors import ConfigError
+    from losslab.strict_yaml import YamlError
+
+    if os.environ.get("LOSSLAB_TRACEBACK"):
+        return False
+    return isinstance(exc, ConfigError | OptionError | YamlError | OSError)
+
+
+def describe_bad_input(exc: BaseException) -> str:
+    """``/stores/optuna.log: Permission denied`` (the file an ``OSError`` names), else the
+    message."""
+    where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return f"{where}{text}"

@@ -70,6 +70,9 @@ def test_a_file_system_error_late_in_a_command_is_one_line(monkeypatch, capsys):
     assert main(["show", "s.yaml"]) == 2
     err = capsys.readouterr().err
     assert err == "error: /stores/optuna.log: Permission denied\n"
+    monkeypatch.setenv("LOSSLAB_TRACEBACK", "1")  # the traceback, when asked for
+    with pytest.raises(PermissionError):
+        main(["show", "s.yaml"])
 
 
 _RUN = """
