@@ -58,12 +58,17 @@ def test_mlflow_parent_holds_config_and_best(finished):
     assert parent.status == "FINISHED"
     best = outcome.best(1)[0]
     assert best.value == max(r.value for r in outcome.records)
-    assert parent.tags["losslab.best_run_id"] == best.run_id
+    # The study's best run: the best trial's, or the baseline's when it beats every trial.
+    beaten_by = outcome.beaten_by()
+    winner = best.run_id if beaten_by is None else beaten_by.run_id
+    assert (beaten_by is None) == (best.value >= outcome.baselines[0].value)
+    assert parent.tags["losslab.best_run_id"] == winner
     tagged = [r.run_id for r in _runs(config) if r.tags.get("losslab.best") == "true"]
-    assert tagged == [best.run_id]
+    assert tagged == [winner]
     tracker = Tracker(config.tracking_uri, experiment=config.experiment)
     artifacts = [a.path for a in tracker.client.list_artifacts(parent.run_id)]
-    assert "study.yaml" in artifacts and "best_candidate.json" in artifacts
+    assert "study.yaml" in artifacts and "best_trial.json" in artifacts
+    assert ("best_candidate.json" in artifacts) == (beaten_by is None)
     for run in _runs(config, "trial"):
         assert run.tags["mlflow.parentRunId"] == parent.run_id
         assert run.tags["losslab.eval_key"]
