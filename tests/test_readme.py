@@ -18,6 +18,8 @@ def test_readme_python_block_runs_and_prints_its_comments():
     blocks = python_blocks()
     assert blocks, "the README has no Python example"
     for block in blocks:
+        if "optuna.load_study" in block:  # needs a study: tests/search/test_commands_printed.py
+            continue
         expected = [
             line.split("#", 1)[1].strip()
             for line in block.splitlines()

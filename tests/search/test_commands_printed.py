@@ -145,3 +145,9 @@ def test_the_resume_hint_is_one_line(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     (line,) = [line for line in err.splitlines() if "Continue with" in line]
     assert line.endswith(f"Continue with: losslab search {path} --resume")
+
+
+def test_the_readme_shows_the_lines_losslab_prints():
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    lines = optuna_lines("journal:optuna-studies.log", "quickstart").replace("'", '"')
+    assert f"```python\n{lines}\n```" in readme
