@@ -66,6 +66,8 @@ def baselines_line(untrained: int, total: int, minutes: float | None, seconds: f
 
 def fit_line(seconds: float | None, minutes: float | None, trials_left: int | None) -> str:
     """When the trials start: about how many fit in the minutes, or a warning that none does."""
+    if trials_left is not None and trials_left <= 0:
+        return "The study's trials are done (budget.trials); --trials N continues it up to N."
     left = "" if trials_left is None else f" ({plural(trials_left, 'trial')} left in the budget)"
     if seconds is None:
         what = "" if minutes is None else f" for {minutes:g} minutes"

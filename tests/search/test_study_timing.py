@@ -132,6 +132,7 @@ def test_the_time_lines_read_as_sentences():
     assert "about 4 trials fit" in fit_line(120.0, 8, 30)
     assert "about 2 trials fit" in fit_line(120.0, 8, 2)  # no more than the budget holds
     assert "--minutes 15" in fit_line(600.0, 8, 30)  # 1.5 evaluations
+    assert fit_line(60.0, 8, 0).startswith("The study's trials are done")
     assert no_trial_line(600.0, 8, "losslab search q.yaml").endswith(
         "losslab search q.yaml --minutes 15"
     )
