@@ -174,7 +174,9 @@ def print_outcome(console, outcome, command: str) -> None:
     console.print(f"Study storage: {outcome.storage_url}", soft_wrap=True, highlight=False)
     dashboard = escape(dashboard_command(outcome.storage_url))
     console.print(
-        f"Optuna dashboard ({DASHBOARD_EXTRA}): {dashboard}", soft_wrap=True, highlight=False
+        f"Optuna dashboard ({escape(DASHBOARD_EXTRA)}): {dashboard}",
+        soft_wrap=True,
+        highlight=False,
     )
     console.print("In Python, with Optuna's own API:", highlight=False)
     code = optuna_lines(outcome.storage_url, outcome.config.name)

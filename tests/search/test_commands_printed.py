@@ -83,6 +83,7 @@ def test_no_printed_command_is_broken_across_lines(printed):
     lines = out.splitlines()
     dashboard = next(line for line in lines if line.startswith("Optuna dashboard"))
     assert dashboard.endswith(f"JournalFileStorage {folder / 'optuna.log'}")
+    assert dashboard.startswith('Optuna dashboard (pip install "losslab[dashboard]"): ')
     assert any(
         line.endswith("mlflow ui --backend-store-uri " + _tracking(folder)) for line in lines
     )
