@@ -75,11 +75,13 @@ class CalibrationRun:
     tracker: Tracker | None = None
 
     def costs(self) -> dict[str, float]:
-        """Seconds per evaluation of each rung: CPU seconds where one trained now, else the
-        wall seconds its cached results took."""
+        """Seconds per evaluation of each rung, in one unit for all: CPU seconds when every
+        rung trained here, else the wall seconds of the results (cached ones included)."""
+        measured = all(self.cpu.get(rung.name) for rung in self.rungs)
+        source = self.cpu if measured else self.wall
         out = {}
         for rung in self.rungs:
-            values = self.cpu.get(rung.name) or self.wall.get(rung.name) or []
+            values = source.get(rung.name) or []
             out[rung.name] = sum(values) / len(values) if values else math.nan
         return out
 

@@ -8,7 +8,13 @@ import pytest
 from losslab.cli import main
 from losslab.search import load_study
 from losslab.search.calibrate_commands import fidelity_block
-from losslab.search.calibrate_run import Rung, draw_entries, ladder, run_calibration
+from losslab.search.calibrate_run import (
+    CalibrationRun,
+    Rung,
+    draw_entries,
+    ladder,
+    run_calibration,
+)
 from losslab.search.calibration import analyse
 from losslab.search.fidelity import Fidelity
 from losslab.tracking import Tracker
@@ -138,3 +144,12 @@ def test_a_tiny_real_calibration(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "6 evaluations, 6 trained now" in out
     assert "final (top)" in out and "Spearman rho" in out
+
+
+def test_costs_are_in_one_unit_for_every_rung():
+    rungs = [Rung("short", Fidelity(epochs=1)), Rung("long", Fidelity(epochs=4))]
+    run = CalibrationRun(rungs, [], [0], cpu={"short": [2.0, 4.0], "long": [9.0]})
+    run.wall = {"short": [5.0], "long": [20.0]}
+    assert run.costs() == {"short": 3.0, "long": 9.0}  # trained here: CPU seconds
+    del run.cpu["short"]  # the short rung came from the cache: wall seconds for both
+    assert run.costs() == {"short": 5.0, "long": 20.0}
