@@ -162,7 +162,7 @@ def _seed_agreement(
     the mean of its other seeds (NaN with one seed)."""
     seeds = sorted({s for v in per_candidate.values() for s in v})
     one, rest = [], []
-    for values in per_candidate.values():
+    for values in per_candidate.values() if seeds else ():
         others = [v for s, v in values.items() if s != seeds[0]]
         if seeds[0] in values and others:
             one.append(values[seeds[0]])

@@ -118,3 +118,10 @@ def test_bad_input_is_named():
         analyse([], ["top"], {}, threshold=1.5)
     with pytest.raises(ValueError, match="at least one fidelity"):
         analyse([], [], {})
+
+
+def test_a_top_fidelity_the_cap_left_empty_gives_no_correlation_and_no_recommendation():
+    report = analyse(_observations("cheap", TOP), ["cheap", "top"], {"cheap": 1.0})
+    assert report.recommended is None
+    assert all(math.isnan(r.spearman.rho) for r in report.rows)
+    assert report.row("cheap").candidates == 0 and report.row("top").evaluations == 0
