@@ -29,6 +29,10 @@ CANDIDATE_FILE_KEYS = (
     "absent_classes",
     "param_schedule",
 )
+# What a study writes beside the candidate in best_trial.json / best_candidate.json: the train
+# settings its trial drew and the whole train config it trained with. They describe how the
+# candidate was trained, not the objective, so they are checked as mappings and not read here.
+CONTEXT_KEYS = ("overrides", "train")
 # Keys of a study file's candidate entries that a candidate file writes otherwise.
 _WRITTEN_AS = {"loss": "terms", "params": "terms", "weights": "term_weights"}
 
@@ -44,6 +48,10 @@ def check_candidate_dict(data: Any) -> None:
     if not isinstance(data, Mapping):
         raise ValueError(f"a candidate is a JSON object, got {type(data).__name__}")
     for key in data:
+        if key in CONTEXT_KEYS:
+            if not isinstance(data[key], Mapping):
+                raise ValueError(f"{key}: a mapping of train settings, got {short_repr(data[key])}")
+            continue
         if key not in CANDIDATE_FILE_KEYS:
             hint = (
                 f"did you mean '{_WRITTEN_AS[key]}'? "

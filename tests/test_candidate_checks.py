@@ -59,3 +59,13 @@ def test_a_saved_candidate_reads_back_unchanged(tmp_path):
     path = tmp_path / "c.json"
     path.write_text(saved.to_json())
     assert read_candidate_file(path, "--candidate").key == saved.key
+
+
+def test_a_study_s_best_trial_file_is_a_candidate_file():
+    from losslab.candidate_checks import check_candidate_dict
+
+    # best_trial.json / best_candidate.json carry the trial's train settings beside the candidate.
+    data = {"terms": ["dice"], "overrides": {"lr": 0.003}, "train": {"lr": 0.003, "epochs": 4}}
+    check_candidate_dict(data)
+    with pytest.raises(ValueError, match="overrides: a mapping"):
+        check_candidate_dict({"terms": ["dice"], "overrides": [1, 2]})
