@@ -281,8 +281,8 @@ class Candidate:
         ``term_weights``, ``absent_classes``, ``class_schedule`` and
         ``class_schedule.<parameter>`` (its defaults too), the same for ``term_schedule`` and
         ``param_schedule``; numbers to 4 significant digits (``to_json`` keeps every digit),
-        nothing empty (see :func:`losslab.tracking_format.candidate_params`)."""
-        from losslab.tracking_format import candidate_params
+        nothing empty (see :func:`losslab.describe.candidate_params`)."""
+        from losslab.describe import candidate_params
 
         return candidate_params(self)
 
@@ -290,7 +290,7 @@ class Candidate:
         """One short line: ``tversky(alpha=0.283, beta=0.901) + cbs(zeta=0.2)`` (the parameters
         that differ from the library's and the schedules' given ones, short numbers; train
         ``overrides`` appended), as study tables and MLflow run names show it."""
-        from losslab.tracking_format import describe_candidate
+        from losslab.describe import describe_candidate
 
         return describe_candidate(self, overrides)
 

@@ -83,7 +83,7 @@ _CANDIDATE_KEYS = {
     "param_schedule",
     "candidate",
 }
-_SUITE_KEYS = {"data", "train", "seeds", "experiment", "tracking_uri", "reference", "candidates"}
+SUITE_KEYS = {"data", "train", "seeds", "experiment", "tracking_uri", "reference", "candidates"}
 
 
 @dataclass(frozen=True)
@@ -312,9 +312,9 @@ def load_suite(path: str | Path) -> SuiteConfig:
     """Read and validate a suite YAML file."""
     path = Path(path)
     _, raw = read_yaml_mapping(path)
-    unknown = sorted(set(map(str, raw)) - _SUITE_KEYS)
+    unknown = sorted(set(map(str, raw)) - SUITE_KEYS)
     if unknown:
-        raise ConfigError(f"{path}: {unknown[0]}", unknown_key(unknown[0], _SUITE_KEYS))
+        raise ConfigError(f"{path}: {unknown[0]}", unknown_key(unknown[0], SUITE_KEYS))
     check_ceilings(raw, f"{path}: ")
     candidates = raw.get("candidates") or []
     if not candidates:

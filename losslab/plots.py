@@ -339,7 +339,7 @@ _PLOTS = (
 
 def evaluation_plots(result: Result, term_names: Sequence[str] | None = None) -> dict[str, bytes]:
     """Artifact path -> PNG for the plots the result has data for; ``term_names`` label the
-    loss terms' weights (``tracking_format.term_labels``: ``dice``, ``ce``; else ``term 0``).
+    loss terms' weights (``losses.naming.term_labels``: ``dice``, ``ce``; else ``term 0``).
 
     ``plots/val_dice.png`` (foreground validation Dice over epochs, NaN skipped),
     ``plots/class_weights.png`` (class loss weights as steps), ``plots/term_weights.png``

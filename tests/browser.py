@@ -11,7 +11,7 @@ therefore gathered from two places:
 * stderr: console lines whose message starts with ``Uncaught`` (uncaught exceptions, syntax
   errors, unhandled rejections) or that are logged at level ``ERROR``/``FATAL``;
 * the DOM: a JSON list in a ``data-errors`` attribute of ``<html>`` or ``<body>``, which the
-  page's own script writes (``losslab.html_report`` hooks ``console.error``, ``error`` events,
+  page's own script writes (``losslab.analysis.html_report`` hooks ``console.error``, ``error`` events,
   unhandled rejections and CSP violations).
 """
 

@@ -11,10 +11,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from losslab.candidate import Candidate
-from losslab.cli import main
-from losslab.cli_options import OptionSet
+from losslab.cli.data import data_config_from_args
+from losslab.cli.main import main
+from losslab.cli.options import OptionSet
 from losslab.data import DataConfig, build_dataset, write_phantom_decathlon
-from losslab.data.commands import data_config_from_args
 from losslab.losses import resolve_loss
 from losslab.training import TrainConfig
 
@@ -91,14 +91,14 @@ def test_train_with_absent_classes_ignored_records_it(tmp_path, monkeypatch, cap
 
 
 def _parse(*argv: str):
-    from losslab.cli import build_parser
+    from losslab.cli.main import build_parser
 
     return build_parser().parse_args(list(argv))
 
 
 def _dests(*command: str) -> dict[str, list[str]]:
-    from losslab.cli import build_parser
-    from losslab.cli_support import subcommand
+    from losslab.cli.main import build_parser
+    from losslab.cli.support import subcommand
 
     parser = subcommand(build_parser(), *command)
     return {a.dest: a.option_strings for a in parser._actions}
@@ -112,7 +112,7 @@ def test_every_data_config_field_has_a_flag(command):
 
 
 def test_every_train_config_field_has_a_flag_on_train():
-    from losslab.cli import TRAIN_EXCLUDED
+    from losslab.cli.main import TRAIN_EXCLUDED
 
     dests = _dests("train")
     for f in dataclasses.fields(TrainConfig):
@@ -143,7 +143,7 @@ def test_spacing_crop_and_ct_window_reach_the_data_config(command):
 
 
 def test_train_flags_reach_the_train_config():
-    from losslab.cli import train_config_from_args, train_data_config_from_args
+    from losslab.cli.main import train_config_from_args, train_data_config_from_args
 
     args = _parse("train", "--epochs", "2", "--steps", "3", "--patch", "16", "--lr", "0.01",
                   "--no-hd95", "--deterministic", "--seed", "4", "--val-every", "2",
@@ -160,7 +160,7 @@ def test_train_flags_reach_the_train_config():
 
 
 def test_train_seeds_keep_the_data():
-    from losslab.cli import train_data_config_from_args
+    from losslab.cli.main import train_data_config_from_args
     from losslab.data import build_dataset
 
     def dataset(*flags: str):
@@ -231,7 +231,7 @@ def test_a_malformed_value_is_an_argparse_error_naming_the_flag(capsys, argv):
 
 
 def test_config_file_with_flags_overriding(tmp_path):
-    from losslab.cli import train_config_from_args, train_data_config_from_args
+    from losslab.cli.main import train_config_from_args, train_data_config_from_args
 
     path = tmp_path / "study.yaml"
     path.write_text(
@@ -265,15 +265,15 @@ def test_a_bad_config_file_names_the_key(tmp_path, monkeypatch, capsys, text, wh
 
 
 def test_config_file_accepts_every_key_of_a_study_or_suite_file():
-    from losslab.cli_support import CONFIG_FILE_KEYS
-    from losslab.config import _SUITE_KEYS
-    from losslab.search.study_config import _KEYS
+    from losslab.cli.support import config_file_keys
+    from losslab.config import SUITE_KEYS
+    from losslab.search.study_config import STUDY_KEYS
 
-    assert _KEYS | _SUITE_KEYS <= CONFIG_FILE_KEYS
+    assert config_file_keys() >= STUDY_KEYS | SUITE_KEYS
 
 
 def test_the_quickstart_study_trains_as_its_evaluations(tmp_path):
-    from losslab.cli import train_config_from_args, train_data_config_from_args
+    from losslab.cli.main import train_config_from_args, train_data_config_from_args
 
     args = _parse("train", "--config", str(QUICKSTART))
     assert train_config_from_args(args).epochs == 12  # its fidelity

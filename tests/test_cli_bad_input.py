@@ -7,7 +7,7 @@ import argparse
 
 import pytest
 
-from losslab.cli import class_schedule_from_args, main
+from losslab.cli.main import class_schedule_from_args, main
 
 QUICK = ["--cases", "3", "--shape", "16", "--patch", "16", "--epochs", "1", "--steps", "1"]
 

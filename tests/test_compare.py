@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
-from losslab.cli import main
+from losslab.cli.main import main
 from losslab.config import ConfigError, load_suite
 
 TINY = """

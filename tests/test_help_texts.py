@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from losslab.cli import TRAIN_DEFAULTS, main
+from losslab.cli.main import TRAIN_DEFAULTS, main
 from losslab.losses import list_losses
 from losslab.schedules import list_class_schedules
 

@@ -13,7 +13,7 @@ import pytest
 from browser import find_browser, load_page
 
 from losslab import __version__
-from losslab.html_report import (
+from losslab.analysis.html_report import (
     HtmlImage,
     HtmlSection,
     HtmlTable,

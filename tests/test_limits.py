@@ -20,7 +20,7 @@ from losslab.search.greedy.settings import GreedySettings
 from losslab.search.ml3.meta import MetaConfig
 from losslab.search.ml3.settings import Ml3Settings
 from losslab.search.objective import Objective
-from losslab.search.optuna_settings import _COUNTS
+from losslab.search.optuna.settings import _COUNTS
 from losslab.search.study_config import Budget
 from losslab.search.workers import WorkerSettings
 from losslab.training import TrainConfig

@@ -16,20 +16,20 @@ import pytest
 from search.studies import write_study
 
 from losslab.candidate import Candidate, ScheduleSpec
+from losslab.cli.search import dashboard_command
+from losslab.console import unchanged_schedule_warnings
 from losslab.data import load_dataset
 from losslab.losses import parse_loss
-from losslab.report import unchanged_schedule_warnings
 from losslab.search import load_study, run_study
-from losslab.search.commands import dashboard_command
 from losslab.search.evaluator import Evaluator
 from losslab.search.fidelity import Fidelity
 from losslab.search.objective import Objective
-from losslab.search.storage import open_storage
-from losslab.search.store import OptunaStudyStore
+from losslab.search.store.optuna_store import OptunaStudyStore
+from losslab.search.store.storage import open_storage
 from losslab.search.study_runs import NOTE, describe_study, tag_best
 from losslab.search.summary import class_dice_table, schedule_warnings
-from losslab.tracking import Tracker
-from losslab.tracking_format import BEST_MARK, RUN_NAME_LIMIT, run_name
+from losslab.tracking.format import BEST_MARK, RUN_NAME_LIMIT, run_name
+from losslab.tracking.tracker import Tracker
 from losslab.training import EpochRecord, Result, TrainConfig
 
 STUDY = {  # changes to the tiny study of tests/search/studies.py

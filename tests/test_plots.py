@@ -9,7 +9,7 @@ import random
 import pytest
 
 from losslab.plots import evaluation_plots, plots_enabled, weights_never_changed
-from losslab.search.ledger import TrialRecord
+from losslab.search.backend import TrialRecord
 from losslab.search.study_plots import (
     generation_fitness_plot,
     objective_history_plot,

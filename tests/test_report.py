@@ -9,7 +9,7 @@ import random
 import pytest
 from rich.console import Console
 
-from losslab.report import class_table, per_class_table, print_table, worst_marks
+from losslab.console import class_table, per_class_table, print_table, worst_marks
 from losslab.training.result import Result
 
 NAN = math.nan

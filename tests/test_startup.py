@@ -13,7 +13,7 @@ HEAVY = ("torch", "monai", "mlflow", "optuna")
 
 _RUN = """
 import json, sys
-from losslab.cli import main
+from losslab.cli.main import main
 try:
     code = main({argv!r})
 except SystemExit as exit:

@@ -19,8 +19,9 @@ from mlflow.tracking import MlflowClient
 import losslab.training.setup as training_setup
 from losslab.candidate import Candidate
 from losslab.data import load_dataset
-from losslab.sqlite_store import prepare_store, unfinished_store
-from losslab.tracking import MLflowHook, Tracker, resolve_tracking_uri
+from losslab.tracking.hook import MLflowHook
+from losslab.tracking.sqlite_store import prepare_store, unfinished_store
+from losslab.tracking.tracker import Tracker, resolve_tracking_uri
 from losslab.training import TrainConfig, Trainer
 
 
@@ -159,7 +160,7 @@ def test_schedules_apply_and_their_weights_reach_mlflow(uri, phantom, tmp_path, 
 def _start_and_kill(folder, uri: str, delay: float) -> int:
     """Start a process that creates the store, kill it (SIGKILL) ``delay`` seconds after it begins
     writing a file; its exit code (-9: killed before it finished)."""
-    script = f"from losslab.tracking import Tracker; Tracker({uri!r}, experiment='first')"
+    script = f"from losslab.tracking.tracker import Tracker; Tracker({uri!r}, experiment='first')"
 
     def files() -> set[tuple[str, int]]:
         found = set()

@@ -52,7 +52,7 @@ def resolve_source(
 
 
 def _best_of_study(spec: str, storage: str | None, tracking_uri: str | None) -> ExportSource:
-    from losslab.search.finished import open_finished, resolve_study
+    from losslab.analysis.finished import open_finished, resolve_study
     from losslab.training.setup import start_context
 
     study = open_finished(resolve_study(spec, storage=storage, tracking_uri=tracking_uri))

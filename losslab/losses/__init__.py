@@ -4,15 +4,10 @@ from __future__ import annotations
 
 from losslab.losses.compiler import Terminals, signed_distance
 from losslab.losses.learned_term import LearnedTerm, add_search_folder, find_network
-from losslab.losses.library import (
-    UnusedParameterError,
-    get_loss,
-    list_losses,
-    resolve_loss,
-    route_parameters,
-)
+from losslab.losses.library import UnusedParameterError, get_loss, list_losses, route_parameters
 from losslab.losses.ops import FUNCTIONS, PARAMETERS, TERMINALS, Kind
 from losslab.losses.parser import LossSyntaxError
+from losslab.losses.resolve import resolve_loss
 from losslab.losses.spec import (
     ABSENT_CLASSES,
     CompiledLoss,

@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from losslab.losses.compiler import Terminals
-from losslab.losses.library import resolve_loss
+from losslab.losses.library import get_loss
 from losslab.losses.spec import CompiledLoss
 
 __all__ = [
@@ -213,7 +213,7 @@ class LossNetwork(nn.Module):
 @functools.cache
 def _base_loss(name: str) -> CompiledLoss:
     """The library's compiled loss ``name`` (kept off the module, so that it pickles)."""
-    return resolve_loss(name).compile()
+    return get_loss(name).compile()
 
 
 def evaluate_library_loss(

@@ -26,18 +26,15 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import torch
 
 from losslab.losses.ops import Kind
 from losslab.losses.parser import LossSyntaxError
 
 if TYPE_CHECKING:
-    from losslab.losses.compiler import Terminals
     from losslab.losses.learned import LossNetwork
     from losslab.losses.spec import CompiledLoss
 
@@ -48,7 +45,6 @@ __all__ = [
     "add_search_folder",
     "find_network",
     "is_learned",
-    "learned_values",
     "load_learned",
     "search_path",
 ]
@@ -206,33 +202,3 @@ def load_learned(hash: str) -> LossNetwork:
 def load_terms(terms: Iterable[Any]) -> dict[int, LossNetwork]:
     """The networks of the learned terms among ``terms``, by term index."""
     return {k: t.load() for k, t in enumerate(terms) if isinstance(t, LearnedTerm)}
-
-
-def learned_values(
-    networks: dict[int, LossNetwork],
-    expression_values: Sequence[torch.Tensor],
-    terminals: Terminals,
-) -> list[torch.Tensor]:
-    """Every term's value in term order: the learned terms' from their networks (float32
-    ``[C]``, reading ``terminals.progress``), the others taken in order from
-    ``expression_values``.
-
-    Raises:
-        ValueError: terminals without logits or labels (a learned term needs both).
-    """
-    logits, labels = terminals.logits, terminals.labels
-    if logits is None or labels is None:
-        raise ValueError("a learned loss term (lossnet:...) needs logits and labels")
-    others = iter(expression_values)
-    values = []
-    for k in range(len(networks) + len(expression_values)):
-        net = networks.get(k)
-        if net is None:
-            values.append(next(others))
-            continue
-        if net.layers[0].weight.device != logits.device:
-            net.to(logits.device)  # in place, once: it stays there for the next steps
-        with torch.autocast(device_type=logits.device.type, enabled=False):
-            value = net.loss(logits, labels, terminals.weights, terminals.progress)
-        values.append(value.float())
-    return values

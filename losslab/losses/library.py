@@ -21,8 +21,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from losslab.hints import did_you_mean
-from losslab.losses.learned_term import LearnedTerm, is_learned
-from losslab.losses.ops import PARAMETERS, TERMINALS
 from losslab.losses.spec import CompoundLoss, LossSpec, parse_loss
 
 __all__ = [
@@ -31,7 +29,6 @@ __all__ = [
     "UnusedParameterError",
     "get_loss",
     "list_losses",
-    "resolve_loss",
     "route_parameters",
 ]
 
@@ -217,27 +214,6 @@ ALIASES: dict[str, str] = {"asymmetric": "f_beta", "jaccard": "iou", "generalize
 def list_losses() -> list[str]:
     """Names of every loss in the library (single and compound), sorted."""
     return sorted(LIBRARY)
-
-
-def resolve_loss(text: str, **params: float) -> LossSpec | CompoundLoss | LearnedTerm:
-    """A library name (``"dice_ce"``), a learned term (``"lossnet:<hash>"``, see
-    ``learned_term``) or, for any other text, a parsed expression.
-
-    A bare identifier that is neither a terminal nor a parameter of the language is a name (so
-    a typo gets the list of known losses); everything else (``"p * y"``, ``"nc"``) is parsed and
-    gets the parser's message.
-
-    Raises:
-        KeyError: an unknown name.
-        LossSyntaxError: an expression that does not parse, or a malformed learned term.
-        ValueError: parameters given to a learned term (it has none).
-    """
-    name = text.strip()
-    if is_learned(name):
-        return LearnedTerm.parse(name).with_params(**params)
-    if name.isidentifier() and name not in TERMINALS and name not in PARAMETERS:
-        return get_loss(name, **params)
-    return parse_loss(text, **params)
 
 
 def get_loss(name: str, **params: float) -> LossSpec | CompoundLoss:

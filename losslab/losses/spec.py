@@ -17,11 +17,11 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import torch
 
 from losslab.losses.compiler import Program, Terminals, compile_program
-from losslab.losses.learned_term import LearnedTerm, learned_values, load_terms
 from losslab.losses.nodes import (
     Call,
     Node,
@@ -39,6 +39,10 @@ from losslab.losses.parser import (
     check_tree,
     parse_expression,
 )
+
+if TYPE_CHECKING:
+    from losslab.losses.learned import LossNetwork
+    from losslab.losses.learned_term import LearnedTerm
 
 __all__ = [
     "ABSENT_CLASSES",
@@ -260,7 +264,10 @@ class CompiledLoss:
         if single and len(self.terms) != 1:
             raise ValueError(f"a single loss has one term, got {len(self.terms)}")
         self.single = single
-        self.networks = load_terms(self.terms)
+        # a term that is not an expression is a learned term (``LearnedTerm``): its network
+        self.networks = {
+            k: t.load() for k, t in enumerate(self.terms) if not isinstance(t, LossSpec)
+        }
         self._expressions = [t for k, t in enumerate(self.terms) if k not in self.networks]
         self.program: Program = _compile_with_own_params(self._expressions, fuse_labels=True)
         self.uses = self.program.terminals
@@ -376,3 +383,33 @@ def _compile_with_own_params(terms: Sequence[LossSpec], *, fuse_labels: bool = F
 def compile_terms(terms: Sequence[LossSpec | LearnedTerm]) -> CompiledLoss:
     """Compile several terms (expressions and learned terms) into one :class:`CompiledLoss`."""
     return CompiledLoss(terms)
+
+
+def learned_values(
+    networks: dict[int, LossNetwork],
+    expression_values: Sequence[torch.Tensor],
+    terminals: Terminals,
+) -> list[torch.Tensor]:
+    """Every term's value in term order: the learned terms' from their networks (float32
+    ``[C]``, reading ``terminals.progress``), the others taken in order from
+    ``expression_values``.
+
+    Raises:
+        ValueError: terminals without logits or labels (a learned term needs both).
+    """
+    logits, labels = terminals.logits, terminals.labels
+    if logits is None or labels is None:
+        raise ValueError("a learned loss term (lossnet:...) needs logits and labels")
+    others = iter(expression_values)
+    values = []
+    for k in range(len(networks) + len(expression_values)):
+        net = networks.get(k)
+        if net is None:
+            values.append(next(others))
+            continue
+        if net.layers[0].weight.device != logits.device:
+            net.to(logits.device)  # in place, once: it stays there for the next steps
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            value = net.loss(logits, labels, terminals.weights, terminals.progress)
+        values.append(value.float())
+    return values

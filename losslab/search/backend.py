@@ -27,12 +27,88 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from losslab.search.ledger import BackendState, Proposal, Slot, TrialRecord
+from losslab.candidate import Candidate
 from losslab.search.objective import Objective
 from losslab.search.space import SearchSpace
-from losslab.training import Result, TrainConfig
+from losslab.training import Hook, Result, TrainConfig
 
 __all__ = ["BackendContext", "SearchBackend"]
+
+
+@dataclass
+class Proposal:
+    """What a backend asks to evaluate in one slot.
+
+    ``candidate`` is ``None`` (with ``invalid`` saying why) when the backend's draw is not a
+    valid candidate: the entry is recorded as failed and counts against the budget.
+    ``params`` describes the draw in the backend's own terms (shown in the ledger);
+    ``hooks`` are trainer hooks the backend wants on this evaluation (a pruner);
+    ``tags`` are added to the evaluation's MLflow run (a GP individual's generation);
+    ``variant`` says what the hooks change about training (a greedy controller's plan): it is
+    part of the evaluation key, so a controlled run never shares the cached plain run's result.
+    ``withdrawn``: the backend has nothing for this slot after all (another worker took the
+    last individual of a generation meanwhile); the slot is given back, not counted.
+    """
+
+    candidate: Candidate | None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    hooks: Sequence[Hook] = ()
+    invalid: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    variant: dict[str, Any] = field(default_factory=dict)
+    withdrawn: bool = False
+
+
+@dataclass
+class Slot:
+    """One reserved ledger entry (RUNNING, held by this worker).
+
+    ``retry`` is the proposal of an evaluation that was interrupted (a stopped worker, the time
+    budget) and must run again as it was. ``native`` is the store's own handle of the entry, for
+    backends that draw through the store's engine (the Optuna backend draws in the trial).
+    """
+
+    number: int
+    retry: Proposal | None = None
+    native: Any = None
+
+
+@dataclass
+class TrialRecord:
+    """One finished ledger entry."""
+
+    number: int
+    candidate: Candidate | None  # None when the draw itself was invalid
+    status: str  # ok, failed, pruned
+    value: float  # the objective on validation (NaN unless ok or pruned)
+    eval_key: str = ""
+    run_id: str | None = None
+    reason: str = ""
+    cached_from: str = ""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    worker: str = ""
+    variant: dict[str, Any] = field(default_factory=dict)  # what its hooks changed (greedy)
+
+
+class BackendState(ABC):
+    """A backend's durable state: JSON values by key, shared by every worker of the study."""
+
+    @abstractmethod
+    def get(self, key: str, default: Any = None) -> Any: ...
+
+    @abstractmethod
+    def put(self, key: str, value: Any) -> None: ...
+
+    def claim(self, key: str) -> bool:
+        """Take ``key`` for this worker (a GP individual to train); ``False`` when another live
+        worker holds it. Always ``True`` where no other worker can exist."""
+        return True
+
+    def taken(self, key: str) -> bool:
+        """Whether another live worker holds ``key``."""
+        return False
 
 
 @dataclass

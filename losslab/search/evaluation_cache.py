@@ -1,6 +1,6 @@
 """The evaluation cache's interface: results by evaluation key (see ``evaluator.py``).
 
-:class:`MemoryCache` lives as long as the process; the study store's cache (``store_cache.py``)
+:class:`MemoryCache` lives as long as the process; the study store's cache (``store/cache.py``)
 is shared by every worker and resume of a study.
 """
 

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from losslab.search.evaluation_cache import CachedEvaluation
 from losslab.search.workers import is_stale
-from losslab.tracking import MLflowHook, Tracker
+from losslab.tracking.hook import MLflowHook
+from losslab.tracking.tracker import Tracker
 from losslab.training import Hook, Result
 
 if TYPE_CHECKING:
@@ -53,9 +54,9 @@ class LinkedMLflowHook(MLflowHook):
 
     on_run: Callable[[str], None] | None = None
 
-    def _start(self) -> str:
+    def start_run(self) -> str:
         new = self.run_id is None
-        run_id = super()._start()
+        run_id = super().start_run()
         if new and self.on_run is not None:
             self.on_run(run_id)
         return run_id
@@ -80,7 +81,7 @@ class CacheHook(Hook):
             return
         self.evaluator.trained += 1
         if self.mlflow_hook is not None:
-            self.run_id = self.mlflow_hook._start()  # the run of a set-up failure starts here
+            self.run_id = self.mlflow_hook.start_run()  # the run of a set-up failure starts here
         if result.status in FINAL_STATUSES:
             self.evaluator.cache.put(self.key, CachedEvaluation(result, self.run_id, self.origin))
             if self.mlflow_hook is not None and self.run_id is not None:

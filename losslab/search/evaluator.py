@@ -4,7 +4,7 @@ Every backend evaluates through it. An evaluation is identified by its key: a ha
 candidate's canonical JSON, the full train config after the fidelity, the seed and the backend's
 overrides (``lr``...), and the data fingerprint. A cache maps keys to results, so the same
 candidate is never trained twice in a study: :class:`MemoryCache` within a process, the study
-store's cache (``ledger.py``) across processes, workers and resumes.
+store's cache (``store/``) across processes, workers and resumes.
 
 Each evaluation that trains is one MLflow run nested under the study's parent run, tagged with
 its role (``trial``, ``baseline``), key and worker; a cached evaluation trains nothing and
@@ -34,8 +34,9 @@ from losslab.search.evaluation_runs import CacheHook, LinkedMLflowHook, finish_c
 from losslab.search.fidelity import Fidelity
 from losslab.search.objective import Objective
 from losslab.search.workers import worker_id
-from losslab.tracking import MLflowHook, Tracker
-from losslab.tracking_format import run_name
+from losslab.tracking.format import run_name
+from losslab.tracking.hook import MLflowHook
+from losslab.tracking.tracker import Tracker
 from losslab.training import Hook, PopulationTrainer, Result, TrainConfig, Trainer
 from losslab.training.population import DEFAULT_MAX_SIZE, population_safe
 

@@ -25,7 +25,7 @@ __all__ = [
 DEFAULT_BACKEND = "optuna"  # a study file that names no backend
 
 _BUILTIN = {
-    "optuna": "losslab.search.optuna_backend:OptunaBackend",
+    "optuna": "losslab.search.optuna.backend:OptunaBackend",
     "gp": "losslab.search.gp.backend:GpBackend",
     "greedy": "losslab.search.greedy.backend:GreedyBackend",
     "ml3": "losslab.search.ml3.backend:Ml3Backend",

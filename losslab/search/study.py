@@ -1,7 +1,7 @@
 """Running a study: open, baselines, run, close.
 
 A :class:`Study` opens its data (checked before any store exists), its MLflow parent run (tag
-``losslab.study``, reused on resume), its study store (``ledger.py``: the ledger, the shared
+``losslab.study``, reused on resume), its study store (``store/ledger.py``: the ledger, the shared
 evaluation cache, the backend's state) and its backend (``registry.py``, by name). It evaluates
 the baselines at the study's fidelity and seed, then asks the backend for candidates and tells
 it their outcomes until the budget is spent: ``trials`` counted in the whole study (across
@@ -24,19 +24,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from losslab.console import StudyProgress
 from losslab.data import build_dataset
-from losslab.report import StudyProgress
-from losslab.search.backend import BackendContext, SearchBackend
+from losslab.search.backend import BackendContext, Proposal, SearchBackend, Slot
 from losslab.search.deadline import DeadlineHook, TimeUp
 from losslab.search.evaluator import Evaluator
-from losslab.search.ledger import (
-    Proposal,
-    Slot,
-    StudyStore,
-    default_storage_url,
-    study_folder,
-)
 from losslab.search.registry import get_backend
+from losslab.search.store import default_storage_url, study_folder
+from losslab.search.store.ledger import StudyStore
 from losslab.search.study_batch import BatchRunner
 from losslab.search.study_checks import check_loaded_data, check_study
 from losslab.search.study_config import StudyConfig
@@ -45,7 +40,7 @@ from losslab.search.study_outcome import StudyOutcome
 from losslab.search.study_plots import study_plots
 from losslab.search.study_runs import close_stale_runs, describe_study, parent_run, tag_best
 from losslab.search.study_timing import baselines_line, evaluation_seconds, fit_line
-from losslab.tracking import Tracker
+from losslab.tracking.tracker import Tracker
 from losslab.training import Hook, Trainer
 
 __all__ = ["Study", "StudyOutcome", "run_study"]

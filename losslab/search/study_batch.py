@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from losslab.search.backend import Proposal, Slot, TrialRecord
 from losslab.search.deadline import TimeUp
 from losslab.search.evaluator import BatchItem
-from losslab.search.ledger import Proposal, Slot, TrialRecord
 from losslab.search.study_console import describe
 
 __all__ = ["BatchRunner"]

@@ -28,7 +28,7 @@ from losslab.data.proxy import PROXY_CLASSES
 from losslab.models import ModelSpec, list_sizes
 from losslab.search.registry import get_backend
 from losslab.search.space import SpaceError
-from losslab.tracking import check_tracking_uri
+from losslab.tracking.tracker import check_tracking_uri
 
 if TYPE_CHECKING:
     from losslab.search.study_config import StudyConfig

@@ -55,11 +55,11 @@ from losslab.training import TrainConfig
 from losslab.typed import from_mapping
 
 if TYPE_CHECKING:
-    from losslab.search.ledger import StudyStore
+    from losslab.search.store.ledger import StudyStore
 
 __all__ = ["Budget", "StudyConfig", "load_study", "parse_space"]
 
-_KEYS = STUDY_KEYS
+STUDY_KEYS = STUDY_KEYS
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ class StudyConfig:
 
     def store(self, url: str) -> StudyStore:
         """The study's store at ``url``, not opened yet."""
-        from losslab.search.ledger import open_store
+        from losslab.search.store import open_store
 
         return open_store(
             url,
@@ -223,9 +223,9 @@ def load_study(path: str | Path, *, text: str | None = None) -> StudyConfig:
     source, raw = read_yaml_mapping(path) if text is None else parse_yaml_mapping(text, path)
     where = f"{path}: "
     backends = backend_names()
-    unknown = sorted(set(map(str, raw)) - _KEYS - set(backends))
+    unknown = sorted(set(map(str, raw)) - STUDY_KEYS - set(backends))
     if unknown:
-        raise ConfigError(where + unknown[0], unknown_key(unknown[0], _KEYS | set(backends)))
+        raise ConfigError(where + unknown[0], unknown_key(unknown[0], STUDY_KEYS | set(backends)))
     check_ceilings(raw, where)
     backend = raw.get("backend", DEFAULT_BACKEND)
     if backend not in backends:

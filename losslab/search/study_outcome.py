@@ -6,10 +6,10 @@ import math
 from dataclasses import dataclass, field
 
 from losslab.data import SegmentationDataset
+from losslab.search.backend import TrialRecord
 from losslab.search.evaluator import Evaluation, EvaluationCache
-from losslab.search.ledger import TrialRecord
 from losslab.search.study_config import StudyConfig
-from losslab.tracking import Tracker
+from losslab.tracking.tracker import Tracker
 from losslab.training import Result
 
 __all__ = ["StudyOutcome"]

@@ -1,6 +1,6 @@
 """PNG plots of a study's ledger: objective history, parallel coordinates, GP fitness.
 
-The plots are drawn here from :class:`~losslab.search.ledger.TrialRecord` entries rather than
+The plots are drawn here from :class:`~losslab.search.store.ledger.TrialRecord` entries rather than
 with Optuna's ``optuna.visualization.matplotlib`` functions: the ledger covers every backend
 (Optuna, GP, greedy, ML3), whereas Optuna's functions need an ``optuna.Study`` and draw through
 pyplot's global state, which is unsafe in worker threads and long processes. Figures come from
@@ -21,7 +21,7 @@ from losslab.plots import draw_all, figure_png, new_figure, plots_enabled
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from losslab.search.ledger import TrialRecord
+    from losslab.search.backend import TrialRecord
 
 __all__ = [
     "colour_norm",

@@ -1,7 +1,7 @@
 """A study's side in MLflow: its parent run, the runs of dead workers, the best run's tag and
 name, the parent's description.
 
-Everything goes through :class:`~losslab.tracking.Tracker`; no MLflow filter is written here.
+Everything goes through :class:`~losslab.tracking.tracker.Tracker`; no MLflow filter is written here.
 
 ``best_trial.json`` on the parent run is the best trial's candidate (the keys of
 ``candidate.json``, so ``losslab train --candidate best_trial.json`` reads it as is) plus
@@ -20,11 +20,11 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from losslab import __version__
+from losslab.search.backend import TrialRecord
 from losslab.search.evaluator import Evaluation
-from losslab.search.ledger import TrialRecord
 from losslab.search.workers import is_stale
-from losslab.tracking import Tracker
-from losslab.tracking_format import BEST_MARK, RUN_NAME_LIMIT, fit_name
+from losslab.tracking.format import BEST_MARK, RUN_NAME_LIMIT, fit_name
+from losslab.tracking.tracker import Tracker
 
 if TYPE_CHECKING:
     from losslab.search.study_outcome import StudyOutcome

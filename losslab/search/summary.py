@@ -9,7 +9,7 @@ import math
 from rich.markup import escape
 from rich.table import Table
 
-from losslab.report import class_table, split_title, unchanged_schedule_warnings
+from losslab.console import class_table, split_title, unchanged_schedule_warnings
 from losslab.search.study_outcome import StudyOutcome
 from losslab.search.study_timing import plural
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from losslab.training.result import EpochRecord, Result
-    from losslab.training.trainer import TrainState
+    from losslab.training.state import TrainState
 
 __all__ = ["STOPPED_AFTER_LAST_EPOCH", "Hook", "StopTraining", "epoch_end", "stop_is_late"]
 

@@ -138,7 +138,7 @@ def evaluate_split(
                 details.add_logits(logits[0], label)
             confusion = confusion_matrix(pred, label, num_classes)
             overlap_values = overlap_metrics(confusion)
-            if details is not None:  # a class never predicted has no HD95 (report.py says so)
+            if details is not None:  # a class never predicted has no HD95 (console.py says so)
                 details.predicted.append(confusion.sum(0).cpu())
             for metric in metrics:
                 if metric == "hd95":

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from losslab.cli import main
+from losslab.cli.main import main
 
 
 def test_phantom_then_inspect_end_to_end(tmp_path, capsys):

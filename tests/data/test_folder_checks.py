@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from losslab.cli import main
+from losslab.cli.main import main
 from losslab.data import (
     DatasetError,
     DatasetProblem,

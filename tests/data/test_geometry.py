@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from losslab.cli import main
+from losslab.cli.main import main
 from losslab.data import DatasetError, inspect_decathlon, load_dataset
 
 from .helpers import tiny_case, write_nifti

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from losslab.cli import main
+from losslab.cli.main import main
 from losslab.data import (
     DataConfig,
     DatasetError,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from losslab.cli import main
+from losslab.cli.main import main
 from losslab.data import (
     PHANTOM_CLASSES,
     DataConfig,
@@ -225,9 +225,9 @@ def test_phantom_in_nnunet_layout_then_inspect(tmp_path, capsys, monkeypatch):
 
 
 def test_train_takes_an_nnunet_folder_from_its_flags(nnunet_folder):
-    from losslab.cli import build_parser
+    from losslab.cli.data import data_config_from_args
+    from losslab.cli.main import build_parser
     from losslab.data import build_dataset
-    from losslab.data.commands import data_config_from_args
 
     args = build_parser().parse_args(
         ["train", "--data", "nnunet", "--data-dir", str(nnunet_folder), "--cases", "3"]

@@ -14,9 +14,9 @@ import yaml
 from optuna.trial import TrialState
 from search.studies import BASE  # the tiny study of the search tests
 
-from losslab.search.storage import open_storage
-from losslab.search.store import INTERRUPTED, RETRY_OF, RUN_ID
-from losslab.tracking import Tracker
+from losslab.search.store.optuna_store import INTERRUPTED, RETRY_OF, RUN_ID
+from losslab.search.store.storage import open_storage
+from losslab.tracking.tracker import Tracker
 
 __all__ = ["Census", "census", "start_worker", "write_cluster_study"]
 
@@ -46,7 +46,7 @@ def start_worker(path: Path, storage: str, tracking_uri: str, host: str) -> subp
     command = [
         sys.executable,
         "-m",
-        "losslab.cli",
+        "losslab.cli.main",
         "search",
         str(path),
         "--no-progress",

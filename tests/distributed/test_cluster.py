@@ -16,8 +16,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from losslab.search.storage import open_storage
-from losslab.search.store import CANDIDATE, WORKER
+from losslab.search.store.optuna_store import CANDIDATE, WORKER
+from losslab.search.store.storage import open_storage
 
 from .cluster import census, retried, start_worker, write_cluster_study
 

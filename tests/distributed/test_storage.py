@@ -8,7 +8,7 @@ import time
 import optuna
 import pytest
 
-from losslab.search.storage import open_storage
+from losslab.search.store.storage import open_storage
 
 pytestmark = pytest.mark.slow
 

@@ -14,12 +14,12 @@ import pytest
 import torch
 from search.studies import write_study
 
+from losslab.analysis.finished import open_finished, resolve_study
 from losslab.candidate import Candidate, ScheduleSpec
-from losslab.cli import main
+from losslab.cli.main import main
 from losslab.export import ExportedLoss
 from losslab.losses import resolve_loss
 from losslab.losses.learned import LossNetwork, save_network
-from losslab.search.finished import open_finished, resolve_study
 
 
 def load_module(path: Path, name: str):
@@ -130,7 +130,7 @@ def test_bad_input_is_a_message_naming_it(argv, message, tmp_path, capsys, monke
 
 def test_export_help_imports_no_torch():
     code = (
-        "import sys\nfrom losslab.cli import main\ntry:\n    main(['export', '--help'])\n"
+        "import sys\nfrom losslab.cli.main import main\ntry:\n    main(['export', '--help'])\n"
         "except SystemExit:\n    pass\nprint('torch' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from losslab.candidate import Candidate, ScheduleSpec
-from losslab.cli import main
+from losslab.cli.main import main
 from losslab.data import write_phantom_nnunet
 from losslab.export import ExportedLoss, deep_supervision_weights, downsample_target
 

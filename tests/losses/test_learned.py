@@ -16,7 +16,7 @@ from losslab.losses.learned import (
     save_network,
     state_bytes,
 )
-from losslab.losses.library import resolve_loss
+from losslab.losses.resolve import resolve_loss
 from losslab.losses.spec import reduce
 
 

@@ -23,7 +23,7 @@ import json, os, signal, sys
 options = json.loads(sys.argv[1])
 sys.path.insert(0, options["tests"])
 from search.fakes import FakeTrainer  # registers the batch_random backend too
-from losslab import tracking_hook
+from losslab.tracking import hook as tracking_hook
 from losslab.search import load_study, run_study
 
 FakeTrainer.epoch_seconds = options["epoch_seconds"]
@@ -51,8 +51,8 @@ if options["compare"] is None:
     )
     rows = [[r.params.get("gp.expression") or r.eval_key, r.value, r.status] for r in outcome.records]
 else:
-    from losslab.search.comparison import run_comparison
-    from losslab.search.finished import open_finished, resolve_study
+    from losslab.analysis.comparison import run_comparison
+    from losslab.analysis.finished import open_finished, resolve_study
 
     study = open_finished(resolve_study(options["path"]))
     comparison = run_comparison([study], progress=False, trainer=FakeTrainer, **options["compare"])

@@ -1,28 +1,15 @@
-"""What every registered backend must do, whatever it proposes: this test runs each one.
-
-Against a fake trainer (a score from the candidate's key, no network): a study completes its
-budget; a rerun trains nothing; a study stopped mid-evaluation and resumed loses and repeats
-nothing (the ledger and MLflow agree); a candidate that goes NaN fails alone; two worker
-processes share one study without training any evaluation twice or overshooting the budget.
-Once against the real trainer on the tiny phantom. A new backend gets all of this by
-registering (``losslab.search.register_backend``); ``batch_random`` (``fakes.py``) is a backend
-built on nothing but the study store, proposing three candidates at a time.
-"""
+"""Every registered backend (the built-in four and ``batch_random`` of ``fakes.py``, built
+on nothing but the study store) through ``losslab.testing.BackendContractTests``."""
 
 from __future__ import annotations
 
-import multiprocessing
-
 import pytest
 
-from losslab.search import backend_names, load_study, run_study
-from losslab.search.ledger import open_store
-from losslab.tracking import Tracker
+from losslab.search import backend_names
+from losslab.testing import BackendContractTests
 
-from .fakes import FakeTrainer, StopAfter
-from .studies import write_study
+from . import fakes  # noqa: F401  (registers batch_random)
 
-BACKENDS = backend_names()
 # What a backend needs in its study file besides the common part (``studies.BASE``): the gp
 # backend evolves the loss from seeds, with small generations; the greedy backend steers three
 # starts (plain, controlled and replayed: nine evaluations), deciding at every step; the ml3
@@ -55,138 +42,10 @@ STUDY_OF = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _fresh_fake():
-    FakeTrainer.trained, FakeTrainer.fail_every, FakeTrainer.epoch_seconds = [], 0, 0.0
-    yield
+class TestEveryRegisteredBackend(BackendContractTests):
+    @pytest.fixture(params=backend_names())
+    def backend(self, request) -> str:
+        return request.param
 
-
-def _study(folder, backend: str, **changes):
-    return write_study(folder, backend=backend, **{**STUDY_OF.get(backend, {}), **changes})
-
-
-def _config(folder, backend: str, trials: int = 5, **changes):
-    return load_study(_study(folder, backend, budget={"trials": trials}, **changes))
-
-
-def _runs(config, role: str):
-    tracker = Tracker(config.tracking_uri, experiment=config.experiment)
-    return [r for r in tracker.find_runs() if r.tags.get("losslab.role") == role]
-
-
-def _ledger(config):
-    store = open_store(config.storage, study_name=config.name, fingerprint=config.fingerprint)
-    store.open(resume=True, seed=config.seed)
-    return store
-
-
-def _agree(config, outcome) -> None:
-    """MLflow holds one finished run per trained entry, and nothing is left running."""
-    trained = [r for r in outcome.records if not r.cached_from and r.status != "failed"]
-    runs = {r.run_id: r for r in _runs(config, "trial")}
-    assert {r.run_id for r in trained} <= set(runs)
-    finished = {i for i, r in runs.items() if r.status == "FINISHED"}
-    assert finished == {r.run_id for r in outcome.records if not r.cached_from and r.status == "ok"}
-    keys = [r.tags["losslab.eval_key"] for r in runs.values() if r.status != "KILLED"]
-    assert len(keys) == len(set(keys)), "an evaluation key was trained twice"
-    assert not [r for r in runs.values() if r.status == "RUNNING"]
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_a_study_completes_its_budget_and_a_rerun_trains_nothing(tmp_path, backend):
-    config = _config(tmp_path, backend)
-    outcome = run_study(config, progress=False, trainer=FakeTrainer)
-    assert len(outcome.records) == 5
-    assert [r.number for r in outcome.records] == sorted(r.number for r in outcome.records)
-    assert all(r.status == "ok" and 0 < r.value < 1 and r.candidate for r in outcome.records)
-    assert len(FakeTrainer.trained) == len(set(FakeTrainer.trained)) == outcome.trained
-    assert outcome.trained == len(
-        {r.eval_key for r in outcome.records} | {outcome.baselines[0].key}
-    )
-    _agree(config, outcome)
-    again = run_study(config, progress=False, trainer=FakeTrainer)
-    assert again.trained == 0
-    assert [(r.number, r.eval_key) for r in again.records] == [
-        (r.number, r.eval_key) for r in outcome.records
-    ]
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_a_stopped_study_resumes_losing_and_repeating_nothing(tmp_path, backend):
-    config = _config(tmp_path, backend, trials=6)
-    with pytest.raises(KeyboardInterrupt):  # during the 3rd evaluation (the baseline is 1st)
-        run_study(config, progress=False, trainer=FakeTrainer, extra_hooks=StopAfter(3))
-    stopped_key = FakeTrainer.trained[-1]
-    done_before = len(_ledger(config).records())
-    assert done_before == 1
-    outcome = run_study(config, resume=True, progress=False, trainer=FakeTrainer)
-    assert len(outcome.records) == 6
-    assert _ledger(config).interrupted()  # the stopped entry: not counted, run again
-    assert stopped_key.partition("/")[0] in {r.candidate.key for r in outcome.records}
-    # Trained once each, except the one that was cut short (trained again, to the end).
-    repeated = [k for k in set(FakeTrainer.trained) if FakeTrainer.trained.count(k) > 1]
-    assert repeated == [stopped_key]
-    # The stopped attempt's run is superseded by the run of its rerun: out of the default
-    # view (deleted), tagged with the run that holds the result.
-    assert not [r for r in _runs(config, "trial") if r.status == "KILLED"]
-    tracker = Tracker(config.tracking_uri, experiment=config.experiment)
-    (killed,) = tracker.find_runs(deleted=True)
-    assert killed.status == "KILLED" and killed.tags["status"] == "interrupted"
-    rerun = tracker.run(killed.tags["losslab.superseded_by"])
-    assert rerun.tags["losslab.eval_key"] == killed.tags["losslab.eval_key"]
-    assert rerun.status == "FINISHED"
-    _agree(config, outcome)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_a_candidate_that_goes_nan_fails_alone(tmp_path, backend):
-    FakeTrainer.fail_every = 3
-    config = _config(tmp_path, backend, trials=6)
-    outcome = run_study(config, progress=False, trainer=FakeTrainer)
-    assert len(outcome.records) == 6
-    failed = [r for r in outcome.records if r.status == "failed"]
-    assert failed and all("non-finite loss" in r.reason for r in failed)
-    assert all(r.status == "ok" for r in outcome.records if r not in failed)
-    runs = {r.run_id: r for r in _runs(config, "trial")}
-    assert {runs[r.run_id].status for r in failed if not r.cached_from} == {"FAILED"}
-    _agree(config, outcome)
-
-
-def _worker(path: str, queue) -> None:
-    FakeTrainer.epoch_seconds = 0.3  # both workers start before the budget is spent
-    outcome = run_study(load_study(path), progress=False, trainer=FakeTrainer)
-    queue.put(list(FakeTrainer.trained) + [f"trained={outcome.trained}"])
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_two_workers_share_one_study(tmp_path, backend):
-    path = _study(tmp_path, backend, budget={"trials": 8})
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    workers = [context.Process(target=_worker, args=(str(path), queue)) for _ in range(2)]
-    for worker in workers:
-        worker.start()
-    reports = [queue.get(timeout=300) for _ in workers]
-    for worker in workers:
-        worker.join(timeout=60)
-    assert [w.exitcode for w in workers] == [0, 0]
-    trained = [key for report in reports for key in report[:-1]]
-    assert len(trained) == len(set(trained)), "two workers trained the same evaluation"
-    config = load_study(path)
-    records = _ledger(config).records()
-    assert len(records) == 8  # the budget exactly: entries are reserved before they train
-    assert len(_runs(config, "study")) == 1
-    assert {r.worker.rpartition(":")[2] for r in records} == {str(w.pid) for w in workers}
-    outcome = run_study(config, progress=False, trainer=FakeTrainer)
-    assert outcome.trained == 0
-    _agree(config, outcome)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_the_real_trainer_runs_every_backend(tmp_path, backend):
-    config = _config(tmp_path, backend, trials=2, fidelity={"epochs": 1, "steps_per_epoch": 2})
-    outcome = run_study(config, progress=False)
-    assert len(outcome.records) == 2
-    assert all(r.status == "ok" and 0 <= r.value <= 1 for r in outcome.records)
-    _agree(config, outcome)
-    assert run_study(config, progress=False).trained == 0
+    def section(self, backend: str) -> dict:
+        return STUDY_OF.get(backend, {})

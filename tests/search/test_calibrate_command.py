@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import pytest
 
-from losslab.cli import main
-from losslab.search import load_study
-from losslab.search.calibrate_commands import fidelity_block
-from losslab.search.calibrate_run import (
+from losslab.analysis.calibrate_run import (
     CalibrationRun,
     Rung,
     draw_entries,
     ladder,
     run_calibration,
 )
-from losslab.search.calibration import analyse
+from losslab.analysis.calibration import analyse
+from losslab.cli.calibrate import fidelity_block
+from losslab.cli.main import main
+from losslab.search import load_study
 from losslab.search.fidelity import Fidelity
-from losslab.tracking import Tracker
+from losslab.tracking.tracker import Tracker
 
 from .fakes import FakeTrainer
 from .studies import write_study
@@ -103,7 +103,7 @@ def test_a_time_cap_starts_nothing_it_cannot_finish(study):
 
 
 def test_the_command_prints_the_table_and_a_fidelity_block(study, capsys, monkeypatch):
-    monkeypatch.setattr("losslab.search.calibrate_run.Trainer", FakeTrainer)
+    monkeypatch.setattr("losslab.analysis.calibrate_run.Trainer", FakeTrainer)
     monkeypatch.setenv("COLUMNS", "250")
     argv = ["calibrate", str(study), "--seeds", "2", "--candidates", "1", "--rungs", "2"]
     assert main([*argv, "--top", "search", "--no-progress"]) == 0

@@ -1,4 +1,4 @@
-"""``losslab.search.calibration``: rank agreement of fidelities on scripted results."""
+"""``losslab.analysis.calibration``: rank agreement of fidelities on scripted results."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from losslab.search.calibration import Observation, analyse, seed_means, separated_share
+from losslab.analysis.calibration import Observation, analyse, seed_means, separated_share
 
 TOP = [0.1, 0.2, 0.3, 0.4, 0.5]  # five candidates, c0 worst ... c4 best at the top fidelity
 

@@ -7,8 +7,8 @@ import threading
 import optuna
 import pytest
 
-from losslab.search.claims import FileClaims, SqlClaims
-from losslab.search.storage import open_storage
+from losslab.search.store.claims import FileClaims, SqlClaims
+from losslab.search.store.storage import open_storage
 
 
 def _race(claims, name, workers, stale=lambda holder: False):

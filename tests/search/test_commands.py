@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 import losslab.training.setup as training_setup
-from losslab.cli import main
+from losslab.cli.main import main
 from losslab.data import write_phantom_decathlon
 from losslab.search import load_study
 

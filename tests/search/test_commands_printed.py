@@ -22,8 +22,8 @@ import pytest
 import sqlalchemy
 from rich.console import Console
 
+from losslab.cli.search import dashboard_command, optuna_lines, print_outcome
 from losslab.search import load_study, run_study
-from losslab.search.commands import dashboard_command, optuna_lines, print_outcome
 
 from .fakes import FakeTrainer
 from .studies import write_study
@@ -133,7 +133,7 @@ def test_the_printed_dashboard_command_serves_the_study(printed):
 
 def test_the_resume_hint_is_one_line(tmp_path, capsys, monkeypatch):
     import losslab.search.study as study_module
-    from losslab.cli import main
+    from losslab.cli.main import main
 
     def stopped(*args, **kwargs):
         raise KeyboardInterrupt

@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-import losslab.cli_support as cli_support
-import losslab.search.compare_commands as compare_commands
-from losslab.cli import main
-from losslab.cli_support import OptionError, check_output_file
+import losslab.cli.compare as compare_commands
+import losslab.cli.support as cli_support
+from losslab.cli.main import main
+from losslab.cli.support import OptionError, check_output_file
 
 
 def _err(capsys) -> str:
@@ -77,7 +77,7 @@ def test_a_file_system_error_late_in_a_command_is_one_line(monkeypatch, capsys):
 
 _RUN = """
 import json, sys
-from losslab.cli import main
+from losslab.cli.main import main
 code = main({argv!r})
 heavy = [m for m in ("torch", "monai", "mlflow", "optuna") if m in sys.modules]
 print(json.dumps({{"code": code, "heavy": heavy}}))

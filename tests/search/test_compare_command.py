@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from losslab.cli import main
+from losslab.analysis.comparison import run_comparison
+from losslab.analysis.finished import open_finished, resolve_study
+from losslab.cli.main import main
 from losslab.search import load_study, run_study
-from losslab.search.comparison import run_comparison
-from losslab.search.finished import open_finished, resolve_study
 from losslab.training import Trainer
 
 from .fakes import FakeTrainer
@@ -39,7 +39,7 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 
 
 def _mlflow_runs(path: Path) -> int:
-    from losslab.tracking import Tracker
+    from losslab.tracking.tracker import Tracker
 
     config = load_study(path)
     return len(Tracker(config.tracking_uri, experiment=config.experiment).find_runs())
@@ -61,7 +61,7 @@ def test_compare_prints_intervals_marks_and_the_rank_correlation(finished, capsy
 
 
 def test_compare_is_logged_on_a_parent_run(finished, capsys):
-    from losslab.tracking import Tracker
+    from losslab.tracking.tracker import Tracker
 
     assert main(["compare", str(finished), "--top", "1", "--seeds", "1", "--no-progress"]) == 0
     capsys.readouterr()
@@ -236,9 +236,9 @@ def test_the_report_loads_in_a_browser_with_the_comparison_numbers(
     monkeypatch.setenv("LOSSLAB_PLOTS", "1")
     from browser import find_browser, load_page
 
-    from losslab.search.compare_tables import comparison_tables
-    from losslab.search.comparison import cached_comparison
-    from losslab.search.comparison_stats import compute_stats
+    from losslab.analysis.compare_tables import comparison_tables
+    from losslab.analysis.comparison import cached_comparison
+    from losslab.analysis.comparison_stats import compute_stats
 
     if find_browser() is None:
         pytest.skip("no Chromium installed (apt-get install chromium)")
@@ -283,8 +283,8 @@ def test_a_steered_run_is_not_compared_its_replay_is(monkeypatch):
     loss without its controller: compare skips it; the replay trial stands for it."""
     from types import SimpleNamespace
 
-    from losslab.search.finished import FinishedStudy
-    from losslab.search.ledger import TrialRecord
+    from losslab.analysis.finished import FinishedStudy
+    from losslab.search.backend import TrialRecord
 
     records = [
         TrialRecord(1, None, "ok", 0.9, eval_key="a", variant={"greedy": {"every": 2}}),

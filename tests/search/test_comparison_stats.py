@@ -7,13 +7,13 @@ from types import SimpleNamespace
 
 import pytest
 
+from losslab.analysis.compare_tables import class_table, summary_table
+from losslab.analysis.comparison import Comparison, Entrant
+from losslab.analysis.comparison_stats import compute_stats
+from losslab.analysis.stats import BETTER, WORSE
 from losslab.config import parse_candidate
-from losslab.search.compare_tables import class_table, summary_table
-from losslab.search.comparison import Comparison, Entrant
-from losslab.search.comparison_stats import compute_stats
 from losslab.search.fidelity import Fidelity
 from losslab.search.objective import Objective
-from losslab.stats import BETTER, WORSE
 from losslab.training import Result
 
 CLASSES = ["background", "liver", "tumour"]
@@ -126,7 +126,7 @@ def test_tables_show_intervals_marks_and_the_split():
 def test_the_tables_say_when_no_class_can_be_marked():
     """3 seeds x 3 cases = 9 pairs: smallest p 2/512 = 0.0039; over 2 classes Holm gives 0.0078
     (markable); over 13 classes 0.051 (not)."""
-    from losslab.search.compare_tables import power_note
+    from losslab.analysis.compare_tables import power_note
 
     comparison = _scripted()
     stats = compute_stats(comparison)
@@ -138,7 +138,7 @@ def test_the_tables_say_when_no_class_can_be_marked():
 
 
 def test_identical_entrants_count_once():
-    from losslab.search.comparison import merge_identical
+    from losslab.analysis.comparison import merge_identical
 
     same = [[[1.0, 0.6, 0.4] for _ in CASES]]
     trial = _entrant("trial-004", "candidate", 0.40, same)
@@ -184,7 +184,7 @@ def _focal_pair():
 
 
 def test_baselines_are_tested_against_each_other():
-    from losslab.search.compare_tables import pairs_table
+    from losslab.analysis.compare_tables import pairs_table
 
     comparison = _focal_pair()
     stats = compute_stats(comparison)
@@ -232,7 +232,7 @@ def test_hierarchical_bootstrap_is_wider_when_seeds_differ():
 
 
 def test_kendall_beside_spearman_with_exact_p():
-    from losslab.search.compare_tables import rank_line
+    from losslab.analysis.compare_tables import rank_line
 
     finals = [0.1, 0.2, 0.3]  # three entrants in perfect order: exact p = 1/3
     entrants = [

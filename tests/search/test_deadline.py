@@ -13,9 +13,9 @@ from optuna.trial import TrialState
 from losslab.candidate import Candidate
 from losslab.search import Budget, load_study, run_study
 from losslab.search.deadline import DeadlineHook, TimeUp
-from losslab.search.storage import open_storage
-from losslab.search.store import INTERRUPTED
-from losslab.tracking import Tracker
+from losslab.search.store.optuna_store import INTERRUPTED
+from losslab.search.store.storage import open_storage
+from losslab.tracking.tracker import Tracker
 from losslab.training import Hook, TrainConfig, Trainer
 
 from .studies import write_study

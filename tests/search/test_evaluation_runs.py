@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from losslab.search import load_study, run_study
-from losslab.tracking import Tracker
+from losslab.tracking.tracker import Tracker
 from losslab.training import Hook, StopTraining
 from losslab.training.hooks import STOPPED_AFTER_LAST_EPOCH
 

@@ -9,7 +9,7 @@ import pytest
 
 from losslab.config import ConfigError
 from losslab.search import load_study, run_study
-from losslab.tracking import Tracker
+from losslab.tracking.tracker import Tracker
 
 from .fakes import FakeTrainer
 from .studies import write_study

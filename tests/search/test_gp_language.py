@@ -18,10 +18,10 @@ from losslab.losses.vocabulary import LOSS_VOCABULARY
 from losslab.schedules.rules import RULE_VOCABULARY, SEED_RULES, Rule, RuleSchedule, parse_rule
 from losslab.search.gp.evolution import Breeder, Variation
 from losslab.search.gp.language import GpLanguage
+from losslab.search.gp.probe import Probe
 from losslab.search.gp.rule_screen import RuleScreen, scripted_contexts
+from losslab.search.gp.screening import LossScreen
 from losslab.search.gp.targets import DEFAULT_LOSS_SEEDS, LOSS_TERMINALS, viable_loss
-from losslab.search.probe import Probe
-from losslab.search.screening import LossScreen
 
 LOSSES = GpLanguage(LOSS_VOCABULARY, LOSS_TERMINALS)
 RULES = GpLanguage(RULE_VOCABULARY)

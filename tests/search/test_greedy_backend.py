@@ -12,7 +12,7 @@ import pytest
 from losslab.config import ConfigError
 from losslab.search import load_study, run_study
 from losslab.search.greedy.settings import check_settings
-from losslab.tracking import Tracker
+from losslab.tracking.tracker import Tracker
 
 from .studies import write_study
 

@@ -10,13 +10,13 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from losslab.analysis.comparison import run_comparison
+from losslab.analysis.finished import open_finished, resolve_study
 from losslab.search import backend_names, load_study, run_study
-from losslab.search.comparison import run_comparison
 from losslab.search.evaluation_runs import SUPERSEDED_BY
-from losslab.search.finished import open_finished, resolve_study
-from losslab.search.storage import open_storage
-from losslab.search.store import INTERRUPTED, RUN_ID
-from losslab.tracking import Tracker
+from losslab.search.store.optuna_store import INTERRUPTED, RUN_ID
+from losslab.search.store.storage import open_storage
+from losslab.tracking.tracker import Tracker
 
 from . import kills
 from .fakes import FakeTrainer

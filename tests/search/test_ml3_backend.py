@@ -20,7 +20,7 @@ from losslab.search.ml3 import backend as ml3_backend
 from losslab.search.ml3 import meta as meta_module
 from losslab.search.ml3.meta import MetaGradient
 from losslab.search.ml3.runner import study_objective_weights
-from losslab.tracking import Tracker
+from losslab.tracking.tracker import Tracker
 
 from .fakes import FakeTrainer
 from .studies import write_study
@@ -194,7 +194,7 @@ def test_a_resumed_study_meta_trains_only_what_it_had_not_finished(tmp_path, mon
     assert len(trained) == 2 and len(FakeTrainer.trained) == 2  # the baseline, network 0's trial
     # A new process would find this worker dead; here the entry reserved for network 1 is
     # reclaimed by making every worker look stale.
-    monkeypatch.setattr("losslab.search.store.is_stale", lambda *args, **kwargs: True)
+    monkeypatch.setattr("losslab.search.store.optuna_store.is_stale", lambda *args, **kwargs: True)
     stop_in.clear()
     outcome = run_study(config, resume=True, progress=False, trainer=FakeTrainer)
     assert trained[2:] == [trained[1]]  # network 1 again, from its seed; network 0 not again

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from losslab.losses.learned import LossNetwork
-from losslab.losses.library import resolve_loss
+from losslab.losses.resolve import resolve_loss
 from losslab.losses.spec import reduce
 from losslab.search.ml3 import meta as meta_module
 from losslab.search.ml3.engines import WorstK, soft_dice, validation_objective

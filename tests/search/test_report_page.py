@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from losslab.cli import main
+from losslab.cli.main import main
 from losslab.search import load_study, run_study
 
 from .studies import write_study

@@ -14,10 +14,10 @@ import pytest
 import sqlalchemy as sa
 
 from losslab.search.evaluator import CachedEvaluation
-from losslab.search.results_table import FileResults, SqlResults, safe_name
-from losslab.search.storage import open_storage
-from losslab.search.store import OptunaStudyStore
-from losslab.search.store_cache import AttrCache, ResultsCache
+from losslab.search.store.cache import AttrCache, ResultsCache
+from losslab.search.store.optuna_store import OptunaStudyStore
+from losslab.search.store.results_table import FileResults, SqlResults, safe_name
+from losslab.search.store.storage import open_storage
 from losslab.training import EpochRecord, Result
 
 KEY = "0123456789abcdef0123"
@@ -160,7 +160,7 @@ def test_a_journal_result_is_moved_into_place_whole(tmp_path, monkeypatch):
         moves.append(Path(target).name)
         replace(source, target)
 
-    monkeypatch.setattr("losslab.search.results_table.os.replace", watched)
+    monkeypatch.setattr("losslab.search.store.results_table.os.replace", watched)
     results.put(KEY, {"result": _result().to_dict(), "run_id": "run1", "origin": "trial 0"})
     assert moves == [f"{KEY}.json"] and results.get(KEY)["run_id"] == "run1"
     assert [p.name for p in results.folder.iterdir()] == [f"{KEY}.json"]

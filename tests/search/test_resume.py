@@ -13,9 +13,9 @@ import pytest
 from optuna.trial import TrialState
 
 from losslab.search import load_study, run_study
-from losslab.search.storage import open_storage
-from losslab.search.store import INTERRUPTED
-from losslab.tracking import Tracker
+from losslab.search.store.optuna_store import INTERRUPTED
+from losslab.search.store.storage import open_storage
+from losslab.tracking.tracker import Tracker
 
 from .studies import write_study
 
@@ -59,7 +59,7 @@ def test_killed_study_resumes_without_loss_or_repeat(tmp_path, how):
     )
     config = load_study(path)
     process = subprocess.Popen(
-        [sys.executable, "-m", "losslab.cli", "search", str(path), "--no-progress"],
+        [sys.executable, "-m", "losslab.cli.main", "search", str(path), "--no-progress"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

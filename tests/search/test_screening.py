@@ -15,8 +15,8 @@ from losslab.data import load_dataset
 from losslab.losses import get_loss, list_losses, parse_loss
 from losslab.losses.library import LIBRARY
 from losslab.losses.nodes import BinOp, Call, Neg, Var
-from losslab.search.probe import Probe, foreground_dice, raw_logit_dice
-from losslab.search.screening import MIN_END, MIN_GAIN, STAGES, LossScreen
+from losslab.search.gp.probe import Probe, foreground_dice, raw_logit_dice
+from losslab.search.gp.screening import MIN_END, MIN_GAIN, STAGES, LossScreen
 
 CE = "nc * vmean(-y * logp)"
 DICE = "1 - (2 * vsum(p * y) + eps) / (vsum(p) + vsum(y) + eps); eps=1e-5"

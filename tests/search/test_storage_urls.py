@@ -8,8 +8,8 @@ import optuna
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from losslab.search.retrying_storage import RetryingStorage, is_connection_error
-from losslab.search.storage import database_url, open_storage
+from losslab.search.store.retrying_storage import RetryingStorage, is_connection_error
+from losslab.search.store.storage import database_url, open_storage
 
 
 @pytest.mark.parametrize(

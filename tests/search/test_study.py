@@ -12,8 +12,8 @@ from optuna.trial import TrialState
 
 import losslab.training.setup as training_setup
 from losslab.search import StudyMismatch, load_study, run_study
-from losslab.search.storage import open_storage
-from losslab.tracking import Tracker
+from losslab.search.store.storage import open_storage
+from losslab.tracking.tracker import Tracker
 
 from .studies import BASE, write_study
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from losslab.cli import main
+from losslab.cli.main import main
 from losslab.errors import ConfigError
 from losslab.search.study_precheck import precheck_study
 
@@ -107,7 +107,7 @@ def test_precheck_refuses_a_named_final_fidelity_key(tmp_path):
 
 _RUN = """
 import json, sys
-from losslab.cli import main
+from losslab.cli.main import main
 code = main({argv!r})
 heavy = [m for m in ("torch", "monai", "mlflow", "optuna") if m in sys.modules]
 print(json.dumps({{"code": code, "heavy": heavy}}))

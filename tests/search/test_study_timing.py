@@ -14,13 +14,13 @@ import mlflow
 import pytest
 from rich.console import Console
 
+from losslab.cli.search import print_outcome
 from losslab.search import load_study, run_study
-from losslab.search.commands import print_outcome
 from losslab.search.study_runs import NOTE
 from losslab.search.study_timing import fit_line, no_trial_line, plural
 from losslab.search.summary import markdown_summary
-from losslab.tracking import Tracker
-from losslab.tracking_format import BEST_MARK
+from losslab.tracking.format import BEST_MARK
+from losslab.tracking.tracker import Tracker
 from losslab.training import Hook
 
 from .fakes import FakeTrainer

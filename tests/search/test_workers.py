@@ -9,9 +9,9 @@ import optuna
 import pytest
 
 from losslab.search import load_study
-from losslab.search.storage import open_storage
-from losslab.search.store import INTERRUPTED
-from losslab.tracking import Tracker
+from losslab.search.store.optuna_store import INTERRUPTED
+from losslab.search.store.storage import open_storage
+from losslab.tracking.tracker import Tracker
 
 from .studies import write_study
 
@@ -27,7 +27,7 @@ def test_two_workers_split_one_study(tmp_path):
         optuna={"sampler": {"name": "random", "seed": 2}},
     )
     config = load_study(path)
-    command = [sys.executable, "-m", "losslab.cli", "search", str(path), "--no-progress"]
+    command = [sys.executable, "-m", "losslab.cli.main", "search", str(path), "--no-progress"]
     workers = [
         subprocess.Popen(
             command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

@@ -11,7 +11,8 @@ import torch
 from losslab.candidate import Candidate
 from losslab.losses import learned_term as lt
 from losslab.losses.learned import LossNetwork, save_network
-from losslab.tracking import MLflowHook, Tracker
+from losslab.tracking.hook import MLflowHook
+from losslab.tracking.tracker import Tracker
 from losslab.training import TrainConfig, Trainer
 
 

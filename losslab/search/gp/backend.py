@@ -26,11 +26,10 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from losslab.search.backend import BackendContext, SearchBackend
+from losslab.search.backend import BackendContext, Proposal, SearchBackend, Slot, TrialRecord
 from losslab.search.gp.evolution import Breeder
 from losslab.search.gp.settings import GpSettings, check_settings
 from losslab.search.gp.targets import make_target
-from losslab.search.ledger import Proposal, Slot, TrialRecord
 from losslab.search.space import SearchSpace
 from losslab.training import Result
 
@@ -77,8 +76,8 @@ class GpBackend(SearchBackend):
     def screen(self):
         if self._screen is None:
             if self.target.name == "loss":
-                from losslab.search.probe import Probe
-                from losslab.search.screening import LossScreen
+                from losslab.search.gp.probe import Probe
+                from losslab.search.gp.screening import LossScreen
 
                 dataset = self.context.dataset
                 probe = (

@@ -20,7 +20,7 @@ import torch
 from losslab.losses.nodes import Node, to_source
 from losslab.schedules.context import EpochContext
 from losslab.schedules.rules import RuleSchedule, parse_rule
-from losslab.search.screening import Verdict
+from losslab.search.gp.verdict import Verdict
 
 __all__ = ["RULE_STAGES", "RuleScreen", "scripted_contexts"]
 

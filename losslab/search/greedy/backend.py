@@ -25,7 +25,7 @@ from dataclasses import replace
 from typing import Any
 
 from losslab.candidate import ScheduleSpec
-from losslab.search.backend import BackendContext, SearchBackend
+from losslab.search.backend import BackendContext, Proposal, SearchBackend, Slot, TrialRecord
 from losslab.search.greedy.controller import GreedyController
 from losslab.search.greedy.settings import (
     GreedySettings,
@@ -35,7 +35,6 @@ from losslab.search.greedy.settings import (
     plan_for,
     starts_of,
 )
-from losslab.search.ledger import Proposal, Slot, TrialRecord
 from losslab.search.space import SearchSpace
 from losslab.training import Result, TrainConfig
 

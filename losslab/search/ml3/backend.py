@@ -42,8 +42,7 @@ from typing import Any, ClassVar
 from losslab.candidate import Candidate
 from losslab.losses.learned_term import LearnedTerm, add_search_folder, find_network
 from losslab.models import ModelSpec, list_sizes
-from losslab.search.backend import BackendContext, SearchBackend
-from losslab.search.ledger import Proposal, Slot
+from losslab.search.backend import BackendContext, Proposal, SearchBackend, Slot
 from losslab.search.ml3.runner import meta_train_network
 from losslab.search.ml3.settings import Ml3Settings, check_settings, fixed_schedules
 from losslab.search.space import SearchSpace

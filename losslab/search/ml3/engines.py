@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from losslab.losses.learned import LossNetwork, evaluate_library_loss
-from losslab.losses.library import resolve_loss
+from losslab.losses.resolve import resolve_loss
 from losslab.losses.spec import reduce
 
 if TYPE_CHECKING:

@@ -1,0 +1,400 @@
+"""The study store on an Optuna storage: ledger entries are Optuna trials.
+
+One Optuna study per losslab study, in any Optuna storage (``storage.py``): a journal file that
+processes on one machine share, SQLite, or PostgreSQL for many machines. Each ledger entry is a
+trial: reserved with ``ask()`` (RUNNING, so every worker counts it against the budget), its
+candidate and worker in the trial's user attributes, its per-epoch objective as intermediate
+values, its outcome told as COMPLETE, PRUNED or FAIL (``losslab.failure`` says why). The
+evaluation cache's results live beside the storage, not in the study's attributes
+(``results_table.py``: the table ``losslab_results``, or ``<journal file>.results/<study>/``;
+a study made before keeps them as ``losslab.eval.<key>``, still read). Its claims are
+``losslab.claim.<key>``, each backend's state ``losslab.state.<backend>.<key>``.
+
+A backend that draws through Optuna (TPE) sets its sampler and pruner on :attr:`study` (given to
+it as ``context.native``) and draws in the slot's trial (``slot.native``); any other backend
+never touches Optuna.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import time
+import warnings
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from losslab.candidate import Candidate
+from losslab.search.backend import BackendState, Proposal, Slot, TrialRecord
+from losslab.search.evaluator import Evaluation, EvaluationCache
+from losslab.search.objective import Objective
+from losslab.search.store.cache import AttrState, ResultsCache
+from losslab.search.store.claims import Claims, FileClaims, SqlClaims
+from losslab.search.store.ledger import Reclaimed, StudyMismatch, StudyStore
+from losslab.search.store.results_table import Results, open_results
+from losslab.search.store.storage import journal_path, open_storage
+from losslab.search.workers import Heartbeat, WorkerSettings, is_stale, worker_id
+from losslab.training import EpochRecord, Hook
+
+__all__ = ["FAILURE", "HEARTBEAT", "INTERRUPTED", "WORKER", "OptunaStudyStore"]
+
+INTERRUPTED = "losslab.interrupted"  # why an entry was cut short (not a real failure)
+WORKER = "losslab.worker"
+HEARTBEAT = "losslab.heartbeat"
+FAILURE = "losslab.failure"
+CANDIDATE, OVERRIDES, PARAMS = "losslab.candidate", "losslab.overrides", "losslab.params"
+VARIANT = "losslab.variant"
+RETRY_OF, RUN_ID = "losslab.retry_of", "losslab.mlflow_run_id"
+ALIVE = "losslab.alive."  # + worker id: the worker's last heartbeat (a study attribute)
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+class _EntryHook(Hook):
+    """Refreshes the entry's heartbeat and records the objective of every epoch."""
+
+    population_safe = True  # reads the epoch's record only (losslab.training.population)
+
+    def __init__(self, trial: optuna.Trial, objective: Objective):
+        self.trial, self.objective = trial, objective
+
+    def on_epoch_end(self, state: Any, record: EpochRecord) -> None:
+        self.trial.set_user_attr(HEARTBEAT, time.time())
+        value = self.objective.of_epoch(record)
+        if not math.isnan(value):
+            self.trial.report(value, record.epoch)
+
+
+class OptunaStudyStore(StudyStore):
+    """The :class:`StudyStore` of ``ledger.py`` on an Optuna storage (module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        study_name: str,
+        fingerprint: str,
+        source: str = "",
+        workers: WorkerSettings | None = None,
+        metric_name: str = "objective",
+    ):
+        self.url, self.study_name = url, study_name
+        self.metric_name = metric_name  # the objective's name in optuna-dashboard
+        self.fingerprint, self.source = fingerprint, source
+        self.workers = workers or WorkerSettings()
+        self.stale_after = self.workers.stale_after
+        self.claims: Claims | None = None
+        self.results: Results | None = None  # the evaluation cache's (results_table.py)
+        self.study: optuna.Study | None = None
+        self.storage: Any = None
+        self.reclaimed: list[Reclaimed] = []
+        self._held: dict[int, optuna.Trial] = {}  # entries this worker holds (heartbeats)
+
+    # -- opening ---------------------------------------------------------------------------
+
+    def open(self, *, resume: bool, seed: int) -> int:
+        storage = open_storage(self.url, retry_seconds=self.workers.retry_seconds)
+        exists = self.study_name in {s.study_name for s in optuna.get_all_study_summaries(storage)}
+        if resume and not exists:
+            raise ValueError(f"no study '{self.study_name}' to resume in {self.url}")
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(
+            study_name=self.study_name, storage=storage, direction="maximize", load_if_exists=True
+        )
+        with warnings.catch_warnings():  # set_metric_names is experimental in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            if study.metric_names != [self.metric_name]:
+                study.set_metric_names([self.metric_name])
+        self._attach(study, storage, write=True)
+        study.set_user_attr(ALIVE + worker_id(), time.time())
+        self.reclaimed = self._reclaim(study, storage)
+        worker_seed = self._worker_seed(study, seed)
+        study.sampler = optuna.samplers.RandomSampler(seed=worker_seed)
+        return worker_seed
+
+    def load(self) -> None:
+        """Open an existing study to read it (``losslab show``, ``report``): nothing is written,
+        no worker registered, nothing reclaimed.
+
+        Raises:
+            ValueError: no study of this name in the storage (the message lists those there),
+                or one with another configuration (``StudyMismatch``).
+        """
+        storage = open_storage(self.url, retry_seconds=self.workers.retry_seconds)
+        names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+        if self.study_name not in names:
+            there = ", ".join(names) if names else "none"
+            raise ValueError(
+                f"no study '{self.study_name}' in the storage {self.url} (studies there: {there})"
+            )
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.load_study(study_name=self.study_name, storage=storage)
+        self._attach(study, storage, write=False)
+
+    def _attach(self, study: optuna.Study, storage: Any, *, write: bool) -> None:
+        """Check the study's configuration (recorded on a new study when ``write``) and take
+        its claims and results (their table or folder created when ``write``)."""
+        known = study.user_attrs.get("losslab.fingerprint")
+        if known is None and write:
+            study.set_user_attr("losslab.fingerprint", self.fingerprint)
+            study.set_user_attr("losslab.config", self.source)
+        elif known is not None and known != self.fingerprint:
+            raise StudyMismatch(
+                f"the storage {self.url} already holds a study '{self.study_name}' with a "
+                "different configuration (space, data, training, fidelity, objective, backend "
+                "or seed); give this one another 'study' name"
+            )
+        self.study, self.storage = study, storage
+        self.claims = self._claims(study, storage)
+        self.results = open_results(storage, self.url, self.study_name, self.workers, create=write)
+
+    def _worker_seed(self, study: optuna.Study, seed: int) -> int:
+        """Each worker registers itself (``losslab.worker.<host:pid>`` = time): the earliest,
+        on a study with no entries yet, takes ``seed`` (so one worker reproduces a study
+        exactly); a later one, or a resumed study, derives a seed of its own."""
+        me = worker_id()
+        study.set_user_attr(f"losslab.worker.{me}", time.time())
+        registered = sorted(
+            (when, name[len("losslab.worker.") :])
+            for name, when in study.user_attrs.items()
+            if name.startswith("losslab.worker.")
+        )
+        if not study.trials and registered[0][1] == me:
+            return seed
+        salt = int(hashlib.sha256(me.encode()).hexdigest()[:8], 16)
+        return (seed + 7919 * len(study.trials) + salt) % 2**32
+
+    def _claims(self, study: optuna.Study, storage: Any) -> Claims:
+        rdb = getattr(storage, "rdb", None)
+        if rdb is not None:
+            return SqlClaims(rdb.engine, self.study_name, self.workers.retry_seconds)
+        return FileClaims(study, f"{journal_path(self.url)}.claims.lock")
+
+    def reclaim(self) -> list[Reclaimed]:
+        """Reclaim the entries of workers that died since :meth:`open` (called as the study
+        goes on, so that a live worker picks up a dead one's trial)."""
+        found = self._reclaim(self.study, self.storage)
+        self.reclaimed.extend(found)
+        return found
+
+    def _reclaim(self, study: optuna.Study, storage: Any) -> list[Reclaimed]:
+        """Fail the RUNNING entries of dead workers as interrupted and queue them again; an
+        entry no worker ever took (a trial created twice by a retried write) is failed once
+        it is older than ``stale_after``."""
+        reclaimed = []
+        study_id = storage.get_study_id_from_name(study.study_name)
+        now = time.time()
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            attrs = trial.user_attrs
+            worker = attrs.get(WORKER, "")
+            if worker:
+                if not is_stale(worker, attrs.get(HEARTBEAT), self.stale_after):
+                    continue
+                why = f"worker {worker} stopped"
+            else:
+                started = trial.datetime_start.timestamp() if trial.datetime_start else now
+                if now - started <= self.stale_after:
+                    continue
+                why = "never taken by a worker"
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+            try:
+                storage.set_trial_user_attr(trial_id, INTERRUPTED, why)
+                if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
+                    continue
+            except RuntimeError:  # another worker reclaimed it first (UpdateFinishedTrialError)
+                continue
+            self._requeue(study, trial.number, trial.params, attrs)
+            reclaimed.append(Reclaimed(trial.number, attrs.get(RUN_ID)))
+        return reclaimed
+
+    # -- liveness ----------------------------------------------------------------------------
+
+    def beat(self) -> None:
+        """Refresh this worker's heartbeat and that of every entry it holds."""
+        now = time.time()
+        self.study.set_user_attr(ALIVE + worker_id(), now)
+        for trial in list(self._held.values()):
+            with contextlib.suppress(RuntimeError, ValueError):  # finished meanwhile
+                trial.set_user_attr(HEARTBEAT, now)
+
+    def heartbeat(self) -> Heartbeat:
+        """A context in which a background thread keeps this worker's entries alive."""
+        return Heartbeat(self.beat, self.workers.interval)
+
+    def holder_stale(self, holder: str, attrs: dict[str, Any]) -> bool:
+        """Whether the worker ``holder`` (of a claim) is gone, by its process or heartbeat."""
+        return is_stale(holder, attrs.get(ALIVE + holder), self.stale_after)
+
+    def queued(self) -> int:
+        return len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+    def running_elsewhere(self) -> int:
+        """Entries RUNNING in other workers (they may still need reclaiming)."""
+        mine = set(self._held)
+        return sum(
+            t.number not in mine
+            for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        )
+
+    @staticmethod
+    def _requeue(
+        study: optuna.Study, number: int, params: dict[str, Any], attrs: dict[str, Any]
+    ) -> None:
+        """Queue an interrupted entry's draw again (nothing a backend proposed is lost)."""
+        if CANDIDATE not in attrs and not params:
+            return  # reserved but never proposed: nothing to run again
+        kept = {k: attrs[k] for k in (CANDIDATE, OVERRIDES, PARAMS, VARIANT) if k in attrs}
+        again = {RETRY_OF: number, **kept}
+        study.enqueue_trial(params, user_attrs=again)
+
+    # -- what backends and the loop use ------------------------------------------------------
+
+    @property
+    def cache(self) -> EvaluationCache:
+        return ResultsCache(self)
+
+    def state(self, namespace: str) -> BackendState:
+        return AttrState(self, namespace)
+
+    def reserve(self, count: int) -> list[Slot]:
+        slots = []
+        for _ in range(count):
+            trial = self.study.ask()
+            trial.set_user_attr(WORKER, worker_id())
+            trial.set_user_attr(HEARTBEAT, time.time())
+            attrs = trial.user_attrs
+            retry = None
+            if CANDIDATE in attrs:  # an interrupted evaluation, queued to run again
+                retry = Proposal(
+                    Candidate.from_dict(attrs[CANDIDATE]),
+                    dict(attrs.get(OVERRIDES, {})),
+                    dict(attrs.get(PARAMS, {})),
+                    variant=dict(attrs.get(VARIANT, {})),
+                )
+            self._held[trial.number] = trial
+            slots.append(Slot(trial.number, retry, trial))
+        return slots
+
+    def within_budget(self, slots: list[Slot], limit: int) -> list[Slot]:
+        """Keep the slots among the first ``limit`` entries that count (finished or running);
+        a slot beyond them (workers reserving at once) is given back, not counted."""
+        trials = self.study.get_trials(deepcopy=False)
+        held = [t.number for t in trials if self._counted(t) or t.state == TrialState.RUNNING]
+        kept = []
+        for slot in slots:
+            if sum(n <= slot.number for n in held) <= limit:
+                kept.append(slot)
+            else:
+                self.interrupt(slot, "over the budget: other workers reserved the last entries")
+        return kept
+
+    @property
+    def native(self) -> optuna.Study:
+        return self.study
+
+    def start(self, slot: Slot, proposal: Proposal) -> None:
+        trial = slot.native
+        if proposal.candidate is not None:
+            trial.set_user_attr(CANDIDATE, proposal.candidate.to_dict())
+        trial.set_user_attr(OVERRIDES, dict(proposal.overrides))
+        if proposal.params and not trial.params:  # a backend that does not draw in Optuna
+            trial.set_user_attr(PARAMS, dict(proposal.params))
+        if proposal.variant:
+            trial.set_user_attr(VARIANT, dict(proposal.variant))
+
+    def link_run(self, slot: Slot, run_id: str) -> None:
+        """Link the MLflow run to the entry as soon as it exists (found again after a crash)."""
+        slot.native.set_user_attr(RUN_ID, run_id)
+
+    def epoch_hook(self, slot: Slot, objective: Objective) -> Hook:
+        return _EntryHook(slot.native, objective)
+
+    def finish(self, slot: Slot, evaluation: Evaluation | None, reason: str = "") -> TrialRecord:
+        trial, study = slot.native, self.study
+        self._held.pop(slot.number, None)
+        if evaluation is None:
+            return self._fail(trial, reason)
+        result = evaluation.result
+        trial.set_user_attr("losslab.eval_key", evaluation.key)
+        trial.set_user_attr(RUN_ID, evaluation.run_id)
+        if evaluation.cached:
+            # The result of this entry's own interrupted attempt (killed after its result was
+            # cached) is no other evaluation's: the run is this entry's.
+            if evaluation.origin != f"trial {trial.user_attrs.get(RETRY_OF)}":
+                trial.set_user_attr("losslab.cached_from", evaluation.origin)
+            reported = study.get_trials(deepcopy=False)[trial.number].intermediate_values
+            for epoch, value in evaluation.curve.items():  # the same curve as the original
+                if epoch not in reported:
+                    trial.report(value, epoch)
+        if result.status == "pruned":
+            trial.set_user_attr(FAILURE, result.reason)
+            study.tell(trial, state=TrialState.PRUNED)
+        elif result.status == "ok" and not math.isnan(evaluation.value):
+            study.tell(trial, evaluation.value)
+        else:
+            return self._fail(trial, result.reason or "no validation score")
+        return self._record(study.get_trials(deepcopy=False)[trial.number])
+
+    def _fail(self, trial: optuna.Trial, reason: str) -> TrialRecord:
+        trial.set_user_attr(FAILURE, reason)
+        self.study.tell(trial, state=TrialState.FAIL)
+        return self._record(self.study.get_trials(deepcopy=False)[trial.number])
+
+    def interrupt(self, slot: Slot, why: str, proposal: Proposal | None = None) -> None:
+        trial = slot.native
+        self._held.pop(slot.number, None)
+        try:
+            trial.set_user_attr(INTERRUPTED, why)
+            self.study.tell(trial, state=TrialState.FAIL)
+        except (RuntimeError, ValueError):  # already finished (reclaimed by another worker)
+            return
+        attrs = dict(trial.user_attrs)
+        if proposal is not None and proposal.candidate is not None:
+            attrs.setdefault(CANDIDATE, proposal.candidate.to_dict())
+            attrs.setdefault(OVERRIDES, dict(proposal.overrides))
+            if proposal.variant:
+                attrs.setdefault(VARIANT, dict(proposal.variant))
+        self._requeue(self.study, trial.number, dict(trial.params), attrs)
+
+    # -- reading the ledger ------------------------------------------------------------------
+
+    @staticmethod
+    def _counted(trial: FrozenTrial) -> bool:
+        return trial.state in _FINISHED and INTERRUPTED not in trial.user_attrs
+
+    def used(self) -> int:
+        trials = self.study.get_trials(deepcopy=False)
+        return sum(self._counted(t) or t.state == TrialState.RUNNING for t in trials)
+
+    def records(self) -> list[TrialRecord]:
+        return [self._record(t) for t in self.study.get_trials(deepcopy=False) if self._counted(t)]
+
+    def interrupted(self) -> list[int]:
+        return [
+            t.number for t in self.study.get_trials(deepcopy=False) if INTERRUPTED in t.user_attrs
+        ]
+
+    @staticmethod
+    def _record(trial: FrozenTrial) -> TrialRecord:
+        attrs = trial.user_attrs
+        status = {TrialState.COMPLETE: "ok", TrialState.PRUNED: "pruned"}.get(trial.state, "failed")
+        value = trial.value if trial.state == TrialState.COMPLETE else math.nan
+        if trial.state == TrialState.PRUNED and trial.intermediate_values:
+            value = trial.intermediate_values[max(trial.intermediate_values)]
+        candidate = Candidate.from_dict(attrs[CANDIDATE]) if CANDIDATE in attrs else None
+        return TrialRecord(
+            number=trial.number,
+            candidate=candidate,
+            status=status,
+            value=value if value is not None else math.nan,
+            eval_key=attrs.get("losslab.eval_key", ""),
+            run_id=attrs.get(RUN_ID),
+            reason=attrs.get(FAILURE, ""),
+            cached_from=attrs.get("losslab.cached_from", ""),
+            overrides=dict(attrs.get(OVERRIDES, {})),
+            params=dict(trial.params) or dict(attrs.get(PARAMS, {})),
+            worker=attrs.get(WORKER, ""),
+            variant=dict(attrs.get(VARIANT, {})),
+        )
