@@ -17,7 +17,7 @@ import math
 import sys
 from typing import Any
 
-from losslab.cli.support import add_lossnets_option, use_lossnets
+from losslab.cli.support import add_study_store_options, use_lossnets
 
 __all__ = ["fidelity_block", "rank_plot", "register", "run_calibrate"]
 
@@ -65,9 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0.8,
         help="Spearman's rho with the top a recommended fidelity reaches (default: 0.8)",
     )
-    parser.add_argument("--storage", help="study storage (default: the study file's)")
-    parser.add_argument("--tracking-uri", help="MLflow URI (default: the study file's)")
-    add_lossnets_option(parser)
+    add_study_store_options(parser)
     parser.add_argument("--no-progress", action="store_true", help="no line per evaluation")
     parser.set_defaults(func=run_calibrate)
 

@@ -19,7 +19,11 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from losslab.cli.support import add_lossnets_option, check_output_file, use_lossnets
+from losslab.cli.support import (
+    add_study_store_options,
+    check_output_file,
+    use_lossnets,
+)
 
 __all__ = ["register"]
 
@@ -30,13 +34,7 @@ def _study_options(parser: argparse.ArgumentParser, many: bool = False) -> None:
         nargs="+" if many else None,
         help="study YAML file, or a study's name in --storage",
     )
-    parser.add_argument(
-        "--storage",
-        help="study storage: an Optuna storage URL or journal:PATH (default: the study file's, "
-        "else the journal beside the local MLflow store)",
-    )
-    parser.add_argument("--tracking-uri", help="MLflow URI (default: the study file's)")
-    add_lossnets_option(parser)
+    add_study_store_options(parser)
 
 
 def _compare_options(parser: argparse.ArgumentParser) -> None:

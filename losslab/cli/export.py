@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from losslab.cli.support import add_lossnets_option, use_lossnets
+from losslab.cli.support import add_study_store_options, use_lossnets
 
 __all__ = ["register"]
 
@@ -29,13 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--to", required=True, choices=["monai", "nnunet"], help="the target")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder to write into")
-    parser.add_argument(
-        "--storage",
-        help="study storage: an Optuna storage URL or journal:PATH (default: the study file's, "
-        "else the journal beside the local MLflow store)",
-    )
-    parser.add_argument("--tracking-uri", help="MLflow URI (default: the study file's)")
-    add_lossnets_option(parser)
+    add_study_store_options(parser)
     parser.set_defaults(func=run)
 
 

@@ -16,6 +16,7 @@ __all__ = [
     "OptionError",
     "add_lazy_parser",
     "add_lossnets_option",
+    "add_study_store_options",
     "check_output_file",
     "describe_bad_input",
     "is_bad_input",
@@ -216,3 +217,15 @@ def describe_bad_input(exc: BaseException) -> str:
     where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
     text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
     return f"{where}{text}"
+
+
+def add_study_store_options(parser: argparse.ArgumentParser) -> None:
+    """``--storage``, ``--tracking-uri`` and ``--lossnets``: where a study named on the command
+    line keeps its ledger, its MLflow runs and its loss networks."""
+    parser.add_argument(
+        "--storage",
+        help="study storage: an Optuna storage URL or journal:PATH (default: the study file's, "
+        "else the journal beside the local MLflow store)",
+    )
+    parser.add_argument("--tracking-uri", help="MLflow URI (default: the study file's)")
+    add_lossnets_option(parser)
