@@ -100,3 +100,38 @@ def test_a_gp_study_of_class_schedule_rules_trains_rule_candidates(tmp_path):
         assert [t.expression for t in record.candidate.terms] == [
             "1 - (2 * vsum(p * y) + eps) / (vsum(p) + vsum(y) + eps)"
         ]
+
+
+def test_a_kill_while_a_generation_is_stored_resumes_as_if_uninterrupted(tmp_path, monkeypatch):
+    """The generation's screen memory is written before its commit (its number): a kill in
+    between must not leave the screen remembering verdicts of a generation bred again."""
+    from losslab.search.store.cache import AttrState
+
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "killed").mkdir()
+    plain = load_study(
+        _write(tmp_path / "plain", budget={"trials": 50}, gp={**SMALL, "generations": 3})
+    )
+    expected = [
+        r.params["gp.expression"]
+        for r in run_study(plain, progress=False, trainer=FakeTrainer).records
+    ]
+
+    killed = load_study(
+        _write(tmp_path / "killed", budget={"trials": 50}, gp={**SMALL, "generations": 3})
+    )
+    put, seen = AttrState.put, []
+
+    def dying_put(self, key, value):
+        if key == "reused":
+            seen.append(key)
+            if len(seen) == 2:  # generation 1: its screen is written, its number not yet
+                raise KeyboardInterrupt("killed while storing a generation")
+        return put(self, key, value)
+
+    monkeypatch.setattr(AttrState, "put", dying_put)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(killed, progress=False, trainer=FakeTrainer)
+    monkeypatch.setattr(AttrState, "put", put)
+    resumed = run_study(killed, resume=True, progress=False, trainer=FakeTrainer)
+    assert [r.params["gp.expression"] for r in resumed.records] == expected
