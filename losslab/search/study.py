@@ -46,7 +46,7 @@ from losslab.training import Hook, Trainer
 __all__ = ["Study", "StudyOutcome", "run_study"]
 
 
-class Study(BatchRunner):
+class Study:
     """One invocation of a study (see the module docstring); :func:`run_study` drives it.
 
     Args:
@@ -127,6 +127,7 @@ class Study(BatchRunner):
             trainer=self.trainer,
             max_population=config.workers.population_size(config.train),
         )
+        self.batches = BatchRunner(self)
         self.outcome = StudyOutcome(config, dataset, [], [], {}, parent, tracker, storage_url)
         self.outcome.reclaimed = [r.number for r in store.reclaimed]
         self.display.advance_to(store.used())
@@ -155,12 +156,13 @@ class Study(BatchRunner):
 
     # -- evaluations -------------------------------------------------------------------------
 
-    def _evaluate(self, proposal: Proposal, origin: str, tags: dict, hooks=(), on_run=None):
+    def evaluate(self, proposal: Proposal, origin: str, tags: dict, hooks=(), on_run=None):
+        """One proposal's evaluation with the study's hooks (``origin``: ``trial 4``...)."""
         candidate = proposal.candidate
         run_hooks = [
             self.display.run_hook(f"{origin}: {candidate.name}"),
             *hooks,
-            *self._common_hooks(),
+            *self.common_hooks(),
         ]
         return self.evaluator.evaluate(
             candidate,
@@ -172,7 +174,7 @@ class Study(BatchRunner):
             on_run=on_run,
         )
 
-    def _common_hooks(self) -> list[Hook]:
+    def common_hooks(self) -> list[Hook]:
         """The hooks every evaluation gets: the tests' extra ones, the time budget's."""
         hooks = list(self.extra_hooks()) if self.extra_hooks is not None else []
         if self.deadline is not None:
@@ -180,9 +182,10 @@ class Study(BatchRunner):
         return hooks
 
     def time_left(self) -> bool:
+        """Whether the study's time budget (``budget.minutes``) has time left."""
         return self.deadline is None or time.perf_counter() < self.deadline
 
-    def _report(self, text: str, status: str, trial: bool) -> None:
+    def report(self, text: str, status: str, trial: bool) -> None:
         """A finished evaluation's line; a failure's reason is printed even without progress."""
         (self.display.trial_done if trial else self.display.line)(text)
         if status == "failed" and not self.display.enabled:
@@ -198,7 +201,7 @@ class Study(BatchRunner):
         known = evaluation_seconds(self._known)
         self.say(baselines_line(len(untrained), len(baselines), self.config.budget.minutes, known))
         for candidate in baselines:
-            evaluation = self._evaluate(
+            evaluation = self.evaluate(
                 Proposal(candidate), f"baseline {candidate.name}", {"losslab.role": "baseline"}
             )
             self.outcome.baselines.append(evaluation)
@@ -211,7 +214,7 @@ class Study(BatchRunner):
                 result.reason,
                 evaluation.cached,
             )
-            self._report(line, result.status, trial=False)
+            self.report(line, result.status, trial=False)
 
     def start_trials(self) -> None:
         """Start the clock of ``budget.minutes`` and say about how many trials fit in it."""
@@ -303,7 +306,7 @@ class Study(BatchRunner):
                     f"backend {self.config.backend!r} answered {len(slots)} slots with "
                     f"{len(proposals)} proposals"
                 )
-            self._run_batch(slots, [_replayed(s, p) for s, p in zip(slots, proposals)])
+            self.batches.run(slots, [_replayed(s, p) for s, p in zip(slots, proposals)])
 
     # -- close -------------------------------------------------------------------------------
 

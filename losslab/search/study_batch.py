@@ -6,47 +6,78 @@ slots are given back and invalid draws recorded as failed. The rest trains toget
 populations on one device (``losslab.training.population``) when the study allows populations
 (``workers.population``), else one at a time, each stopped by the time budget as it comes.
 Either way each evaluation is recorded as it would be alone. :class:`BatchRunner` is a part of
-:class:`~losslab.search.study.Study`.
+:class:`~losslab.search.study.Study`, which it reaches through :class:`BatchHost` only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from losslab.search.backend import Proposal, Slot, TrialRecord
 from losslab.search.deadline import TimeUp
 from losslab.search.evaluator import BatchItem
 from losslab.search.study_console import describe
 
-__all__ = ["BatchRunner"]
+if TYPE_CHECKING:
+    from losslab.search.backend import SearchBackend
+    from losslab.search.evaluator import Evaluation, Evaluator
+    from losslab.search.store.ledger import StudyStore
+    from losslab.search.study_config import StudyConfig
+    from losslab.search.study_console import StudyProgress
+    from losslab.training import Hook
+
+__all__ = ["BatchHost", "BatchRunner"]
+
+
+class BatchHost(Protocol):
+    """What a batch needs of its study: the store, backend and evaluator, the display, the
+    time budget, the evaluation of one proposal, the hooks of every evaluation, the report."""
+
+    store: StudyStore
+    backend: SearchBackend
+    evaluator: Evaluator
+    display: StudyProgress
+    config: StudyConfig
+
+    def time_left(self) -> bool: ...
+
+    def evaluate(
+        self,
+        proposal: Proposal,
+        origin: str,
+        tags: dict,
+        hooks: Sequence[Hook] = (),
+        on_run: Callable[[str], None] | None = None,
+    ) -> Evaluation: ...
+
+    def common_hooks(self) -> list[Hook]: ...
+
+    def report(self, text: str, status: str, trial: bool) -> None: ...
 
 
 class BatchRunner:
-    """The batch part of a study (it uses the study's store, backend, evaluator, display)."""
+    """The batch part of a study (composed into :class:`~losslab.search.study.Study`)."""
 
-    store: Any
-    backend: Any
-    evaluator: Any
-    display: Any
-    config: Any
+    def __init__(self, host: BatchHost):
+        self.host = host
 
-    def _run_batch(self, slots: list[Slot], proposals: list[Proposal]) -> None:
+    def run(self, slots: list[Slot], proposals: list[Proposal]) -> None:
         # Every proposal of the batch is recorded before the first trains, so a worker killed
         # inside a batch (a GP generation) leaves all of them to be reclaimed and run again.
         for slot, proposal in zip(slots, proposals):
-            self.store.start(slot, proposal)
+            self.host.store.start(slot, proposal)
         runnable = []
         for slot, proposal in zip(slots, proposals):
             if proposal.withdrawn:
-                self.store.interrupt(slot, "withdrawn: another worker took its candidate")
+                self.host.store.interrupt(slot, "withdrawn: another worker took its candidate")
             elif proposal.candidate is None:
-                record = self.store.finish(slot, None, proposal.invalid)
-                self.backend.tell(slot, proposal, record, None)
+                record = self.host.store.finish(slot, None, proposal.invalid)
+                self.host.backend.tell(slot, proposal, record, None)
                 self._report_record(record)
             else:
                 runnable.append((slot, proposal))
-        if len(runnable) > 1 and self.evaluator.max_population > 1:
+        if len(runnable) > 1 and self.host.evaluator.max_population > 1:
             self._train_together(runnable)
         else:
             self._train_in_turn(runnable)
@@ -59,17 +90,17 @@ class BatchRunner:
         each is recorded as it would be alone."""
         slots = [slot for slot, _ in runnable]
         proposals = [proposal for _, proposal in runnable]
-        if not self.time_left():
+        if not self.host.time_left():
             self._interrupt(slots, proposals, "the time budget ended")
             return
         items = []
         for slot, proposal in runnable:
             origin = f"trial {slot.number}"
             hooks = [
-                self.display.run_hook(f"{origin}: {proposal.candidate.name}"),
-                self.store.epoch_hook(slot, self.config.objective),
+                self.host.display.run_hook(f"{origin}: {proposal.candidate.name}"),
+                self.host.store.epoch_hook(slot, self.host.config.objective),
                 *proposal.hooks,
-                *self._common_hooks(),
+                *self.host.common_hooks(),
             ]
             items.append(
                 BatchItem(
@@ -79,35 +110,35 @@ class BatchRunner:
                     hooks=hooks,
                     tags=self._trial_tags(slot, proposal),
                     origin=origin,
-                    on_run=lambda run_id, slot=slot: self.store.link_run(slot, run_id),
+                    on_run=lambda run_id, slot=slot: self.host.store.link_run(slot, run_id),
                 )
             )
         try:
-            evaluations = self.evaluator.evaluate_batch(items)
+            evaluations = self.host.evaluator.evaluate_batch(items)
         except KeyboardInterrupt as stop:  # finished members are cached: found again on resume
             why = str(stop) if isinstance(stop, TimeUp) else "interrupted by the user or a signal"
             self._interrupt(slots, proposals, why)
             raise
         for slot, proposal, evaluation in zip(slots, proposals, evaluations):
-            record = self.store.finish(slot, evaluation)
-            self.backend.tell(slot, proposal, record, evaluation.result)
+            record = self.host.store.finish(slot, evaluation)
+            self.host.backend.tell(slot, proposal, record, evaluation.result)
             self._report_record(record)
 
     def _train_in_turn(self, runnable: list[tuple[Slot, Proposal]]) -> None:
         slots = [slot for slot, _ in runnable]
         proposals = [proposal for _, proposal in runnable]
         for index, (slot, proposal) in enumerate(runnable):
-            if not self.time_left():
+            if not self.host.time_left():
                 self._interrupt(slots[index:], proposals[index:], "the time budget ended")
                 return
-            hooks = [self.store.epoch_hook(slot, self.config.objective), *proposal.hooks]
+            hooks = [self.host.store.epoch_hook(slot, self.host.config.objective), *proposal.hooks]
             try:
-                evaluation = self._evaluate(
+                evaluation = self.host.evaluate(
                     proposal,
                     f"trial {slot.number}",
                     self._trial_tags(slot, proposal),
                     hooks,
-                    on_run=lambda run_id, slot=slot: self.store.link_run(slot, run_id),
+                    on_run=lambda run_id, slot=slot: self.host.store.link_run(slot, run_id),
                 )
             except KeyboardInterrupt as stop:  # Ctrl-C, a signal, or the time budget (TimeUp)
                 why = (
@@ -115,13 +146,13 @@ class BatchRunner:
                 )
                 self._interrupt(slots[index:], proposals[index:], why)
                 raise
-            record = self.store.finish(slot, evaluation)
-            self.backend.tell(slot, proposal, record, evaluation.result)
+            record = self.host.store.finish(slot, evaluation)
+            self.host.backend.tell(slot, proposal, record, evaluation.result)
             self._report_record(record)
 
     def _interrupt(self, slots: Sequence[Slot], proposals: Sequence[Proposal], why: str) -> None:
         for slot, proposal in zip(slots, proposals):
-            self.store.interrupt(slot, why, proposal)
+            self.host.store.interrupt(slot, why, proposal)
 
     def _report_record(self, record: TrialRecord) -> None:
         name = record.candidate.name if record.candidate else "(invalid draw)"
@@ -133,4 +164,4 @@ class BatchRunner:
             record.reason,
             bool(record.cached_from),
         )
-        self._report(line, record.status, trial=True)
+        self.host.report(line, record.status, trial=True)
