@@ -10,12 +10,13 @@ registering (``losslab.search.register_backend``) and subclassing :class:`Backen
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 from typing import Any, ClassVar
 
 import pytest
 
-from losslab.search import load_study, run_study
+from losslab.search import get_backend, load_study, run_study
 from losslab.search.store import open_store
 from losslab.testing.fakes import FakeTrainer, StopAfter
 from losslab.testing.studies import write_study
@@ -47,7 +48,8 @@ def _agree(config, outcome) -> None:
     assert not [r for r in runs.values() if r.status == "RUNNING"]
 
 
-def _worker(path: str, queue) -> None:
+def _worker(path: str, queue, module: str) -> None:
+    importlib.import_module(module)  # a fresh process: the backend registers on import
     FakeTrainer.epoch_seconds = 0.3  # both workers start before the budget is spent
     outcome = run_study(load_study(path), progress=False, trainer=FakeTrainer)
     queue.put(list(FakeTrainer.trained) + [f"trained={outcome.trained}"])
@@ -148,7 +150,10 @@ class BackendContractTests:
         path = self._study(tmp_path, backend, budget={"trials": 8})
         context = multiprocessing.get_context("spawn")
         queue = context.Queue()
-        workers = [context.Process(target=_worker, args=(str(path), queue)) for _ in range(2)]
+        module = get_backend(backend).__module__
+        workers = [
+            context.Process(target=_worker, args=(str(path), queue, module)) for _ in range(2)
+        ]
         for worker in workers:
             worker.start()
         reports = [queue.get(timeout=300) for _ in workers]
