@@ -279,12 +279,20 @@ class OptunaStudyStore(StudyStore):
 
     def within_budget(self, slots: list[Slot], limit: int) -> list[Slot]:
         """Keep the slots among the first ``limit`` entries that count (finished or running);
-        a slot beyond them (workers reserving at once) is given back, not counted."""
+        a slot beyond them (workers reserving at once) is given back, not counted.
+
+        An interrupted evaluation still owed a rerun (queued, or failed by a reclaim that has
+        not queued it yet) keeps its place: a fresh slot counts it, so a reservation that
+        races a reclaim never takes the place of the dead worker's proposal."""
         trials = self.study.get_trials(deepcopy=False)
         held = [t.number for t in trials if self._counted(t) or t.state == TrialState.RUNNING]
+        owed = _owed_reruns(trials)
         kept = []
         for slot in slots:
-            if sum(n <= slot.number for n in held) <= limit:
+            ahead = sum(n <= slot.number for n in held)
+            if slot.retry is None:
+                ahead += len(owed)
+            if ahead <= limit:
                 kept.append(slot)
             else:
                 self.interrupt(slot, "over the budget: other workers reserved the last entries")
@@ -398,3 +406,17 @@ class OptunaStudyStore(StudyStore):
             worker=attrs.get(WORKER, ""),
             variant=dict(attrs.get(VARIANT, {})),
         )
+
+
+def _owed_reruns(trials: list[FrozenTrial]) -> set[int]:
+    """The entries still owed a rerun: queued ones (WAITING) and interrupted ones with a draw
+    to run again that no later entry retries yet (a reclaim between failing and queueing)."""
+    retried = {t.user_attrs.get(RETRY_OF) for t in trials}
+    owed = {t.number for t in trials if t.state == TrialState.WAITING and RETRY_OF in t.user_attrs}
+    for trial in trials:
+        attrs = trial.user_attrs
+        if INTERRUPTED not in attrs or trial.number in retried or trial.state != TrialState.FAIL:
+            continue
+        if CANDIDATE in attrs or trial.params:
+            owed.add(trial.number)
+    return owed
