@@ -1,4 +1,4 @@
-"""Tests of losslab.analysis.rank_stats: exact small-n p-values against brute-force enumeration.
+"""Tests of losslab.stats.ranks: exact small-n p-values against brute-force enumeration.
 
 The null distributions are enumerated here independently of the module (SciPy's rank
 coefficients of every ordering, compared with a float tolerance), and the intervals are
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy import stats as sp
 
-from losslab.analysis.rank_stats import (
+from losslab.stats.ranks import (
     RankCorrelation,
     describe_rank_correlation,
     kendall,

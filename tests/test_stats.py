@@ -1,4 +1,4 @@
-"""Tests of losslab.analysis.stats against values computed by hand on small fixed tables.
+"""Tests of losslab.stats.paired against values computed by hand on small fixed tables.
 
 Each expected value is a literal with the hand computation beside it; where the null
 distribution is needed it is enumerated here by brute force, independently of SciPy.
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy import stats as sp
 
-from losslab.analysis.stats import (
+from losslab.stats.paired import (
     BETTER,
     WORSE,
     Interval,

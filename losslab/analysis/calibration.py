@@ -10,7 +10,7 @@ checked on scripted results. Per fidelity it reports:
   candidates (NaN with one seed).
 * **Spearman's rho and Kendall's tau** of the candidates' seed means at this fidelity against
   their seed means at the top fidelity, with intervals and exact small-n p-values
-  (``losslab.analysis.rank_stats``). The top fidelity is the reference; its own row gives the
+  (``losslab.stats.ranks``). The top fidelity is the reference; its own row gives the
   agreement of its seeds instead (its first seed's values against the mean of its other
   seeds), a rough ceiling for what any cheaper fidelity can reach.
 * **separated**: the share of candidate pairs whose mean difference over the common seeds is
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from losslab.analysis.rank_stats import RankCorrelation, kendall, spearman
+from losslab.stats import RankCorrelation, kendall, spearman
 
 __all__ = [
     "DEFAULT_THRESHOLD",

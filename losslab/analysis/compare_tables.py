@@ -26,7 +26,7 @@ from rich.table import Table
 
 from losslab.analysis.comparison import Comparison
 from losslab.analysis.comparison_stats import METRICS, ComparisonStats
-from losslab.analysis.stats import BETTER, WORSE, Interval, describe_rank_correlation
+from losslab.stats import BETTER, WORSE, Interval, describe_rank_correlation
 
 _BOOTSTRAP_TEXT = {
     "hierarchical": "hierarchical bootstrap: seeds, then cases within seeds",

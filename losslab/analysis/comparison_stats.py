@@ -16,7 +16,7 @@
 - **Search quality**: Spearman's rho and Kendall's tau between the search fidelity's objective
   (validation) and the final fidelity's mean objective (test), over every entrant that has
   both (candidates and baselines, identical ones counted once), with exact p-values at small
-  n (:mod:`losslab.analysis.rank_stats`).
+  n (:mod:`losslab.stats.ranks`).
 
 HD95 is better when lower: its marks are turned round so that a ▲ always means better.
 """
@@ -27,7 +27,8 @@ import math
 from dataclasses import dataclass, field
 
 from losslab.analysis.comparison import Comparison, Entrant
-from losslab.analysis.stats import (
+from losslab.classwise import foreground_mean
+from losslab.stats import (
     BETTER,
     WORSE,
     Interval,
@@ -41,7 +42,6 @@ from losslab.analysis.stats import (
     significance_mark,
     spearman,
 )
-from losslab.classwise import foreground_mean
 
 __all__ = ["BOOTSTRAPS", "METRICS", "PAIRS", "ComparisonStats", "PairStats", "compute_stats"]
 

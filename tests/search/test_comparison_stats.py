@@ -10,10 +10,10 @@ import pytest
 from losslab.analysis.compare_tables import class_table, summary_table
 from losslab.analysis.comparison import Comparison, Entrant
 from losslab.analysis.comparison_stats import compute_stats
-from losslab.analysis.stats import BETTER, WORSE
 from losslab.config import parse_candidate
 from losslab.search.fidelity import Fidelity
 from losslab.search.objective import Objective
+from losslab.stats import BETTER, WORSE
 from losslab.training import Result
 
 CLASSES = ["background", "liver", "tumour"]

@@ -1,6 +1,7 @@
-"""Statistics of ``losslab compare``: intervals, paired tests, Holm correction, rank agreement.
+"""Paired statistics: intervals, paired tests, Holm correction (and rank agreement, re-exported).
 
-``losslab compare`` re-trains the best candidates of a study and the hand-designed baselines
+A study's verdict and racing (``losslab.search``) compare entrants with these; ``losslab
+compare`` re-trains the best candidates of a study and the hand-designed baselines
 over a few seeds (typically 3-5) and reports, per class and for the objective:
 
 * a mean with a bootstrap confidence interval (:func:`mean_interval`), or with a
@@ -10,7 +11,7 @@ over a few seeds (typically 3-5) and reports, per class and for the objective:
   (:func:`holm`) and shown as a mark (:func:`significance_mark`);
 * how well the search's ranking of the candidates predicts their re-trained ranking
   (:func:`spearman`, :func:`kendall`, :func:`describe_rank_correlation`, from
-  :mod:`losslab.analysis.rank_stats`: exact permutation p-values at small n).
+  :mod:`losslab.stats.ranks`: exact permutation p-values at small n).
 
 Resampling is SciPy's (``scipy.stats.bootstrap``, ``wilcoxon``, ``permutation_test``),
 seeded so that the same inputs give the same report. NaN values mean "not measured" (a class
@@ -28,7 +29,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats as _sp
 
-from losslab.analysis.rank_stats import (
+from losslab.stats.ranks import (
     RankCorrelation,
     describe_rank_correlation,
     kendall,
