@@ -84,6 +84,8 @@ class BackendContractTests:
     def _fresh_fake(self):
         FakeTrainer.trained, FakeTrainer.fail_every, FakeTrainer.epoch_seconds = [], 0, 0.0
         yield
+        # Nothing leaks into the tests that run after the contract (a failing fake trainer).
+        FakeTrainer.trained, FakeTrainer.fail_every, FakeTrainer.epoch_seconds = [], 0, 0.0
 
     def _study(self, folder, backend: str, **changes):
         return write_study(folder, backend=backend, **{**self.section(backend), **changes})
