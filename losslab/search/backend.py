@@ -48,6 +48,9 @@ class Proposal:
     part of the evaluation key, so a controlled run never shares the cached plain run's result.
     ``withdrawn``: the backend has nothing for this slot after all (another worker took the
     last individual of a generation meanwhile); the slot is given back, not counted.
+    ``rung``, ``seed``, ``root``: its place on the study's fidelity ladder (``ladder.py``): a
+    backend's own proposals are at rung 0 with seed 0; the study makes the promotions and race
+    seeds of entry ``root`` itself (never a backend).
     """
 
     candidate: Candidate | None
@@ -58,6 +61,14 @@ class Proposal:
     tags: dict[str, str] = field(default_factory=dict)
     variant: dict[str, Any] = field(default_factory=dict)
     withdrawn: bool = False
+    rung: int = 0
+    seed: int = 0
+    root: int | None = None
+
+    @property
+    def on_ladder(self) -> bool:
+        """Whether the study made it (a promotion or a race seed), not the backend."""
+        return self.root is not None
 
 
 @dataclass
@@ -90,6 +101,28 @@ class TrialRecord:
     params: dict[str, Any] = field(default_factory=dict)
     worker: str = ""
     variant: dict[str, Any] = field(default_factory=dict)  # what its hooks changed (greedy)
+    rung: int = 0  # its fidelity ladder's rung (``ladder.py``)
+    seed: int = 0  # the seed index at the top rung (the study's seed plus it)
+    root: int | None = None  # the rung-0 entry it promotes or races (None: its own proposal)
+
+
+def replayed(slot: Slot, proposal: Proposal) -> Proposal:
+    """What a slot runs: an interrupted evaluation again as it was (``slot.retry``, with the
+    backend's hooks of ``proposal``), else ``proposal``."""
+    if slot.retry is None:
+        return proposal
+    retry = slot.retry
+    return Proposal(
+        retry.candidate,
+        retry.overrides,
+        retry.params or proposal.params,
+        proposal.hooks,
+        tags=retry.tags or proposal.tags,
+        variant=retry.variant or proposal.variant,
+        rung=retry.rung,
+        seed=retry.seed,
+        root=retry.root,
+    )
 
 
 class BackendState(ABC):
@@ -209,8 +242,22 @@ class SearchBackend(ABC):
     def tell(
         self, slot: Slot, proposal: Proposal, record: TrialRecord, result: Result | None
     ) -> None:
-        """The outcome of one proposal (``result`` ``None`` for an invalid draw)."""
+        """The outcome of one proposal (``result`` ``None`` for an invalid draw). Only the
+        backend's own proposals are told (rung 0); the ladder's promotions and race seeds of
+        a proposal are in :attr:`BackendContext.records` (``rung``, ``seed``, ``root``)."""
         return None
+
+    def again(self, record: TrialRecord) -> Proposal:
+        """The proposal that evaluates ``record`` again at a higher rung or another seed (the
+        fidelity ladder's promotions and race seeds): its candidate, overrides, params and
+        variant. A backend whose proposals carry hooks that steer training (greedy) gives
+        them again here."""
+        return Proposal(
+            record.candidate,
+            dict(record.overrides),
+            dict(record.params),
+            variant=dict(record.variant),
+        )
 
     def close(self) -> None:
         """Release what the backend holds."""

@@ -26,7 +26,7 @@ from typing import Any
 
 from losslab.console import StudyProgress
 from losslab.data import build_dataset
-from losslab.search.backend import BackendContext, Proposal, SearchBackend, Slot
+from losslab.search.backend import BackendContext, Proposal, SearchBackend, replayed
 from losslab.search.deadline import DeadlineHook, TimeUp
 from losslab.search.evaluator import Evaluator
 from losslab.search.registry import get_backend
@@ -36,10 +36,12 @@ from losslab.search.study_batch import BatchRunner
 from losslab.search.study_checks import check_loaded_data, check_study
 from losslab.search.study_config import StudyConfig
 from losslab.search.study_console import describe, stop_line
+from losslab.search.study_ladder import LadderRunner, ladder_tags
 from losslab.search.study_outcome import StudyOutcome
 from losslab.search.study_plots import study_plots
 from losslab.search.study_runs import close_stale_runs, describe_study, parent_run, tag_best
 from losslab.search.study_timing import baselines_line, evaluation_seconds, fit_line
+from losslab.search.study_verdict import log_verdict, study_verdict
 from losslab.tracking.tracker import Tracker
 from losslab.training import Hook, Trainer
 
@@ -114,22 +116,29 @@ class Study:
             source=config.source,
         )
         close_stale_runs(tracker, parent, [r.run_id for r in store.reclaimed if r.run_id])
-        self.evaluator = Evaluator(
-            dataset,
-            config.train,
-            config.fidelity,
-            config.objective,
-            seed=config.seed,
-            tracker=tracker,
-            parent_run_id=parent,
-            cache=store.cache,
-            tags={"backend": config.backend, "losslab.study": config.name},
-            trainer=self.trainer,
-            max_population=config.workers.population_size(config.train),
-        )
+        self.evaluators = [  # one per rung of the fidelity ladder (one: a plain fidelity)
+            Evaluator(
+                dataset,
+                config.train,
+                rung.fidelity,
+                config.objective,
+                seed=config.seed,
+                tracker=tracker,
+                parent_run_id=parent,
+                cache=store.cache,
+                tags={"backend": config.backend, "losslab.study": config.name},
+                trainer=self.trainer,
+                max_population=config.workers.population_size(config.train),
+            )
+            for rung in config.ladder.rungs
+        ]
+        self.evaluator = self.evaluators[0]
+        self.rung_baselines: dict[tuple[int, int], list] = {}  # (rung, seed) -> evaluations
         self.batches = BatchRunner(self)
+        self.ladder = LadderRunner(self)
         self.outcome = StudyOutcome(config, dataset, [], [], {}, parent, tracker, storage_url)
         self.outcome.reclaimed = [r.number for r in store.reclaimed]
+        self.outcome.rung_baselines = self.rung_baselines
         self.display.advance_to(store.used())
         self._known = [self._cached_result(r.eval_key) for r in store.records() if r.eval_key]
         return self
@@ -164,8 +173,9 @@ class Study:
             *hooks,
             *self.common_hooks(),
         ]
-        return self.evaluator.evaluate(
+        return self.evaluators[proposal.rung].evaluate(
             candidate,
+            seed=self.config.seed + proposal.seed,
             overrides=proposal.overrides,
             variant=proposal.variant,
             hooks=run_hooks,
@@ -193,21 +203,35 @@ class Study:
 
     def run_baselines(self) -> None:
         """The config's baselines at the study's fidelity and seed (cached after the first),
-        before the trials' time budget starts (``study_timing``)."""
-        baselines = self.config.baselines
+        before the trials' time budget starts (``study_timing``); on a ladder, at every rung,
+        and at the top on every seed racers get."""
+        ladder = self.config.ladder
+        places = [(r, s) for r, rung in enumerate(ladder.rungs) for s in range(rung.seeds)]
+        jobs = [(r, s, c) for r, s in places for c in self.config.baselines]
         untrained = [
-            c for c in baselines if self.evaluator.cache.get(self.evaluator.key(c)) is None
+            c
+            for r, s, c in jobs
+            if self.evaluators[r].cache.get(self.evaluators[r].key(c, seed=self.config.seed + s))
+            is None
         ]
         known = evaluation_seconds(self._known)
-        self.say(baselines_line(len(untrained), len(baselines), self.config.budget.minutes, known))
-        for candidate in baselines:
+        self.say(baselines_line(len(untrained), len(jobs), self.config.budget.minutes, known))
+        for rung, seed, candidate in jobs:
+            where = "" if ladder.plain else f" (rung {rung}, seed {seed})"
+            tags = {"losslab.role": "baseline"}
+            if not ladder.plain:
+                tags.update(ladder_tags(rung, seed, None))
             evaluation = self.evaluate(
-                Proposal(candidate), f"baseline {candidate.name}", {"losslab.role": "baseline"}
+                Proposal(candidate, rung=rung, seed=seed),
+                f"baseline {candidate.name}{where}",
+                tags,
             )
-            self.outcome.baselines.append(evaluation)
+            self.rung_baselines.setdefault((rung, seed), []).append(evaluation)
+            if (rung, seed) == (0, 0):
+                self.outcome.baselines.append(evaluation)
             result = evaluation.result
             line = describe(
-                "baseline",
+                "baseline" + where,
                 candidate.name,
                 result.status,
                 evaluation.value,
@@ -282,6 +306,8 @@ class Study:
                 if self._wait_for_others():
                     continue
                 return
+            if self.ladder.run_one(self.config.budget.trials):  # a promotion or race seed
+                continue
             batch = self.backend.batch_size()
             if batch == SearchBackend.WAIT:  # the rest of a generation trains elsewhere
                 batch = self.store.queued()  # unless some of it came back to run again
@@ -300,13 +326,20 @@ class Study:
                 slots = self.store.within_budget(slots, self.config.budget.trials)
                 if not slots:
                     continue  # the budget is taken: wait for the others (top of the loop)
-            proposals = self.backend.ask(slots)
-            if len(proposals) != len(slots):
-                raise RuntimeError(
-                    f"backend {self.config.backend!r} answered {len(slots)} slots with "
-                    f"{len(proposals)} proposals"
-                )
-            self.batches.run(slots, [_replayed(s, p) for s, p in zip(slots, proposals)])
+            self.batches.run(slots, self._proposals(slots))
+
+    def _proposals(self, slots: list) -> list[Proposal]:
+        """One proposal per slot: the backend's, except for an interrupted promotion or race
+        seed that a reservation handed back (the ladder replays it; a backend never sees it)."""
+        own = [s for s in slots if s.retry is None or not s.retry.on_ladder]
+        asked = self.backend.ask(own) if own else []
+        if len(asked) != len(own):
+            raise RuntimeError(
+                f"backend {self.config.backend!r} answered {len(own)} slots with "
+                f"{len(asked)} proposals"
+            )
+        by_number = {s.number: replayed(s, p) for s, p in zip(own, asked)}
+        return [by_number.get(s.number) or self.ladder.replay(s) for s in slots]
 
     # -- close -------------------------------------------------------------------------------
 
@@ -318,8 +351,12 @@ class Study:
         outcome.collect_results(store.cache)
         seconds = evaluation_seconds(outcome.results.values())
         outcome.seconds_per_evaluation = seconds or outcome.seconds_per_evaluation
-        best = outcome.best(1)
         tracker, parent = outcome.tracker, outcome.parent_run_id
+        outcome.verdict, outcome.winner = study_verdict(
+            self.ladder, outcome.records, self.config.seed
+        )
+        log_verdict(tracker, parent, outcome.verdict)
+        best = outcome.best(1)
         tag_best(
             tracker,
             parent,
@@ -338,21 +375,6 @@ class Study:
         store.close()
         outcome.wall_time = time.perf_counter() - self.started
         return outcome
-
-
-def _replayed(slot: Slot, proposal: Proposal) -> Proposal:
-    """An interrupted evaluation runs again as it was (the backend's hooks still apply)."""
-    if slot.retry is None:
-        return proposal
-    retry = slot.retry
-    return Proposal(
-        retry.candidate,
-        retry.overrides,
-        retry.params or proposal.params,
-        proposal.hooks,
-        tags=retry.tags or proposal.tags,
-        variant=retry.variant or proposal.variant,
-    )
 
 
 def run_study(

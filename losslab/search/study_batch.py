@@ -73,17 +73,29 @@ class BatchRunner:
                 self.host.store.interrupt(slot, "withdrawn: another worker took its candidate")
             elif proposal.candidate is None:
                 record = self.host.store.finish(slot, None, proposal.invalid)
-                self.host.backend.tell(slot, proposal, record, None)
+                self._tell(slot, proposal, record, None)
                 self._report_record(record)
             else:
                 runnable.append((slot, proposal))
-        if len(runnable) > 1 and self.host.evaluator.max_population > 1:
-            self._train_together(runnable)
+        # A population shares one fidelity and seed: the ladder's entries train on their own.
+        together = [(s, p) for s, p in runnable if (p.rung, p.seed) == (0, 0)]
+        alone = [(s, p) for s, p in runnable if (p.rung, p.seed) != (0, 0)]
+        if len(together) > 1 and self.host.evaluator.max_population > 1:
+            self._train_together(together)
         else:
-            self._train_in_turn(runnable)
+            alone = together + alone
+        self._train_in_turn(alone)
 
     def _trial_tags(self, slot: Slot, proposal: Proposal) -> dict[str, str]:
-        return {**proposal.tags, "losslab.role": "trial", "losslab.trial": str(slot.number)}
+        tags = {**proposal.tags, "losslab.role": "trial", "losslab.trial": str(slot.number)}
+        if not self.host.config.ladder.plain:
+            tags.setdefault("losslab.rung", str(proposal.rung))
+        return tags
+
+    def _tell(self, slot: Slot, proposal: Proposal, record: TrialRecord, result) -> None:
+        """The backend hears of its own proposals only (not of the ladder's promotions)."""
+        if not proposal.on_ladder:
+            self.host.backend.tell(slot, proposal, record, result)
 
     def _train_together(self, runnable: list[tuple[Slot, Proposal]]) -> None:
         """The batch's evaluations trained as populations on one device (``population.py``);
@@ -121,7 +133,7 @@ class BatchRunner:
             raise
         for slot, proposal, evaluation in zip(slots, proposals, evaluations):
             record = self.host.store.finish(slot, evaluation)
-            self.host.backend.tell(slot, proposal, record, evaluation.result)
+            self._tell(slot, proposal, record, evaluation.result)
             self._report_record(record)
 
     def _train_in_turn(self, runnable: list[tuple[Slot, Proposal]]) -> None:
@@ -147,7 +159,7 @@ class BatchRunner:
                 self._interrupt(slots[index:], proposals[index:], why)
                 raise
             record = self.host.store.finish(slot, evaluation)
-            self.host.backend.tell(slot, proposal, record, evaluation.result)
+            self._tell(slot, proposal, record, evaluation.result)
             self._report_record(record)
 
     def _interrupt(self, slots: Sequence[Slot], proposals: Sequence[Proposal], why: str) -> None:
@@ -156,8 +168,11 @@ class BatchRunner:
 
     def _report_record(self, record: TrialRecord) -> None:
         name = record.candidate.name if record.candidate else "(invalid draw)"
+        where = ""
+        if record.root is not None:
+            where = f" (trial {record.root} at rung {record.rung}, seed {record.seed})"
         line = describe(
-            f"trial {record.number}",
+            f"trial {record.number}{where}",
             name,
             record.status,
             record.value,

@@ -84,10 +84,17 @@ def _check_folder(data: DataConfig) -> Any:
 
 def _patches(config: StudyConfig) -> list[tuple[str, tuple[int, ...]]]:
     """Every patch size an evaluation may use, with the key that sets it."""
-    if config.fidelity.patch_size is not None:
-        found = [("fidelity.patch_size", tuple(config.fidelity.patch_size))]
-    else:
-        found = [("train.patch_size", tuple(config.train.patch_size))]
+    rungs = config.ladder.rungs
+    found = [
+        (
+            "fidelity.patch_size" if len(rungs) == 1 else f"fidelity.rungs[{i}].patch_size",
+            tuple(rung.fidelity.patch_size),
+        )
+        for i, rung in enumerate(rungs)
+        if rung.fidelity.patch_size is not None
+    ]
+    if len(found) < len(rungs):
+        found.append(("train.patch_size", tuple(config.train.patch_size)))
     searched = config.space.train.get("patch_size")
     if searched is not None:
         found += [("space.train.patch_size", tuple(v)) for v in searched.values()]

@@ -6,7 +6,8 @@
     backend: optuna                   # any registered backend (registry.py)
     data: {source: phantom, cases: 10, shape: [32, 32, 32]}
     train: {model: unet3d, lr: 0.003, hd95: false}
-    fidelity: {epochs: 4, steps_per_epoch: 15}
+    fidelity: {epochs: 4, steps_per_epoch: 15}   # or a ladder (ladder.py):
+                # {rungs: [{epochs: 2}, {epochs: 6}, {epochs: 12, seeds: 3}], keep: 0.34}
     objective: {kind: mean}            # mean | worst_k (k) | min | mix (weights)
     budget: {trials: 12, minutes: 5}   # trials in the whole study; minutes per invocation
     seed: 0
@@ -44,6 +45,7 @@ from losslab.data import DataConfig
 from losslab.hints import did_you_mean, unknown_key
 from losslab.limits import at_most, check_ceilings
 from losslab.search.fidelity import Fidelity
+from losslab.search.ladder import Ladder
 from losslab.search.objective import Objective
 from losslab.search.registry import DEFAULT_BACKEND, backend_names, backend_space_keys
 from losslab.search.space import SearchSpace, SpaceError
@@ -110,6 +112,19 @@ class StudyConfig:
     final: dict[str, Fidelity] = field(default_factory=dict)  # losslab compare's fidelities
     path: str = ""
     source: str = ""
+    ladder: Ladder | None = None  # the fidelity's rungs (None: one rung, ``fidelity``)
+
+    def __post_init__(self) -> None:
+        # Rung 0 is the search's fidelity (what backends and ``compare`` call "search"). A
+        # config given another fidelity than its ladder's rung 0 (``dataclasses.replace`` by
+        # calibrate or compare) is a one-rung study of that fidelity.
+        if self.ladder is None:
+            object.__setattr__(self, "ladder", Ladder.single(self.fidelity))
+        elif self.ladder.rungs[0].fidelity != self.fidelity:
+            if self.fidelity == Fidelity():  # built from a ladder (load_study)
+                object.__setattr__(self, "fidelity", self.ladder.rungs[0].fidelity)
+            else:
+                object.__setattr__(self, "ladder", Ladder.single(self.fidelity))
 
     @property
     def fingerprint(self) -> str:
@@ -126,6 +141,7 @@ class StudyConfig:
             "train": self.train.identity(),
             "fidelity": self.fidelity.to_dict(),
             "objective": self.objective.to_dict(),
+            **({} if self.ladder.plain else {"ladder": self.ladder.to_dict()}),
             "seed": self.seed,
         }
         text = json.dumps(kept, sort_keys=True, default=repr)
@@ -174,7 +190,7 @@ class StudyConfig:
             "backend": self.backend,
             "storage": storage_url,
             "objective": self.objective.describe(),
-            "fidelity": self.fidelity.describe(),
+            "fidelity": self.ladder.describe(),
             "seed": self.seed,
             "budget.trials": self.budget.trials,
             "budget.minutes": self.budget.minutes,
@@ -191,6 +207,22 @@ def _typed(raw: Any, build: Any, where: str) -> Any:
         field_named = re.match(r"(?:[A-Za-z]+[. ])?([a-z_]+)=", str(exc))
         key = f"{where}.{field_named.group(1)}" if field_named else where
         raise ConfigError(key, str(exc)) from None
+
+
+def _plain(raw: Any) -> Any:
+    """The fidelity of a plain ``fidelity:`` (a ladder's is its rung 0, set by the config)."""
+    return None if isinstance(raw, Mapping) and "rungs" in raw else raw
+
+
+def _ladder(raw: Any, where: str) -> Ladder | None:
+    """``fidelity: {rungs: [...], keep: ...}`` as a :class:`Ladder` (``None``: a plain one)."""
+    if not isinstance(raw, Mapping) or "rungs" not in raw:
+        return None
+    try:
+        return Ladder.from_dict(raw, "fidelity")
+    except ValueError as exc:  # "fidelity.rungs[1].seeds: ..." -> the key at fault, in the file
+        key, _, message = str(exc).partition(": ")
+        raise ConfigError(where.removesuffix("fidelity") + key, message) from None
 
 
 def _finals(raw: Any, where: str) -> dict[str, Fidelity]:
@@ -281,7 +313,8 @@ def load_study(path: str | Path, *, text: str | None = None) -> StudyConfig:
         backend=backend,
         data=_typed(raw.get("data"), DataConfig.from_dict, where + "data"),
         train=_typed(raw.get("train"), TrainConfig.from_dict, where + "train"),
-        fidelity=_typed(raw.get("fidelity"), Fidelity.from_dict, where + "fidelity"),
+        fidelity=_typed(_plain(raw.get("fidelity")), Fidelity.from_dict, where + "fidelity"),
+        ladder=_ladder(raw.get("fidelity"), where + "fidelity"),
         objective=_typed(raw.get("objective"), Objective.from_dict, where + "objective"),
         seed=seed,
         storage=raw.get("storage"),

@@ -9,6 +9,7 @@ from losslab.data import SegmentationDataset
 from losslab.search.backend import TrialRecord
 from losslab.search.evaluator import Evaluation, EvaluationCache
 from losslab.search.study_config import StudyConfig
+from losslab.search.verdict import Verdict
 from losslab.tracking.tracker import Tracker
 from losslab.training import Result
 
@@ -34,26 +35,37 @@ class StudyOutcome:
     reclaimed: list[int] = field(default_factory=list)
     seconds_per_evaluation: float | None = None  # a finished evaluation's wall time here
     trial_minutes_started: bool = False  # the trials' time budget started (baselines done)
+    verdict: Verdict | None = None  # the study's one verdict (``study_verdict.py``)
+    winner: TrialRecord | None = None  # the verdict's candidate, its top-rung entry
+    rung_baselines: dict[tuple[int, int], list[Evaluation]] = field(default_factory=dict)
 
-    def best_baseline(self) -> Evaluation | None:
-        """The baseline of the highest objective among those that finished ok."""
-        ok = [e for e in self.baselines if e.result.ok and not math.isnan(e.value)]
+    def best_baseline(self, rung: int = 0) -> Evaluation | None:
+        """The baseline of the highest objective among those that finished ok (at ``rung`` of
+        the fidelity ladder, seed 0)."""
+        baselines = self.rung_baselines.get((rung, 0), self.baselines if rung == 0 else [])
+        ok = [e for e in baselines if e.result.ok and not math.isnan(e.value)]
         return max(ok, key=lambda e: e.value) if ok else None
 
     def beaten_by(self) -> Evaluation | None:
         """The best baseline when its objective is above the best trial's (``None`` when a
         trial is at least as good, or there is no finished trial or baseline): the best
         trial is then not the study's best candidate, and nothing calls it so."""
-        best, baseline = self.best(1), self.best_baseline()
+        best = self.best(1)
+        baseline = self.best_baseline(best[0].rung) if best else None
         if not best or baseline is None:
             return None
         return baseline if baseline.value > best[0].value else None
 
     def best(self, k: int | None = None) -> list[TrialRecord]:
-        """Completed entries by objective, best first, one per distinct evaluation."""
+        """Completed entries by objective, best first, one per distinct evaluation. On a
+        fidelity ladder the verdict's winner comes first, then the entries of higher rungs
+        (their seed-0 ones) before those of lower rungs."""
         seen, ranked = set(), []
-        ok = [r for r in self.records if r.status == "ok" and not math.isnan(r.value)]
-        for record in sorted(ok, key=lambda r: (-r.value, r.number)):
+        ok = [
+            r for r in self.records if r.status == "ok" and not math.isnan(r.value) and r.seed == 0
+        ]
+        first = self.winner.number if self.winner is not None else -1
+        for record in sorted(ok, key=lambda r: (r.number != first, -r.rung, -r.value, r.number)):
             if record.eval_key not in seen:
                 seen.add(record.eval_key)
                 ranked.append(record)

@@ -111,6 +111,10 @@ def verdict_line(outcome: StudyOutcome, markup: bool = True) -> str | None:
     """One sentence on what the study found at its fidelity: the best trial beats every
     baseline, or which baseline beats it (then nothing calls the trial best). ``None`` without
     a finished trial or baseline."""
+    verdict = outcome.verdict
+    if verdict is not None and verdict.outcome in ("better", "worse", "no difference"):
+        text = f"Verdict: {verdict.sentence}" + (f"; {verdict.classes}" if verdict.classes else "")
+        return escape(text) if markup else text
     best, baseline = outcome.best(1), outcome.best_baseline()
     if not best or baseline is None:
         return None

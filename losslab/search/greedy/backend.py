@@ -146,6 +146,10 @@ class GreedyBackend(SearchBackend):
         )
         return Proposal(candidate, params=params, tags=tags)
 
+    def again(self, record: TrialRecord) -> Proposal:
+        """A promotion or race seed of a greedy run steers it again (the controller's hooks)."""
+        return self._proposal(_job_of(record.params))
+
     # -- the outcomes -------------------------------------------------------------------------
 
     def tell(

@@ -77,6 +77,11 @@ class StudyStore(ABC):
     def reserve(self, count: int) -> list[Slot]:
         """Reserve ``count`` entries for this worker (interrupted ones first)."""
 
+    def ladder_taken(self) -> set[tuple[int, int, int]]:
+        """The fidelity ladder's positions ``(rung, root, seed)`` that an entry holds while it
+        runs, is queued, or is owed a rerun (``search/ladder.py``)."""
+        return set()
+
     @abstractmethod
     def within_budget(self, slots: list[Slot], limit: int) -> list[Slot]:
         """The slots that fall within the first ``limit`` counted entries of the study; the

@@ -47,23 +47,25 @@ HEARTBEAT = "losslab.heartbeat"
 FAILURE = "losslab.failure"
 CANDIDATE, OVERRIDES, PARAMS = "losslab.candidate", "losslab.overrides", "losslab.params"
 VARIANT = "losslab.variant"
+LADDER = "losslab.ladder"  # {rung, root, seed}: a promotion's or race seed's place (ladder.py)
 RETRY_OF, RUN_ID = "losslab.retry_of", "losslab.mlflow_run_id"
 ALIVE = "losslab.alive."  # + worker id: the worker's last heartbeat (a study attribute)
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 class _EntryHook(Hook):
-    """Refreshes the entry's heartbeat and records the objective of every epoch."""
+    """Refreshes the entry's heartbeat and records the objective of every epoch (not for a
+    ladder's promotion or race seed: Optuna's pruner compares rung-0 curves only)."""
 
     population_safe = True  # reads the epoch's record only (losslab.training.population)
 
-    def __init__(self, trial: optuna.Trial, objective: Objective):
-        self.trial, self.objective = trial, objective
+    def __init__(self, trial: optuna.Trial, objective: Objective, report: bool = True):
+        self.trial, self.objective, self.report = trial, objective, report
 
     def on_epoch_end(self, state: Any, record: EpochRecord) -> None:
         self.trial.set_user_attr(HEARTBEAT, time.time())
         value = self.objective.of_epoch(record)
-        if not math.isnan(value):
+        if self.report and not math.isnan(value):
             self.trial.report(value, record.epoch)
 
 
@@ -245,7 +247,7 @@ class OptunaStudyStore(StudyStore):
         """Queue an interrupted entry's draw again (nothing a backend proposed is lost)."""
         if CANDIDATE not in attrs and not params:
             return  # reserved but never proposed: nothing to run again
-        kept = {k: attrs[k] for k in (CANDIDATE, OVERRIDES, PARAMS, VARIANT) if k in attrs}
+        kept = {k: attrs[k] for k in (CANDIDATE, OVERRIDES, PARAMS, VARIANT, LADDER) if k in attrs}
         again = {RETRY_OF: number, **kept}
         study.enqueue_trial(params, user_attrs=again)
 
@@ -267,11 +269,15 @@ class OptunaStudyStore(StudyStore):
             attrs = trial.user_attrs
             retry = None
             if CANDIDATE in attrs:  # an interrupted evaluation, queued to run again
+                place = attrs.get(LADDER, {})
                 retry = Proposal(
                     Candidate.from_dict(attrs[CANDIDATE]),
                     dict(attrs.get(OVERRIDES, {})),
                     dict(attrs.get(PARAMS, {})),
                     variant=dict(attrs.get(VARIANT, {})),
+                    rung=place.get("rung", 0),
+                    seed=place.get("seed", 0),
+                    root=place.get("root"),
                 )
             self._held[trial.number] = trial
             slots.append(Slot(trial.number, retry, trial))
@@ -311,13 +317,28 @@ class OptunaStudyStore(StudyStore):
             trial.set_user_attr(PARAMS, dict(proposal.params))
         if proposal.variant:
             trial.set_user_attr(VARIANT, dict(proposal.variant))
+        if proposal.on_ladder:
+            place = {"rung": proposal.rung, "root": proposal.root, "seed": proposal.seed}
+            trial.set_user_attr(LADDER, place)
+
+    def ladder_taken(self) -> set[tuple[int, int, int]]:
+        """The ladder positions ``(rung, root, seed)`` held by an entry that is running,
+        queued, or owed a rerun (``ladder.py``: no position is evaluated twice)."""
+        trials = self.study.get_trials(deepcopy=False)
+        owed = _owed_reruns(trials)
+        taken = set()
+        for trial in trials:
+            place = trial.user_attrs.get(LADDER)
+            if place and (trial.state == TrialState.RUNNING or trial.number in owed):
+                taken.add((place["rung"], place["root"], place["seed"]))
+        return taken
 
     def link_run(self, slot: Slot, run_id: str) -> None:
         """Link the MLflow run to the entry as soon as it exists (found again after a crash)."""
         slot.native.set_user_attr(RUN_ID, run_id)
 
     def epoch_hook(self, slot: Slot, objective: Objective) -> Hook:
-        return _EntryHook(slot.native, objective)
+        return _EntryHook(slot.native, objective, report=LADDER not in slot.native.user_attrs)
 
     def finish(self, slot: Slot, evaluation: Evaluation | None, reason: str = "") -> TrialRecord:
         trial, study = slot.native, self.study
@@ -333,8 +354,9 @@ class OptunaStudyStore(StudyStore):
             if evaluation.origin != f"trial {trial.user_attrs.get(RETRY_OF)}":
                 trial.set_user_attr("losslab.cached_from", evaluation.origin)
             reported = study.get_trials(deepcopy=False)[trial.number].intermediate_values
+            on_ladder = LADDER in trial.user_attrs
             for epoch, value in evaluation.curve.items():  # the same curve as the original
-                if epoch not in reported:
+                if epoch not in reported and not on_ladder:
                     trial.report(value, epoch)
         if result.status == "pruned":
             trial.set_user_attr(FAILURE, result.reason)
@@ -405,6 +427,9 @@ class OptunaStudyStore(StudyStore):
             params=dict(trial.params) or dict(attrs.get(PARAMS, {})),
             worker=attrs.get(WORKER, ""),
             variant=dict(attrs.get(VARIANT, {})),
+            rung=attrs.get(LADDER, {}).get("rung", 0),
+            seed=attrs.get(LADDER, {}).get("seed", 0),
+            root=attrs.get(LADDER, {}).get("root"),
         )
 
 

@@ -1,0 +1,201 @@
+"""How a study climbs its fidelity ladder: promotions and race seeds as entries of their own.
+
+:class:`LadderRunner` is a part of :class:`~losslab.search.study.Study` (as ``BatchRunner`` is):
+before the study asks its backend for a new proposal it asks the ladder (``ladder.py``) for a
+job; a job is claimed (so no two workers take it), reserved as an entry within the budget, and
+evaluated at its rung's fidelity and seed through the study's batch runner. Racing reads the
+top rung's per-case test Dice from the evaluation cache and drops the racers that are
+significantly worse than the best contender (``verdict.race_losers``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from losslab.search.backend import Proposal, Slot, TrialRecord, replayed
+from losslab.search.ladder import Ladder, LadderJob, ladder_jobs, root_of, rung_table
+from losslab.search.verdict import Contender, race_losers
+
+if TYPE_CHECKING:
+    from losslab.search.backend import SearchBackend
+    from losslab.search.evaluator import Evaluation, Evaluator
+    from losslab.search.store.ledger import StudyStore
+    from losslab.search.study_batch import BatchRunner
+    from losslab.search.study_config import StudyConfig
+
+__all__ = ["LadderHost", "LadderRunner", "contender_of", "trial_label"]
+
+
+class LadderHost(Protocol):
+    """What the ladder needs of its study."""
+
+    store: StudyStore
+    backend: SearchBackend
+    evaluators: list[Evaluator]
+    config: StudyConfig
+    batches: BatchRunner
+    rung_baselines: dict[tuple[int, int], list[Evaluation]]
+
+
+def trial_label(record: TrialRecord) -> str:
+    """How the verdict names an entry: ``trial 12 `dice + cbs```."""
+    name = record.candidate.name if record.candidate is not None else "(invalid draw)"
+    return f"trial {root_of(record)} `{name}`"
+
+
+def contender_of(
+    label: str, results: dict[int, object], class_names: list[str], baseline: bool = False
+) -> Contender | None:
+    """A :class:`Contender` from results by seed index (``None`` when none has test cases)."""
+    dice = {
+        seed: result.test_cases["dice"]
+        for seed, result in results.items()
+        if result is not None and result.ok and result.test_cases.get("dice")
+    }
+    if not dice:
+        return None
+    return Contender(label, dice, list(class_names), baseline=baseline)
+
+
+class LadderRunner:
+    """The ladder part of a study (module docstring)."""
+
+    def __init__(self, host: LadderHost):
+        self.host = host
+        self.state = host.store.state("ladder")
+
+    @property
+    def ladder(self) -> Ladder:
+        return self.host.config.ladder
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    def jobs(self) -> list[LadderJob]:
+        """The ladder's jobs now, in the order to take them (``ladder.py``)."""
+        if self.ladder.plain:
+            return []
+        records = self.host.store.records()
+        return ladder_jobs(
+            self.ladder, records, self.host.store.ladder_taken(), self.eliminated(records)
+        )
+
+    def run_one(self, budget: int | None) -> bool:
+        """Take and run the first job no live worker holds; ``False`` when there is none.
+        A queued rerun that the reservation hands back instead is run first."""
+        for job in self.jobs():
+            if not self.state.claim(job.claim_key):
+                continue  # another worker promotes it
+            slots = self.host.store.reserve(1)
+            if budget is not None:
+                slots = self.host.store.within_budget(slots, budget)
+            if not slots:
+                return True  # the budget is taken: the study loop waits for the others
+            slot = slots[0]
+            if slot.retry is not None:
+                proposal = self.replay(slot) if slot.retry.on_ladder else None
+                if proposal is None:  # a backend's own rerun: the backend hears of it
+                    (proposal,) = self.host.backend.ask([slot])
+                    proposal = replayed(slot, proposal)
+                self.host.batches.run([slot], [proposal])
+                return True
+            self.host.batches.run([slot], [self.proposal(job)])
+            return True
+        return False
+
+    def proposal(self, job: LadderJob) -> Proposal:
+        """The job's proposal: its root entry's, again (``SearchBackend.again``)."""
+        (root,) = [r for r in self.host.store.records() if r.number == job.root]
+        again = self.host.backend.again(root)
+        return dataclasses.replace(
+            again,
+            rung=job.rung,
+            seed=job.seed,
+            root=job.root,
+            tags={**again.tags, **ladder_tags(job.rung, job.seed, job.root)},
+        )
+
+    def replay(self, slot: Slot) -> Proposal:
+        """An interrupted promotion or race seed, as it was (the backend's hooks again)."""
+        retry = slot.retry
+        record = TrialRecord(
+            slot.number,
+            retry.candidate,
+            "",
+            math.nan,
+            overrides=dict(retry.overrides),
+            params=dict(retry.params),
+            variant=dict(retry.variant),
+        )
+        again = self.host.backend.again(record)
+        return dataclasses.replace(
+            retry,
+            hooks=again.hooks,
+            tags={**again.tags, **ladder_tags(retry.rung, retry.seed, retry.root)},
+        )
+
+    # -- racing --------------------------------------------------------------------------------
+
+    def eliminated(self, records: Sequence[TrialRecord]) -> set[int]:
+        """The roots racing has dropped (none unless the top rung has several seeds)."""
+        if self.ladder.seeds <= 1:
+            return set()
+        racers, roots = self.racers(records)
+        baselines = self.baseline_contenders(self.ladder.top)
+        if not racers:
+            return set()
+        losers = set(race_losers(racers, baselines))
+        return {root for root, racer in zip(roots, racers) if racer.label in losers}
+
+    def racers(self, records: Sequence[TrialRecord]) -> tuple[list[Contender], list[int]]:
+        """The top rung's entries as contenders (with their roots)."""
+        top = rung_table(records).get(self.ladder.top, {})
+        cache, class_names = self.host.evaluators[0].cache, self._class_names()
+        racers, roots = [], []
+        for root, seeds in sorted(top.items()):
+            results = {}
+            for seed, record in seeds.items():
+                hit = cache.get(record.eval_key) if record.eval_key else None
+                results[seed] = hit.result if hit is not None else None
+            label = trial_label(seeds.get(0) or next(iter(seeds.values())))
+            racer = contender_of(label, results, class_names)
+            if racer is not None:
+                values = [r.value for r in seeds.values() if r.status == "ok"]
+                racer.value = sum(values) / len(values) if values else math.nan
+                racers.append(racer)
+                roots.append(root)
+        return racers, roots
+
+    def baseline_contenders(self, rung: int) -> list[Contender]:
+        """The study's baselines at ``rung``, every seed they have."""
+        by_name: dict[str, dict[int, object]] = {}
+        values: dict[str, list[float]] = {}
+        for (at, seed), evaluations in self.host.rung_baselines.items():
+            if at != rung:
+                continue
+            for evaluation in evaluations:
+                name = evaluation.candidate.name
+                by_name.setdefault(name, {})[seed] = evaluation.result
+                if evaluation.result.ok:
+                    values.setdefault(name, []).append(evaluation.value)
+        out = []
+        for name, results in by_name.items():
+            contender = contender_of(name, results, self._class_names(), baseline=True)
+            if contender is not None:
+                seen = values.get(name, [])
+                contender.value = sum(seen) / len(seen) if seen else math.nan
+                out.append(contender)
+        return out
+
+    def _class_names(self) -> list[str]:
+        return list(self.host.evaluators[0].dataset.class_names)
+
+
+def ladder_tags(rung: int, seed: int, root: int | None) -> dict[str, str]:
+    """MLflow tags of an evaluation's place on the ladder."""
+    tags = {"losslab.rung": str(rung), "losslab.seed_index": str(seed)}
+    if root is not None:
+        tags["losslab.root"] = str(root)
+    return tags
