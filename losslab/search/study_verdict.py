@@ -1,7 +1,7 @@
 """A study's one verdict: its best candidate at the top rung against its best baseline.
 
 The winner is chosen among the top rung's racers that racing kept (every entry of a one-rung
-study), by the most seeds and then the study's own objective (validation, the mean over its
+study; all of them when racing dropped every one), by the most seeds and then the study's own objective (validation, the mean over its
 seeds), never by the test split. It is then tested against every baseline at the top rung
 over their shared (seed, test case) pairs of foreground mean Dice (``verdict.decide``: the
 paired test and Holm correction of ``losslab compare``). The sentence is printed, written on
@@ -33,7 +33,10 @@ def study_verdict(
     """The verdict and the winner's top-rung entry (seed 0; ``None``: no winner)."""
     racers, roots = ladder.racers(records)
     dropped = ladder.eliminated(records)
+    # Racing dropped those significantly below the best contender; when that was a baseline
+    # and every racer was dropped, the best of them is still the one the verdict names.
     alive = [(racer, root) for racer, root in zip(racers, roots) if root not in dropped]
+    alive = alive or list(zip(racers, roots))
     baselines = ladder.baseline_contenders(ladder.ladder.top)
     if not alive:
         return decide(None, baselines, seed=seed), None

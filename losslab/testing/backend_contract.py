@@ -19,6 +19,7 @@ import pytest
 from losslab.search import get_backend, load_study, run_study
 from losslab.search.store import open_store
 from losslab.testing.fakes import FakeTrainer, StopAfter
+from losslab.testing.ladder_contract import LadderContractTests
 from losslab.testing.studies import write_study
 from losslab.tracking.tracker import Tracker
 
@@ -55,7 +56,7 @@ def _worker(path: str, queue, module: str) -> None:
     queue.put(list(FakeTrainer.trained) + [f"trained={outcome.trained}"])
 
 
-class BackendContractTests:
+class BackendContractTests(LadderContractTests):
     """The contract every search backend keeps, run against a fake trainer (and once the
     real one). Subclass it in a test module (the name must start with ``Test``) and say
     which backend and what its section of the study file holds::
@@ -82,10 +83,9 @@ class BackendContractTests:
 
     @pytest.fixture(autouse=True)
     def _fresh_fake(self):
-        FakeTrainer.trained, FakeTrainer.fail_every, FakeTrainer.epoch_seconds = [], 0, 0.0
+        FakeTrainer.reset()
         yield
-        # Nothing leaks into the tests that run after the contract (a failing fake trainer).
-        FakeTrainer.trained, FakeTrainer.fail_every, FakeTrainer.epoch_seconds = [], 0, 0.0
+        FakeTrainer.reset()  # nothing leaks into the tests after the contract (a failing fake)
 
     def _study(self, folder, backend: str, **changes):
         return write_study(folder, backend=backend, **{**self.section(backend), **changes})

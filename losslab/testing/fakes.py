@@ -8,8 +8,9 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections.abc import Callable
 from types import SimpleNamespace
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from losslab.training import EpochRecord, Hook, Result, StopTraining
 from losslab.training.hooks import epoch_end, stop_is_late
@@ -23,11 +24,23 @@ class FakeTrainer:
 
     ``fail_every``: every n-th evaluation this process trains ends "non-finite loss" (the
     candidate that goes NaN). ``epoch_seconds`` slows it down for the worker tests.
+    ``test_cases``: how many test cases the result holds per-case Dice for (0: none), each
+    the score plus a small deterministic jitter; ``test_offset(candidate)`` is added to them
+    (a candidate that validates well and tests badly, for racing).
     """
 
     trained: ClassVar[list[str]] = []  # candidate keys trained in this process (/plan if steered)
+    evaluated: ClassVar[list[str]] = []  # the same with the fidelity and seed (@epochs:steps:seed)
     fail_every: ClassVar[int] = 0
     epoch_seconds: ClassVar[float] = 0.0
+    test_cases: ClassVar[int] = 0
+    test_offset: ClassVar[Callable[[Any], float] | None] = None
+
+    @classmethod
+    def reset(cls) -> None:
+        """Back to the defaults (between tests)."""
+        cls.trained, cls.evaluated, cls.fail_every, cls.epoch_seconds = [], [], 0, 0.0
+        cls.test_cases, cls.test_offset = 0, None
 
     def __init__(self, config, hooks):
         self.config, self.hooks = config, list(hooks)
@@ -36,6 +49,10 @@ class FakeTrainer:
         # A run steered by a hook with a plan (greedy) is another evaluation of the candidate.
         plans = [repr(h.plan) for h in self.hooks if hasattr(h, "plan")]
         FakeTrainer.trained.append(candidate.key + "".join(f"/{p}" for p in plans))
+        config = self.config
+        FakeTrainer.evaluated.append(
+            f"{FakeTrainer.trained[-1]}@{config.epochs}:{config.steps_per_epoch}:{config.seed}"
+        )
         classes = list(dataset.class_names)
         digest = hashlib.sha256(f"{candidate.key}:{self.config.seed}".encode()).digest()
         scores = [0.2 + 0.7 * b / 255 for b in digest[: len(classes)]]
@@ -74,6 +91,8 @@ class FakeTrainer:
                 if failing:
                     raise FloatingPointError(f"non-finite loss at step {epoch}")
             result.test_metrics = {"dice": [math.nan, *scores[1:]]}
+            if self.test_cases:
+                self._per_case(result, candidate, scores)
             result.status = "ok"
         except StopTraining as stop:
             result.status, result.reason = "pruned", str(stop)
@@ -87,6 +106,26 @@ class FakeTrainer:
             for hook in self.hooks:
                 hook.on_train_end(state, result)
         return result
+
+    def _per_case(self, result: Result, candidate: Any, scores: list[float]) -> None:
+        offset = FakeTrainer.test_offset(candidate) if FakeTrainer.test_offset else 0.0
+        rows = []
+        for case in range(self.test_cases):
+            text = f"{candidate.key}:{self.config.seed}:{case}"
+            jitter = hashlib.sha256(text.encode()).digest()
+            rows.append(
+                [math.nan]
+                + [
+                    min(1.0, max(0.0, s + offset + 0.02 * (jitter[c] / 255 - 0.5)))
+                    for c, s in enumerate(scores[1:], start=1)
+                ]
+            )
+        result.test_cases = {"dice": rows}
+        result.test_case_ids = [f"case{k}" for k in range(self.test_cases)]
+        result.test_metrics = {
+            "dice": [math.nan]
+            + [sum(r[c] for r in rows) / len(rows) for c in range(1, len(scores))]
+        }
 
 
 class _Interrupt(Hook):
