@@ -135,3 +135,25 @@ def test_a_kill_while_a_generation_is_stored_resumes_as_if_uninterrupted(tmp_pat
     monkeypatch.setattr(AttrState, "put", put)
     resumed = run_study(killed, resume=True, progress=False, trainer=FakeTrainer)
     assert [r.params["gp.expression"] for r in resumed.records] == expected
+
+
+def test_on_a_ladder_parents_are_ranked_by_the_rung_reached_then_by_rung_zero_fitness():
+    from types import SimpleNamespace
+
+    from losslab.search.backend import TrialRecord
+    from losslab.search.gp.backend import EXPRESSION, GpBackend, rank_parents
+
+    def entry(number, text, value, rung=0, root=None):
+        return TrialRecord(
+            number, None, "ok", value, params={EXPRESSION: text}, rung=rung, root=root
+        )
+
+    records = [entry(0, "a", 0.6), entry(1, "b", 0.8), entry(2, "c", 0.7), entry(3, "a", 0.9, 1, 0)]
+    backend = object.__new__(GpBackend)
+    backend.context = SimpleNamespace(records=lambda: records, state={"reused": {}})
+    fitness = backend._fitness()
+    assert fitness == {"a": 0.6, "b": 0.8, "c": 0.7}  # rung 0 only: comparable values
+    reached = backend._reached()
+    assert reached == {"a": 1, "b": 0, "c": 0}
+    assert [t for t, _ in rank_parents(fitness, reached, 2)] == ["a", "b"]
+    assert [t for t, _ in rank_parents(fitness, {}, 3)] == ["b", "c", "a"]

@@ -189,11 +189,13 @@ class GpBackend(SearchBackend):
 
     def _fitness(self) -> dict[str, float]:
         """Every evaluated expression's fitness (``-inf`` for a failed one), from the ledger,
-        and the fitness reused by the gradient (or behaviour) duplicates of an evaluated one."""
+        and the fitness reused by the gradient (or behaviour) duplicates of an evaluated one.
+        The fitness is the rung-0 value (the one every individual has, so comparable); the
+        fidelity ladder's higher rungs rank parents first (:meth:`_reached`)."""
         fitness: dict[str, float] = {}
         for record in self.context.records():
             text = record.params.get(EXPRESSION)
-            if text is None:
+            if text is None or record.root is not None:
                 continue
             value = record.value if record.status != "failed" else -math.inf
             fitness[text] = -math.inf if math.isnan(value) else value
@@ -201,6 +203,16 @@ class GpBackend(SearchBackend):
             if same_as in fitness:
                 fitness.setdefault(text, fitness[same_as])
         return fitness
+
+    def _reached(self) -> dict[str, int]:
+        """The highest rung of the fidelity ladder each expression reached (promotions are
+        the ladder's verdict on rung-0 values, read with more training)."""
+        reached: dict[str, int] = {}
+        for record in self.context.records():
+            text = record.params.get(EXPRESSION)
+            if text is not None and record.status == "ok":
+                reached[text] = max(reached.get(text, 0), record.rung)
+        return reached
 
     def _next_generation(self, force: bool = False) -> list[str]:
         """Breed, screen and store the next generation; returns the texts to train."""
@@ -214,8 +226,7 @@ class GpBackend(SearchBackend):
         generation += 1
         seed = self._seed() * 1_000_003 + generation
         population = self.settings.population
-        # Best first, ties by text: the same parents whatever the order of the ledger's entries.
-        parents = sorted(fitness.items(), key=lambda item: (-item[1], item[0]))[:population]
+        parents = rank_parents(fitness, self._reached(), population)
         screen, counts, passed, bred, reused = self.screen, {}, [], [], {}
         for attempt in range(_REBREED):
             if generation == 0 and attempt == 0:
@@ -253,7 +264,9 @@ class GpBackend(SearchBackend):
         values = [
             r.value
             for r in self.context.records()
-            if r.params.get(GENERATION) == generation and math.isfinite(r.value)
+            if r.params.get(GENERATION) == generation
+            and math.isfinite(r.value)
+            and r.root is None  # rung 0: the generation's own evaluations
         ]
         info = state.get("screened", {}).get(str(generation), {})
         metrics: dict[str, float] = {
@@ -276,3 +289,13 @@ class GpBackend(SearchBackend):
             tags = {"gp.best_expression": best_text[:5000], "gp.best_fitness": f"{best_value:.4f}"}
         self.context.log(metrics, generation, tags)
         state.put("logged", generation)
+
+
+def rank_parents(
+    fitness: dict[str, float], reached: dict[str, int], population: int
+) -> list[tuple[str, float]]:
+    """The next generation's parents: best first (the highest rung of the fidelity ladder
+    reached, then the rung-0 fitness), ties by text, so the same parents whatever the order
+    of the ledger's entries."""
+    ranked = sorted(fitness.items(), key=lambda item: (-reached.get(item[0], 0), -item[1], item[0]))
+    return ranked[:population]
