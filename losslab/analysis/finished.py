@@ -21,6 +21,7 @@ from losslab.search.store import default_storage_url, study_folder
 from losslab.search.store.ledger import StudyStore
 from losslab.search.study_config import StudyConfig, load_study
 from losslab.search.study_outcome import StudyOutcome
+from losslab.search.study_verdict import TopRung
 from losslab.tracking.tracker import resolve_tracking_uri
 
 __all__ = ["FinishedStudy", "open_finished", "resolve_study"]
@@ -124,9 +125,18 @@ class FinishedStudy:
         trial of its own) is what reproduces it."""
         return [r for r in self._outcome().best() if not r.variant]
 
-    def baselines(self) -> list[Evaluation]:
-        """The baselines the study evaluated at its fidelity, from the cache (those it has)."""
-        evaluator = self.search_evaluator()
+    def baselines(self, rung: int = 0, seed: int = 0) -> list[Evaluation]:
+        """The baselines the study evaluated at its fidelity (``rung`` of its ladder, the
+        study's seed plus ``seed``), from the cache (those it has)."""
+        config = self.config
+        evaluator = Evaluator(
+            self.dataset,
+            config.train,
+            config.ladder.rungs[rung].fidelity,
+            config.objective,
+            seed=config.seed + seed,
+            cache=self.store.cache,
+        )
         found = []
         for candidate in self.config.baselines:
             key = evaluator.key(candidate)
@@ -142,6 +152,16 @@ class FinishedStudy:
         """The study as ``losslab search`` ends it (its tables print from this)."""
         outcome = self._outcome()
         outcome.baselines = self.baselines()
+        ladder = self.config.ladder
+        outcome.rung_baselines = {
+            (r, s): self.baselines(r, s)
+            for r, rung in enumerate(ladder.rungs)
+            for s in range(rung.seeds)
+        }
+        top = TopRung(
+            ladder, self.store.cache, list(self.dataset.class_names), outcome.rung_baselines
+        )
+        outcome.verdict, outcome.winner = top.verdict(self.records, self.config.seed)
         outcome.collect_results(self.store.cache)
         return outcome
 

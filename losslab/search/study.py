@@ -41,7 +41,7 @@ from losslab.search.study_outcome import StudyOutcome
 from losslab.search.study_plots import study_plots
 from losslab.search.study_runs import close_stale_runs, describe_study, parent_run, tag_best
 from losslab.search.study_timing import baselines_line, evaluation_seconds, fit_line
-from losslab.search.study_verdict import log_verdict, study_verdict
+from losslab.search.study_verdict import log_verdict
 from losslab.tracking.tracker import Tracker
 from losslab.training import Hook, Trainer
 
@@ -352,9 +352,8 @@ class Study:
         seconds = evaluation_seconds(outcome.results.values())
         outcome.seconds_per_evaluation = seconds or outcome.seconds_per_evaluation
         tracker, parent = outcome.tracker, outcome.parent_run_id
-        outcome.verdict, outcome.winner = study_verdict(
-            self.ladder, outcome.records, self.config.seed
-        )
+        top = self.ladder.top()
+        outcome.verdict, outcome.winner = top.verdict(outcome.records, self.config.seed)
         log_verdict(tracker, parent, outcome.verdict)
         best = outcome.best(1)
         tag_best(

@@ -5,7 +5,7 @@ before the study asks its backend for a new proposal it asks the ladder (``ladde
 job; a job is claimed (so no two workers take it), reserved as an entry within the budget, and
 evaluated at its rung's fidelity and seed through the study's batch runner. Racing reads the
 top rung's per-case test Dice from the evaluation cache and drops the racers that are
-significantly worse than the best contender (``verdict.race_losers``).
+significantly worse than the best contender (``study_verdict.TopRung``).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from losslab.search.backend import Proposal, Slot, TrialRecord, replayed
-from losslab.search.ladder import Ladder, LadderJob, ladder_jobs, root_of, rung_table
-from losslab.search.verdict import Contender, race_losers
+from losslab.search.ladder import Ladder, LadderJob, ladder_jobs
+from losslab.search.study_verdict import TopRung
 
 if TYPE_CHECKING:
     from losslab.search.backend import SearchBackend
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from losslab.search.study_batch import BatchRunner
     from losslab.search.study_config import StudyConfig
 
-__all__ = ["LadderHost", "LadderRunner", "contender_of", "trial_label"]
+__all__ = ["LadderHost", "LadderRunner", "ladder_tags"]
 
 
 class LadderHost(Protocol):
@@ -38,26 +38,6 @@ class LadderHost(Protocol):
     config: StudyConfig
     batches: BatchRunner
     rung_baselines: dict[tuple[int, int], list[Evaluation]]
-
-
-def trial_label(record: TrialRecord) -> str:
-    """How the verdict names an entry: ``trial 12 `dice + cbs```."""
-    name = record.candidate.name if record.candidate is not None else "(invalid draw)"
-    return f"trial {root_of(record)} `{name}`"
-
-
-def contender_of(
-    label: str, results: dict[int, object], class_names: list[str], baseline: bool = False
-) -> Contender | None:
-    """A :class:`Contender` from results by seed index (``None`` when none has test cases)."""
-    dice = {
-        seed: result.test_cases["dice"]
-        for seed, result in results.items()
-        if result is not None and result.ok and result.test_cases.get("dice")
-    }
-    if not dice:
-        return None
-    return Contender(label, dice, list(class_names), baseline=baseline)
 
 
 class LadderRunner:
@@ -136,61 +116,21 @@ class LadderRunner:
             tags={**again.tags, **ladder_tags(retry.rung, retry.seed, retry.root)},
         )
 
-    # -- racing --------------------------------------------------------------------------------
+    # -- racing ------------------------------------------------------------------------------
+
+    def top(self) -> TopRung:
+        """The top rung as racing and the verdict read it."""
+        host = self.host
+        return TopRung(
+            self.ladder,
+            host.evaluators[0].cache,
+            list(host.evaluators[0].dataset.class_names),
+            host.rung_baselines,
+        )
 
     def eliminated(self, records: Sequence[TrialRecord]) -> set[int]:
         """The roots racing has dropped (none unless the top rung has several seeds)."""
-        if self.ladder.seeds <= 1:
-            return set()
-        racers, roots = self.racers(records)
-        baselines = self.baseline_contenders(self.ladder.top)
-        if not racers:
-            return set()
-        losers = set(race_losers(racers, baselines))
-        return {root for root, racer in zip(roots, racers) if racer.label in losers}
-
-    def racers(self, records: Sequence[TrialRecord]) -> tuple[list[Contender], list[int]]:
-        """The top rung's entries as contenders (with their roots)."""
-        top = rung_table(records).get(self.ladder.top, {})
-        cache, class_names = self.host.evaluators[0].cache, self._class_names()
-        racers, roots = [], []
-        for root, seeds in sorted(top.items()):
-            results = {}
-            for seed, record in seeds.items():
-                hit = cache.get(record.eval_key) if record.eval_key else None
-                results[seed] = hit.result if hit is not None else None
-            label = trial_label(seeds.get(0) or next(iter(seeds.values())))
-            racer = contender_of(label, results, class_names)
-            if racer is not None:
-                values = [r.value for r in seeds.values() if r.status == "ok"]
-                racer.value = sum(values) / len(values) if values else math.nan
-                racers.append(racer)
-                roots.append(root)
-        return racers, roots
-
-    def baseline_contenders(self, rung: int) -> list[Contender]:
-        """The study's baselines at ``rung``, every seed they have."""
-        by_name: dict[str, dict[int, object]] = {}
-        values: dict[str, list[float]] = {}
-        for (at, seed), evaluations in self.host.rung_baselines.items():
-            if at != rung:
-                continue
-            for evaluation in evaluations:
-                name = evaluation.candidate.name
-                by_name.setdefault(name, {})[seed] = evaluation.result
-                if evaluation.result.ok:
-                    values.setdefault(name, []).append(evaluation.value)
-        out = []
-        for name, results in by_name.items():
-            contender = contender_of(name, results, self._class_names(), baseline=True)
-            if contender is not None:
-                seen = values.get(name, [])
-                contender.value = sum(seen) / len(seen) if seen else math.nan
-                out.append(contender)
-        return out
-
-    def _class_names(self) -> list[str]:
-        return list(self.host.evaluators[0].dataset.class_names)
+        return self.top().eliminated(records)
 
 
 def ladder_tags(rung: int, seed: int, root: int | None) -> dict[str, str]:

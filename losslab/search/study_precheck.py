@@ -75,6 +75,15 @@ def precheck_study(path: str | Path) -> Mapping[str, Any]:
         if body is not None and not isinstance(body, Mapping):
             raise ConfigError(where + section, f"a mapping, got {short_repr(body)}")
     sections = [(section, raw.get(section)) for section in _LIGHT_SECTIONS]
+    fidelity = raw.get("fidelity")
+    if isinstance(fidelity, Mapping) and "rungs" in fidelity:  # a ladder: each rung a fidelity
+        sections = [(s, b) for s, b in sections if s != "fidelity"]
+        rungs = fidelity["rungs"] if isinstance(fidelity["rungs"], list) else []
+        sections += [
+            (f"fidelity.rungs[{i}]", {k: v for k, v in rung.items() if k != "seeds"})
+            for i, rung in enumerate(rungs)
+            if isinstance(rung, Mapping)
+        ]
     final = raw.get("final")
     if isinstance(final, Mapping) and final and all(isinstance(v, Mapping) for v in final.values()):
         sections += [(f"final.{name}", body) for name, body in final.items()]
