@@ -32,15 +32,16 @@ from losslab.search.evaluator import Evaluator
 from losslab.search.registry import get_backend
 from losslab.search.store import default_storage_url, study_folder
 from losslab.search.store.ledger import StudyStore
+from losslab.search.study_baselines import run_baselines
 from losslab.search.study_batch import BatchRunner
 from losslab.search.study_checks import check_loaded_data, check_study
 from losslab.search.study_config import StudyConfig
-from losslab.search.study_console import describe, stop_line
-from losslab.search.study_ladder import LadderRunner, ladder_tags
+from losslab.search.study_console import stop_line
+from losslab.search.study_ladder import LadderRunner
 from losslab.search.study_outcome import StudyOutcome
 from losslab.search.study_plots import study_plots
 from losslab.search.study_runs import close_stale_runs, describe_study, parent_run, tag_best
-from losslab.search.study_timing import baselines_line, evaluation_seconds, fit_line
+from losslab.search.study_timing import evaluation_seconds, fit_line
 from losslab.search.study_verdict import log_verdict
 from losslab.tracking.tracker import Tracker
 from losslab.training import Hook, Trainer
@@ -204,41 +205,8 @@ class Study:
     def run_baselines(self) -> None:
         """The config's baselines at the study's fidelity and seed (cached after the first),
         before the trials' time budget starts (``study_timing``); on a ladder, at every rung,
-        and at the top on every seed racers get."""
-        ladder = self.config.ladder
-        places = [(r, s) for r, rung in enumerate(ladder.rungs) for s in range(rung.seeds)]
-        jobs = [(r, s, c) for r, s in places for c in self.config.baselines]
-        untrained = [
-            c
-            for r, s, c in jobs
-            if self.evaluators[r].cache.get(self.evaluators[r].key(c, seed=self.config.seed + s))
-            is None
-        ]
-        known = evaluation_seconds(self._known)
-        self.say(baselines_line(len(untrained), len(jobs), self.config.budget.minutes, known))
-        for rung, seed, candidate in jobs:
-            where = "" if ladder.plain else f" (rung {rung}, seed {seed})"
-            tags = {"losslab.role": "baseline"}
-            if not ladder.plain:
-                tags.update(ladder_tags(rung, seed, None))
-            evaluation = self.evaluate(
-                Proposal(candidate, rung=rung, seed=seed),
-                f"baseline {candidate.name}{where}",
-                tags,
-            )
-            self.rung_baselines.setdefault((rung, seed), []).append(evaluation)
-            if (rung, seed) == (0, 0):
-                self.outcome.baselines.append(evaluation)
-            result = evaluation.result
-            line = describe(
-                "baseline" + where,
-                candidate.name,
-                result.status,
-                evaluation.value,
-                result.reason,
-                evaluation.cached,
-            )
-            self.report(line, result.status, trial=False)
+        and at the top on every seed racers get (``study_baselines``)."""
+        run_baselines(self)
 
     def start_trials(self) -> None:
         """Start the clock of ``budget.minutes`` and say about how many trials fit in it."""

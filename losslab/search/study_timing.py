@@ -49,8 +49,15 @@ def evaluation_seconds(results: Iterable[Result | None]) -> float | None:
     return statistics.median(times) if times else None
 
 
-def baselines_line(untrained: int, total: int, minutes: float | None, seconds: float | None) -> str:
-    """Before the baselines: how many train now, that they are outside the trials' minutes."""
+def baselines_line(
+    untrained: int,
+    total: int,
+    minutes: float | None,
+    seconds: float | None,
+    where: str = "at the search fidelity",
+) -> str:
+    """Before the baselines: how many train now (``where``: at which fidelities), that they
+    are outside the trials' minutes."""
     if not total:
         return "No baselines: the trials start at once."
     if not untrained:
@@ -59,7 +66,7 @@ def baselines_line(untrained: int, total: int, minutes: float | None, seconds: f
     budget = "" if minutes is None else f", before the {minutes:g} minutes of trials start"
     known = "" if seconds is None else f"; about {duration(untrained * seconds)} here"
     return (
-        f"{plural(untrained, 'baseline')} train first at the search fidelity (not counted in "
+        f"{plural(untrained, 'baseline')} train first {where} (not counted in "
         f"budget.minutes{budget}; cached for later runs){known}."
     )
 

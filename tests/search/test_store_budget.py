@@ -8,6 +8,7 @@ from losslab.candidate import Candidate
 from losslab.search.backend import Proposal
 from losslab.search.store import open_store
 from losslab.search.store.optuna_store import INTERRUPTED, RETRY_OF, OptunaStudyStore
+from losslab.search.store.reruns import requeue
 
 
 def _store(tmp_path) -> OptunaStudyStore:
@@ -41,7 +42,7 @@ def test_a_fresh_reservation_racing_a_reclaim_does_not_take_the_dead_workers_pla
 
     # A worker reserves between the reclaim's fail and its re-queue: the place is owed.
     assert _reserve_one(store, limit) == []
-    store._requeue(store.study, slots[2].number, {}, store.study.trials[2].user_attrs)
+    requeue(store.study, slots[2].number, {}, store.study.trials[2].user_attrs)
     # Queued now: a fresh reservation still yields to it, the retry itself is kept.
     (retry,) = _reserve_one(store, limit)
     assert retry.retry is not None and retry.retry.candidate.key == candidates[2].key

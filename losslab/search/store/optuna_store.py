@@ -31,9 +31,24 @@ from losslab.candidate import Candidate
 from losslab.search.backend import BackendState, Proposal, Slot, TrialRecord
 from losslab.search.evaluator import Evaluation, EvaluationCache
 from losslab.search.objective import Objective
+from losslab.search.store.attrs import (
+    ALIVE,
+    CANDIDATE,
+    FAILURE,
+    HEARTBEAT,
+    INTERRUPTED,
+    LADDER,
+    OVERRIDES,
+    PARAMS,
+    RETRY_OF,
+    RUN_ID,
+    VARIANT,
+    WORKER,
+)
 from losslab.search.store.cache import AttrState, ResultsCache
 from losslab.search.store.claims import Claims, FileClaims, SqlClaims
 from losslab.search.store.ledger import Reclaimed, StudyMismatch, StudyStore
+from losslab.search.store.reruns import ladder_positions, owed_reruns, reclaim_dead, requeue
 from losslab.search.store.results_table import Results, open_results
 from losslab.search.store.storage import journal_path, open_storage
 from losslab.search.workers import Heartbeat, WorkerSettings, is_stale, worker_id
@@ -41,15 +56,6 @@ from losslab.training import EpochRecord, Hook
 
 __all__ = ["FAILURE", "HEARTBEAT", "INTERRUPTED", "WORKER", "OptunaStudyStore"]
 
-INTERRUPTED = "losslab.interrupted"  # why an entry was cut short (not a real failure)
-WORKER = "losslab.worker"
-HEARTBEAT = "losslab.heartbeat"
-FAILURE = "losslab.failure"
-CANDIDATE, OVERRIDES, PARAMS = "losslab.candidate", "losslab.overrides", "losslab.params"
-VARIANT = "losslab.variant"
-LADDER = "losslab.ladder"  # {rung, root, seed}: a promotion's or race seed's place (ladder.py)
-RETRY_OF, RUN_ID = "losslab.retry_of", "losslab.mlflow_run_id"
-ALIVE = "losslab.alive."  # + worker id: the worker's last heartbeat (a study attribute)
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
@@ -182,34 +188,7 @@ class OptunaStudyStore(StudyStore):
         return found
 
     def _reclaim(self, study: optuna.Study, storage: Any) -> list[Reclaimed]:
-        """Fail the RUNNING entries of dead workers as interrupted and queue them again; an
-        entry no worker ever took (a trial created twice by a retried write) is failed once
-        it is older than ``stale_after``."""
-        reclaimed = []
-        study_id = storage.get_study_id_from_name(study.study_name)
-        now = time.time()
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            attrs = trial.user_attrs
-            worker = attrs.get(WORKER, "")
-            if worker:
-                if not is_stale(worker, attrs.get(HEARTBEAT), self.stale_after):
-                    continue
-                why = f"worker {worker} stopped"
-            else:
-                started = trial.datetime_start.timestamp() if trial.datetime_start else now
-                if now - started <= self.stale_after:
-                    continue
-                why = "never taken by a worker"
-            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
-            try:
-                storage.set_trial_user_attr(trial_id, INTERRUPTED, why)
-                if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
-                    continue
-            except RuntimeError:  # another worker reclaimed it first (UpdateFinishedTrialError)
-                continue
-            self._requeue(study, trial.number, trial.params, attrs)
-            reclaimed.append(Reclaimed(trial.number, attrs.get(RUN_ID)))
-        return reclaimed
+        return reclaim_dead(study, storage, self.stale_after)
 
     # -- liveness ----------------------------------------------------------------------------
 
@@ -239,17 +218,6 @@ class OptunaStudyStore(StudyStore):
             t.number not in mine
             for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         )
-
-    @staticmethod
-    def _requeue(
-        study: optuna.Study, number: int, params: dict[str, Any], attrs: dict[str, Any]
-    ) -> None:
-        """Queue an interrupted entry's draw again (nothing a backend proposed is lost)."""
-        if CANDIDATE not in attrs and not params:
-            return  # reserved but never proposed: nothing to run again
-        kept = {k: attrs[k] for k in (CANDIDATE, OVERRIDES, PARAMS, VARIANT, LADDER) if k in attrs}
-        again = {RETRY_OF: number, **kept}
-        study.enqueue_trial(params, user_attrs=again)
 
     # -- what backends and the loop use ------------------------------------------------------
 
@@ -292,7 +260,7 @@ class OptunaStudyStore(StudyStore):
         races a reclaim never takes the place of the dead worker's proposal."""
         trials = self.study.get_trials(deepcopy=False)
         held = [t.number for t in trials if self._counted(t) or t.state == TrialState.RUNNING]
-        owed = _owed_reruns(trials)
+        owed = owed_reruns(trials)
         kept = []
         for slot in slots:
             ahead = sum(n <= slot.number for n in held)
@@ -324,14 +292,7 @@ class OptunaStudyStore(StudyStore):
     def ladder_taken(self) -> set[tuple[int, int, int]]:
         """The ladder positions ``(rung, root, seed)`` held by an entry that is running,
         queued, or owed a rerun (``ladder.py``: no position is evaluated twice)."""
-        trials = self.study.get_trials(deepcopy=False)
-        owed = _owed_reruns(trials)
-        taken = set()
-        for trial in trials:
-            place = trial.user_attrs.get(LADDER)
-            if place and (trial.state == TrialState.RUNNING or trial.number in owed):
-                taken.add((place["rung"], place["root"], place["seed"]))
-        return taken
+        return ladder_positions(self.study.get_trials(deepcopy=False))
 
     def link_run(self, slot: Slot, run_id: str) -> None:
         """Link the MLflow run to the entry as soon as it exists (found again after a crash)."""
@@ -386,7 +347,7 @@ class OptunaStudyStore(StudyStore):
             attrs.setdefault(OVERRIDES, dict(proposal.overrides))
             if proposal.variant:
                 attrs.setdefault(VARIANT, dict(proposal.variant))
-        self._requeue(self.study, trial.number, dict(trial.params), attrs)
+        requeue(self.study, trial.number, dict(trial.params), attrs)
 
     # -- reading the ledger ------------------------------------------------------------------
 
@@ -431,17 +392,3 @@ class OptunaStudyStore(StudyStore):
             seed=attrs.get(LADDER, {}).get("seed", 0),
             root=attrs.get(LADDER, {}).get("root"),
         )
-
-
-def _owed_reruns(trials: list[FrozenTrial]) -> set[int]:
-    """The entries still owed a rerun: queued ones (WAITING) and interrupted ones with a draw
-    to run again that no later entry retries yet (a reclaim between failing and queueing)."""
-    retried = {t.user_attrs.get(RETRY_OF) for t in trials}
-    owed = {t.number for t in trials if t.state == TrialState.WAITING and RETRY_OF in t.user_attrs}
-    for trial in trials:
-        attrs = trial.user_attrs
-        if INTERRUPTED not in attrs or trial.number in retried or trial.state != TrialState.FAIL:
-            continue
-        if CANDIDATE in attrs or trial.params:
-            owed.add(trial.number)
-    return owed
