@@ -34,9 +34,11 @@ VERDICT, VERDICT_OUTCOME = "losslab.verdict", "losslab.verdict.outcome"
 
 
 def trial_label(record: TrialRecord) -> str:
-    """How the verdict names an entry: ``trial 12 `dice + cbs```."""
-    name = record.candidate.name if record.candidate is not None else "(invalid draw)"
-    return f"trial {root_of(record)} `{name}`"
+    """How the verdict names an entry: ``trial 12 `tversky(alpha=0.21, beta=0.52) + cbs```
+    (``Candidate.describe``: the loss with its parameters, schedules, train overrides)."""
+    if record.candidate is None:
+        return f"trial {root_of(record)} (invalid draw)"
+    return f"trial {root_of(record)} `{record.candidate.describe(record.overrides)}`"
 
 
 def contender_of(
