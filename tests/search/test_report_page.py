@@ -70,3 +70,16 @@ def test_the_page_calls_no_trial_best_that_a_baseline_beats(study, tmp_path):
     assert re.search(r">dice ★</a>", page)
     assert "Best 2 trials against the baselines" in page
     assert page.count("★") == 2  # the baseline's row and the table's title
+
+
+def test_the_page_states_a_ladder_studys_verdict(tmp_path):
+    from losslab.testing.fakes import FakeTrainer
+    from losslab.testing.ladder_contract import LADDER
+
+    FakeTrainer.test_cases = 4
+    path = write_study(tmp_path, fidelity=LADDER, budget={"trials": 8}, baselines=["dice"])
+    outcome = run_study(load_study(path), progress=False, trainer=FakeTrainer)
+    assert outcome.verdict is not None and outcome.verdict.winner
+    page = _page(path, tmp_path)
+    assert "Verdict: " in page
+    assert outcome.verdict.reference in page and f"{outcome.verdict.seeds} seed" in page
