@@ -85,9 +85,7 @@ def _class_table(outcome) -> HtmlTable | None:
         return None
     dataset = outcome.dataset
     shares = dataset.foreground_shares()
-    headers = ["class", "share"] + [
-        r["name"] if r["role"] == "baseline" else f"{r['name']} (#{r['role'][6:]})" for r in rows
-    ]
+    headers = ["class", "share"] + [r["label"] for r in rows]
     body = [["mean", ""] + [_fmt(foreground_mean(r["class_dice"])) for r in rows]]
     for c, name in enumerate(dataset.class_names):
         if c == 0:
@@ -118,7 +116,7 @@ def _search_section(
         rows.append(
             [
                 row["name"] + mark,
-                row["role"],
+                row["where"],
                 _fmt(row["objective"]),
                 _fmt(row["test_objective"]),
                 _fmt(row["test_dice"]),

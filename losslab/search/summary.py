@@ -45,10 +45,14 @@ def _row(
 
 
 def summary_rows(outcome: StudyOutcome) -> list[dict]:
-    """One row per best trial (``config.top``) and per baseline, best objective first."""
-    objective = outcome.config.objective
-    rows = [
-        _row(
+    """One row per best trial (``config.top``) and per baseline, best objective first. On a
+    fidelity ladder the rows say their rung, the baselines come at every rung a shown trial
+    is at, and higher rungs come first (a value is read against its own rung's)."""
+    objective, ladder = outcome.config.objective, not outcome.config.ladder.plain
+    best = outcome.best(outcome.config.top)
+    rows = []
+    for r in best:
+        row = _row(
             r.candidate.name,
             f"trial {r.number}",
             r.value,
@@ -58,13 +62,17 @@ def summary_rows(outcome: StudyOutcome) -> list[dict]:
             objective,
             r.overrides,
         )
-        for r in outcome.best(outcome.config.top)
-    ]
-    for evaluation in outcome.baselines:
-        result = evaluation.result
-        value = evaluation.value if result.status != "failed" else math.nan
-        rows.append(
-            _row(
+        where = _where(row["role"], r.rung, ladder)
+        label = f"{row['name']} (#{r.number})"
+        rows.append({**row, "rung": r.rung, "where": where, "label": label})
+    for rung in sorted({r.rung for r in best} | {0}, reverse=True):
+        baselines = outcome.rung_baselines.get((rung, 0))
+        if baselines is None:
+            baselines = outcome.baselines if rung == 0 else []
+        for evaluation in baselines:
+            result = evaluation.result
+            value = evaluation.value if result.status != "failed" else math.nan
+            row = _row(
                 evaluation.candidate.name,
                 "baseline",
                 value,
@@ -74,10 +82,21 @@ def summary_rows(outcome: StudyOutcome) -> list[dict]:
                 objective,
                 evaluation.overrides,
             )
-        )
+            where = _where("baseline", rung, ladder)
+            label = row["name"] + (f" (rung {rung})" if ladder else "")
+            rows.append({**row, "rung": rung, "where": where, "label": label})
     return sorted(
-        rows, key=lambda r: -r["objective"] if not math.isnan(r["objective"]) else math.inf
+        rows,
+        key=lambda r: (
+            -r["rung"],
+            -r["objective"] if not math.isnan(r["objective"]) else math.inf,
+        ),
     )
+
+
+def _where(role: str, rung: int, ladder: bool) -> str:
+    """A row's "from" cell: ``trial 4`` or ``baseline``, with its rung on a ladder."""
+    return f"{role}, rung {rung}" if ladder else role
 
 
 def best_run(outcome: StudyOutcome) -> str | None:
@@ -155,7 +174,7 @@ def best_table(outcome: StudyOutcome) -> Table:
         name = row["name"] + (" ★" if winner and row["run_id"] == winner else "")
         table.add_row(
             name,
-            row["role"],
+            row["where"],
             _fmt(row["objective"]),
             _fmt(row["test_objective"]),
             _fmt(row["test_dice"]),
@@ -173,7 +192,7 @@ def class_dice_table(outcome: StudyOutcome) -> Table | None:
         return None
     columns = {}
     for row in rows:
-        label = row["name"] if row["role"] == "baseline" else f"{row['name']} (#{row['role'][6:]})"
+        label = row["label"]
         columns[label] = row["class_dice"]
     shares = outcome.dataset.foreground_shares()
     title = split_title("Test Dice per class", outcome.dataset, seeds=1)
@@ -230,7 +249,7 @@ def markdown_summary(outcome: StudyOutcome, limit: int = 5000) -> str:
         mark = " ★" if winner and row["run_id"] == winner else ""
         cells = [
             _cell(row["name"]) + mark,
-            row["role"],
+            row["where"],
             _fmt(row["objective"]),
             _fmt(row["test_objective"]),
             _fmt(row["test_dice"]),
