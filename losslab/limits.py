@@ -52,6 +52,8 @@ CEILINGS: dict[str, Ceiling] = {
     "train.sw_batch_size": Ceiling(4096, "sliding-window patches per batch"),
     "train.sw_overlap": Ceiling(1, "sliding-window overlap"),
     "fidelity.train_cases": Ceiling(100_000, "training cases used"),
+    "fidelity.rungs": Ceiling(20, "rungs of a fidelity ladder"),
+    "fidelity.seeds": Ceiling(100, "seeds the top rung races over"),
     # data:
     "data.cases": Ceiling(100_000, "cases"),
     "data.shape": Ceiling(512, "voxels per side of a generated case"),
@@ -197,6 +199,13 @@ def _settings(raw: Mapping[str, Any]) -> Iterator[tuple[str, str, Any]]:
             for name, fidelity in body.items():
                 for key, value in fidelity.items():
                     yield f"final.{key}", f"final.{name}.{key}", value
+            continue
+        if section == "fidelity" and isinstance(body.get("rungs"), list):  # a ladder
+            rungs = body["rungs"]
+            yield "fidelity.rungs", "fidelity.rungs", len(rungs)
+            for index, rung in enumerate(rungs):
+                for key, value in rung.items() if isinstance(rung, Mapping) else ():
+                    yield f"fidelity.{key}", f"fidelity.rungs[{index}].{key}", value
             continue
         if section == "space":
             train = body.get("train")
