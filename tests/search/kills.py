@@ -31,8 +31,12 @@ fit = FakeTrainer.fit
 
 def traced_fit(self, candidate, dataset):
     plans = "".join(f"/{h.plan!r}" for h in self.hooks if hasattr(h, "plan"))  # greedy steers
+    line = f"{candidate.key}{plans}".replace("\n", " ")
+    if options["fidelity_trace"]:  # as FakeTrainer.evaluated has it: the fidelity and seed
+        config = self.config
+        line += f"@{config.epochs}:{config.steps_per_epoch}:{config.seed}"
     with open(options["trace"], "a") as handle:  # as FakeTrainer.trained has it
-        handle.write(f"{candidate.key}{plans}".replace("\n", " ") + "\n")
+        handle.write(line + "\n")
     return fit(self, candidate, dataset)
 
 FakeTrainer.fit = traced_fit
@@ -70,6 +74,7 @@ def start(
     epoch_seconds: float = 0.0,
     die_after_cache: int = 0,
     compare: dict[str, Any] | None = None,
+    fidelity_trace: bool = False,
 ) -> subprocess.Popen:
     """Run the study file ``path`` (or compare it, with ``compare``'s arguments) in a fresh
     process with ``PYTHONHASHSEED=hash_seed``."""
@@ -81,6 +86,7 @@ def start(
         "epoch_seconds": epoch_seconds,
         "die_after_cache": die_after_cache,
         "compare": compare,
+        "fidelity_trace": fidelity_trace,
     }
     return subprocess.Popen(
         [sys.executable, "-c", RUNNER, json.dumps(options)],

@@ -163,3 +163,34 @@ def test_a_killed_comparison_leaves_no_run_running_after_its_rerun(tmp_path):
     run_ids = {run_id for e in comparison.entrants for run_id in e.run_ids}
     assert run_ids == {r.run_id for r in finals}
     assert len(trained) == 6
+
+
+def test_a_kill_during_a_promotion_on_a_ladder_loses_and_repeats_nothing(tmp_path):
+    from losslab.search.store.attrs import LADDER
+    from losslab.testing.ladder_contract import LADDER as RUNGS
+
+    path = write_study(
+        tmp_path, fidelity=RUNGS, budget={"trials": 10}, workers={"batch": 1}, baselines=["dice"]
+    )
+    trace = tmp_path / "trace"
+    process = kills.start(path, trace, epoch_seconds=0.3, fidelity_trace=True)
+    config = load_study(path)
+
+    def training_a_promotion() -> bool:
+        return any(
+            t.state == TrialState.RUNNING and LADDER in t.user_attrs and RUN_ID in t.user_attrs
+            for t in _trials(config)
+        )
+
+    kills.wait_for(process, training_a_promotion)
+    outcome = run_study(config, resume=True, progress=False, trainer=FakeTrainer)
+    assert len(outcome.records) == 10  # the budget, across rungs
+    positions = [(r.rung, r.number if r.root is None else r.root, r.seed) for r in outcome.records]
+    assert len(set(positions)) == len(positions)  # no ladder position evaluated twice
+    assert any(r.root is not None for r in outcome.records)
+    (cut,) = [t for t in _trials(config) if INTERRUPTED in t.user_attrs]
+    place = cut.user_attrs[LADDER]
+    assert (place["rung"], place["root"], place["seed"]) in positions  # run again, once
+    trained = kills.traced(trace) + FakeTrainer.evaluated
+    assert len(trained) - len(set(trained)) <= 1  # only the evaluation the kill cut short
+    _assert_mlflow_agrees(config)
