@@ -43,6 +43,10 @@ _log = logging.getLogger(__name__)
 DPI = 100
 _OFF = {"0", "false", "no", "off"}
 _CONSTANT_TITLE = "class weights: constant (the schedule never changed a weight)"
+_SUPERSCRIPT = str.maketrans(
+    "-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079"
+)
+_Hist = tuple[list[float], list[float], list[float]]  # bin edges, foreground, background
 
 
 def plots_enabled() -> bool:
@@ -115,6 +119,12 @@ def _n_classes(result: Result) -> int:
     return max(len(result.class_names), widest)
 
 
+def _title(ax: Axes, text: str, size: float) -> None:
+    """The axes' title at a fixed height: matplotlib otherwise measures every tick label at
+    each draw to lift the title over them, though nothing of these plots sits above the axes."""
+    ax.set_title(text, fontsize=size, y=1.0)
+
+
 def _legend(ax: Axes, entries: int) -> None:
     """A legend right of the axes (the figure leaves room for it); whole epochs on x."""
     from matplotlib.ticker import MaxNLocator
@@ -148,7 +158,7 @@ def _val_dice_plot(result: Result) -> bytes | None:
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation Dice")
-    ax.set_title("validation Dice per class", fontsize=10)
+    _title(ax, "validation Dice per class", 10)
     ax.grid(alpha=0.3)
     _legend(ax, len(series))
     return figure_png(fig)
@@ -199,7 +209,7 @@ def _class_weights_plot(result: Result) -> bytes | None:
     ax.set_ylim(-0.05 * top, top * 1.08)
     constant = all(_same(list(r.class_weights), list(rows[0].class_weights)) for r in rows)
     title = _CONSTANT_TITLE if constant else "class weights (0 = frozen, > 1 = boosted)"
-    ax.set_title(title, fontsize=9)
+    _title(ax, title, 9)
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss weight")
     ax.grid(alpha=0.3)
@@ -225,9 +235,7 @@ def _term_weights_plot(result: Result, names: Sequence[str] | None = None) -> by
         values = [float(r.term_weights[k]) if k < len(r.term_weights) else math.nan for r in rows]
         label = names[k] if names is not None and k < len(names) else f"term {k}"
         _steps(ax, epochs, values, lw=1.4, color=cmap(k % cmap.N), label=label)
-    ax.set_title(
-        "loss term weights" + ("" if changed else ": constant"), fontsize=10
-    )  # fmt: skip
+    _title(ax, "loss term weights" + ("" if changed else ": constant"), 10)
     ax.set_xlabel("epoch")
     ax.set_ylabel("term weight")
     ax.grid(alpha=0.3)
@@ -235,7 +243,7 @@ def _term_weights_plot(result: Result, names: Sequence[str] | None = None) -> by
     return figure_png(fig)
 
 
-def _valid_hist(data: Any) -> tuple[list[float], list[float], list[float]] | None:
+def _valid_hist(data: Any) -> _Hist | None:
     """``(edges, foreground, background)`` when the histogram is well formed, else ``None``."""
     if not isinstance(data, dict):
         return None
@@ -275,12 +283,41 @@ def _percent(value: float) -> str:
     return f"{pct:.1f}%" if pct >= 1 or pct == 0 else f"{pct:.2g}%"
 
 
+def _power_of_ten(value: float, _pos: int | None = None) -> str:
+    """A log axis' tick label, ``10⁶`` for a decade as matplotlib writes it, but in plain
+    text: matplotlib's mathtext labels are parsed again for every figure."""
+    exponent = round(math.log10(value)) if value > 0 else 0
+    if value > 0 and math.isclose(value, 10.0**exponent):
+        return "10" + str(exponent).translate(_SUPERSCRIPT)
+    return f"{value:g}"
+
+
+def _logit_panel(ax: Axes, name: str, hist: _Hist, color: Any) -> None:
+    """One class's margin histograms: background as a step line, foreground filled (a line
+    and a fill compute their data limits in one go; ``stairs`` patches walk every segment)."""
+    from matplotlib.ticker import FuncFormatter
+
+    edges, fg, bg = hist
+    ax.step(edges, [*bg, bg[-1]], where="post", color="0.45", lw=1.0, label="background")
+    ax.fill_between(
+        edges, [*fg, fg[-1]], step="post", color=color, lw=1.4, alpha=0.45, label="foreground"
+    )  # fmt: skip
+    ax.axvline(0.0, color="black", lw=0.9, ls="--")
+    if any(v > 0 for v in (*fg, *bg)):
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(_power_of_ten))
+    missed = _fraction_below_zero(edges, fg)
+    over = 1 - _fraction_below_zero(edges, bg)
+    _title(ax, f"{name}\nmissed {_percent(missed)} | over {_percent(over)}", 8)
+    ax.tick_params(labelsize=7)
+
+
 def _logits_plot(result: Result) -> bytes | None:
-    panels = []
+    panels: list[tuple[str, _Hist]] = []
     for name, data in result.logit_hist.items():
         hist = _valid_hist(data)
         if hist is not None:
-            panels.append((str(name), *hist))
+            panels.append((str(name), hist))
     if not panels:
         return None
     left_out = len(panels) - MAX_LOGIT_PANELS
@@ -291,37 +328,33 @@ def _logits_plot(result: Result) -> bytes | None:
     header, row, footer = 0.75, 1.9, 0.45  # inches: title and legend, one row, x label
     height = header + rows * row + footer
     fig = new_figure(max(4.5, 1.9 * cols + 0.6), height)
-    fig.subplots_adjust(
-        left=0.36 / fig.get_figwidth() + 0.05, right=0.98, bottom=footer / height,
+    grid = fig.add_gridspec(
+        rows, cols, left=0.36 / fig.get_figwidth() + 0.05, right=0.98, bottom=footer / height,
         top=1 - (header + 0.35) / height, wspace=0.3, hspace=0.65,
     )  # fmt: skip
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for i, (name, edges, fg, bg) in enumerate(panels):
-        ax = axes[i // cols][i % cols]
+    # One x axis for all panels when they share their bins (the trainer's histograms do): x
+    # tick labels only under the lowest panel of each column. No axes for empty grid cells.
+    shared = all(hist[0] == panels[0][1][0] for _, hist in panels)
+    axes: list[Axes] = []
+    for i, (name, hist) in enumerate(panels):
+        share = axes[0] if shared and axes else None
+        ax = fig.add_subplot(grid[i // cols, i % cols], sharex=share)
+        axes.append(ax)
         index = result.class_names.index(name) if name in result.class_names else i + 1
-        color = class_color(index, n)
-        ax.stairs(bg, edges, color="0.45", lw=1.0, label="background")
-        ax.stairs(fg, edges, color=color, lw=1.4, fill=True, alpha=0.45, label="foreground")
-        ax.axvline(0.0, color="black", lw=0.9, ls="--")
-        if any(v > 0 for v in (*fg, *bg)):
-            ax.set_yscale("log")
-        missed = _fraction_below_zero(edges, fg)
-        over = 1 - _fraction_below_zero(edges, bg)
-        ax.set_title(f"{name}\nmissed {_percent(missed)} | over {_percent(over)}", fontsize=8)
-        ax.tick_params(labelsize=7)
+        _logit_panel(ax, name, hist, class_color(index, n))
         if i % cols == 0:
             ax.set_ylabel("voxels", fontsize=8)
-        if i // cols == rows - 1 or i + cols >= len(panels):
+        if i + cols >= len(panels):
             ax.set_xlabel("logit margin", fontsize=8)
-    for j in range(len(panels), rows * cols):
-        axes[j // cols][j % cols].set_visible(False)
+        elif shared:
+            ax.tick_params(labelbottom=False)
     title = (
         "test logit margin (0 = decision boundary)\nmissed = foreground < 0, over = background > 0"
     )
     if left_out > 0:
         title += f"; {left_out} more classes left out"
     fig.text(0.02, 1 - 0.08 / height, title, fontsize=9, ha="left", va="top")
-    handles, labels = axes[0][0].get_legend_handles_labels()
+    handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(
         handles, labels, loc="upper left", bbox_to_anchor=(0.015, 1 - 0.45 / height),
         fontsize=7, frameon=False, ncol=2,

@@ -58,16 +58,19 @@ class StudyOutcome:
 
     def best(self, k: int | None = None) -> list[TrialRecord]:
         """Completed entries by objective, best first, one per distinct evaluation. On a
-        fidelity ladder the verdict's winner comes first, then the entries of higher rungs
-        (their seed-0 ones) before those of lower rungs."""
+        fidelity ladder one per proposal (its entry at the highest rung it reached, seed 0):
+        the verdict's winner first, then those that reached higher rungs before the others."""
         seen, ranked = set(), []
         ok = [
             r for r in self.records if r.status == "ok" and not math.isnan(r.value) and r.seed == 0
         ]
         first = self.winner.number if self.winner is not None else -1
+        roots = set()
         for record in sorted(ok, key=lambda r: (r.number != first, -r.rung, -r.value, r.number)):
-            if record.eval_key not in seen:
+            root = record.number if record.root is None else record.root
+            if record.eval_key not in seen and root not in roots:  # a proposal once, at its top
                 seen.add(record.eval_key)
+                roots.add(root)
                 ranked.append(record)
         return ranked[: k or len(ranked)]
 

@@ -98,6 +98,9 @@ class LadderContractTests:
         places = sorted((r.tags["losslab.rung"], r.tags["losslab.seed_index"]) for r in baselines)
         assert places == [("0", "0"), ("1", "0"), ("2", "0"), ("2", "1")]
         assert outcome.verdict is not None and outcome.verdict.seeds >= 1
+        best = [_positions([r])[0][1] for r in outcome.best()]
+        assert len(best) == len(set(best))  # one entry per proposal: its highest rung
+        assert outcome.best(1)[0].number == outcome.winner.number
         (parent,) = [r for r in tracker.find_runs() if r.tags.get("losslab.role") == "study"]
         assert parent.tags["losslab.verdict"] == outcome.verdict.sentence
         again = run_study(config, progress=False, trainer=FakeTrainer)
