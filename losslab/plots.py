@@ -3,7 +3,10 @@
 Every figure is a :class:`matplotlib.figure.Figure` drawn by ``FigureCanvasAgg`` and saved to
 bytes: nothing touches pyplot's global state (no current figure, no ``rcParams`` changes), so
 the functions are safe in worker threads and long processes. Matplotlib is imported on first
-use only. Each class keeps one colour in all of a run's plots (:func:`class_color`).
+use only. Each class keeps one colour in all of a run's plots (:func:`class_color`). Drawing
+is most of an evaluation's plotting time, so what matplotlib would work out at each draw is
+fixed beforehand: titles at ``y=1.0`` (not lifted over tick labels measured one by one), the
+ticks and labels settled (:func:`_settle`), histograms as lines and fills (not patches).
 
 The logit plot follows Li et al. (analysis of overfitting under class imbalance): for each
 foreground class, the test split's histogram of the class's logit margin (its logit minus the
@@ -43,9 +46,6 @@ _log = logging.getLogger(__name__)
 DPI = 100
 _OFF = {"0", "false", "no", "off"}
 _CONSTANT_TITLE = "class weights: constant (the schedule never changed a weight)"
-_SUPERSCRIPT = str.maketrans(
-    "-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079"
-)
 _Hist = tuple[list[float], list[float], list[float]]  # bin edges, foreground, background
 
 
@@ -71,7 +71,7 @@ def new_figure(width: float = 6.0, height: float = 3.5) -> Figure:
 def figure_png(fig: Figure) -> bytes:
     """The figure as PNG bytes."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI)
+    fig.savefig(buffer, format="png", dpi=DPI, pil_kwargs={"compress_level": 3})
     return buffer.getvalue()
 
 
@@ -119,19 +119,32 @@ def _n_classes(result: Result) -> int:
     return max(len(result.class_names), widest)
 
 
-def _title(ax: Axes, text: str, size: float) -> None:
-    """The axes' title at a fixed height: matplotlib otherwise measures every tick label at
-    each draw to lift the title over them, though nothing of these plots sits above the axes."""
-    ax.set_title(text, fontsize=size, y=1.0)
+def _settle(ax: Axes, label_offsets: tuple[float, float] | None = None) -> None:
+    """With the limits final, keep only the major ticks inside the view (matplotlib builds a
+    tick, two lines and two labels, for places out of view too); ``label_offsets``: the axis
+    labels' distances in points below and left of the axes (else found from the tick labels)."""
+    from matplotlib.ticker import FixedLocator
+    from matplotlib.transforms import ScaledTranslation
+
+    for axis, (lo, hi) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+        ticks = axis.get_major_locator()()
+        near = [v for v in ticks if lo <= v <= hi or math.isclose(v, lo) or math.isclose(v, hi)]
+        axis.set_major_locator(FixedLocator(near))
+    if label_offsets is not None:
+        below, left = (pts / 72 for pts in label_offsets)
+        inches = ax.figure.dpi_scale_trans
+        ax.xaxis.set_label_coords(0.5, 0, ax.transAxes + ScaledTranslation(0, -below, inches))
+        ax.yaxis.set_label_coords(0, 0.5, ax.transAxes + ScaledTranslation(-left, 0, inches))
 
 
 def _legend(ax: Axes, entries: int) -> None:
-    """A legend right of the axes (the figure leaves room for it); whole epochs on x."""
+    """Last before the PNG: a legend right of the axes (room is left), whole epochs on x."""
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if entries:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False, ncol=1)
+    _settle(ax)
 
 
 def _val_dice_plot(result: Result) -> bytes | None:
@@ -158,7 +171,7 @@ def _val_dice_plot(result: Result) -> bytes | None:
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation Dice")
-    _title(ax, "validation Dice per class", 10)
+    ax.set_title("validation Dice per class", fontsize=10, y=1.0)
     ax.grid(alpha=0.3)
     _legend(ax, len(series))
     return figure_png(fig)
@@ -209,7 +222,7 @@ def _class_weights_plot(result: Result) -> bytes | None:
     ax.set_ylim(-0.05 * top, top * 1.08)
     constant = all(_same(list(r.class_weights), list(rows[0].class_weights)) for r in rows)
     title = _CONSTANT_TITLE if constant else "class weights (0 = frozen, > 1 = boosted)"
-    _title(ax, title, 9)
+    ax.set_title(title, fontsize=9, y=1.0)
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss weight")
     ax.grid(alpha=0.3)
@@ -235,7 +248,7 @@ def _term_weights_plot(result: Result, names: Sequence[str] | None = None) -> by
         values = [float(r.term_weights[k]) if k < len(r.term_weights) else math.nan for r in rows]
         label = names[k] if names is not None and k < len(names) else f"term {k}"
         _steps(ax, epochs, values, lw=1.4, color=cmap(k % cmap.N), label=label)
-    _title(ax, "loss term weights" + ("" if changed else ": constant"), 10)
+    ax.set_title("loss term weights" + ("" if changed else ": constant"), fontsize=10, y=1.0)
     ax.set_xlabel("epoch")
     ax.set_ylabel("term weight")
     ax.grid(alpha=0.3)
@@ -283,32 +296,20 @@ def _percent(value: float) -> str:
     return f"{pct:.1f}%" if pct >= 1 or pct == 0 else f"{pct:.2g}%"
 
 
-def _power_of_ten(value: float, _pos: int | None = None) -> str:
-    """A log axis' tick label, ``10⁶`` for a decade as matplotlib writes it, but in plain
-    text: matplotlib's mathtext labels are parsed again for every figure."""
-    exponent = round(math.log10(value)) if value > 0 else 0
-    if value > 0 and math.isclose(value, 10.0**exponent):
-        return "10" + str(exponent).translate(_SUPERSCRIPT)
-    return f"{value:g}"
-
-
 def _logit_panel(ax: Axes, name: str, hist: _Hist, color: Any) -> None:
-    """One class's margin histograms: background as a step line, foreground filled (a line
-    and a fill compute their data limits in one go; ``stairs`` patches walk every segment)."""
-    from matplotlib.ticker import FuncFormatter
-
+    """One class's histograms drawn as ``stairs`` would (background an outline from and back to
+    0, foreground filled), but by a line and a fill: a patch's limits cost a walk of its path."""
     edges, fg, bg = hist
-    ax.step(edges, [*bg, bg[-1]], where="post", color="0.45", lw=1.0, label="background")
-    ax.fill_between(
-        edges, [*fg, fg[-1]], step="post", color=color, lw=1.4, alpha=0.45, label="foreground"
-    )  # fmt: skip
+    xs = [edges[0], *(x for a, b in zip(edges, edges[1:]) for x in (a, b)), edges[-1]]
+    ys = [0.0, *(y for v in bg for y in (v, v)), 0.0]
+    ax.plot(xs, ys, color="0.45", lw=1.0, label="background")
+    fg_steps = [*fg, fg[-1]]
+    ax.fill_between(edges, fg_steps, step="post", color=color, lw=0, alpha=0.45, label="foreground")
     ax.axvline(0.0, color="black", lw=0.9, ls="--")
-    if any(v > 0 for v in (*fg, *bg)):
-        ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(FuncFormatter(_power_of_ten))
+    ax.set_yscale("log")  # a valid histogram has a positive count
     missed = _fraction_below_zero(edges, fg)
     over = 1 - _fraction_below_zero(edges, bg)
-    _title(ax, f"{name}\nmissed {_percent(missed)} | over {_percent(over)}", 8)
+    ax.set_title(f"{name}\nmissed {_percent(missed)} | over {_percent(over)}", fontsize=8, y=1.0)
     ax.tick_params(labelsize=7)
 
 
@@ -332,13 +333,11 @@ def _logits_plot(result: Result) -> bytes | None:
         rows, cols, left=0.36 / fig.get_figwidth() + 0.05, right=0.98, bottom=footer / height,
         top=1 - (header + 0.35) / height, wspace=0.3, hspace=0.65,
     )  # fmt: skip
-    # One x axis for all panels when they share their bins (the trainer's histograms do): x
-    # tick labels only under the lowest panel of each column. No axes for empty grid cells.
+    # Bins shared (the trainer's are): one x axis, labelled under each column's lowest panel.
     shared = all(hist[0] == panels[0][1][0] for _, hist in panels)
     axes: list[Axes] = []
     for i, (name, hist) in enumerate(panels):
-        share = axes[0] if shared and axes else None
-        ax = fig.add_subplot(grid[i // cols, i % cols], sharex=share)
+        ax = fig.add_subplot(grid[i // cols, i % cols], sharex=axes[0] if shared and axes else None)
         axes.append(ax)
         index = result.class_names.index(name) if name in result.class_names else i + 1
         _logit_panel(ax, name, hist, class_color(index, n))
@@ -348,6 +347,8 @@ def _logits_plot(result: Result) -> bytes | None:
             ax.set_xlabel("logit margin", fontsize=8)
         elif shared:
             ax.tick_params(labelbottom=False)
+    for ax in axes:  # the shared x limits are known once every panel is drawn
+        _settle(ax, label_offsets=(18.0, 22.5))
     title = (
         "test logit margin (0 = decision boundary)\nmissed = foreground < 0, over = background > 0"
     )

@@ -310,3 +310,48 @@ def test_the_objective_plot_has_whole_trial_numbers_and_a_best_line() -> None:
         xs = list(best.get_xdata())
         assert len(set(xs)) >= 2 and set(best.get_ydata()) == {0.4}  # a visible line
         assert "(1 trial)" in ax.get_title() or "(2 trials)" in ax.get_title()
+
+
+def _drawn_figures(monkeypatch: pytest.MonkeyPatch) -> list:
+    """The figures ``losslab.plots`` turns into PNGs from now on, in drawing order."""
+    import losslab.plots as plots
+
+    figures: list = []
+    real = plots.figure_png
+    monkeypatch.setattr(plots, "figure_png", lambda fig: figures.append(fig) or real(fig))
+    return figures
+
+
+def test_logit_figure_has_one_panel_per_foreground_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Six foreground classes: six panels (none for the grid's two empty cells), each with its
+    class, both histograms on log counts and only ticks inside its view; one x axis, labelled
+    under each column's lowest panel."""
+    figures = _drawn_figures(monkeypatch)
+    png = evaluation_plots(make_result(n_classes=7, epochs=20))["plots/logits.png"]
+    assert assert_png(png)[:2] == (500, 820)  # two rows of four columns, as before
+    fig = figures[-1]
+    axes = fig.axes
+    assert [ax.get_title().split("\n")[0] for ax in axes] == [f"organ{c}" for c in range(1, 7)]
+    for i, ax in enumerate(axes):
+        assert ax.get_legend_handles_labels()[1] == ["background", "foreground"]
+        assert ax.get_yscale() == "log" and ax.get_xlim() == axes[0].get_xlim()
+        for axis, (lo, hi) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+            assert axis.get_majorticklocs().size and all(
+                lo <= v <= hi for v in axis.get_majorticklocs()
+            )
+        labelled = any(t.get_visible() and t.get_text() for t in ax.get_xticklabels())
+        assert labelled == (i + 4 >= 6) == (ax.get_xlabel() == "logit margin")
+        assert (ax.get_ylabel() == "voxels") == (i % 4 == 0)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["background", "foreground"]
+
+
+def test_logit_panels_with_their_own_bins_keep_their_own_x_axes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    figures = _drawn_figures(monkeypatch)
+    result = make_result(n_classes=3)
+    result.logit_hist["organ2"]["edges"] = [-5 + 10 * k / 40 for k in range(41)]
+    assert_png(evaluation_plots(result)["plots/logits.png"])
+    first, second = figures[-1].axes
+    assert first.get_xlim() != second.get_xlim()
+    assert all(any(t.get_text() for t in ax.get_xticklabels()) for ax in (first, second))
