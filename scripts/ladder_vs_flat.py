@@ -145,6 +145,57 @@ def summarise(path: Path, final_seeds: int) -> dict:
     }
 
 
+def correlate(path: Path, count: int) -> dict:
+    """Train the ``count`` best distinct rung-0 proposals of a finished variant at the final
+    fidelity (the study's seed; answered from the cache where it holds them) and give
+    Spearman's rho of each rung's values with the final values, over the proposals that have
+    both, with a 95% interval and an exact p."""
+    import torch
+
+    from losslab.data import build_dataset
+
+    torch.set_num_threads(1)
+    config = load_study(path)
+    store = config.store(config.storage)
+    store.open(resume=True, seed=config.seed)
+    records = store.records()
+    table = rung_table(records)
+    firsts = sorted(
+        (seeds[0] for seeds in table.get(0, {}).values() if 0 in seeds and seeds[0].status == "ok"),
+        key=lambda r: -r.value,
+    )
+    chosen, seen = [], set()
+    for record in firsts:
+        key = (record.candidate.key, json.dumps(record.overrides, sort_keys=True))
+        if key not in seen:
+            seen.add(key)
+            chosen.append(record)
+    chosen = chosen[:count]
+    _, final = config.final_fidelity()
+    evaluator = Evaluator(
+        build_dataset(config.data),
+        config.train,
+        final,
+        config.objective,
+        seed=config.seed,
+        cache=store.cache,
+    )
+    finals = {
+        r.number: evaluator.evaluate(r.candidate, overrides=r.overrides).value for r in chosen
+    }
+    out = {"study": config.name, "final_trained": len(finals)}
+    for rung in range(len(config.ladder.rungs)):
+        pairs = [
+            (table[rung][root][0].value, finals[root])
+            for root in finals
+            if root in table.get(rung, {}) and 0 in table[rung][root]
+        ]
+        rc = spearman([a for a, _ in pairs], [b for _, b in pairs])
+        out[f"rung{rung}"] = {"rho": rc.rho, "low": rc.low, "high": rc.high, "p": rc.p, "n": rc.n}
+    store.close()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("study", type=Path)
@@ -154,7 +205,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--final-seeds", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("ladder-vs-flat"))
+    parser.add_argument(
+        "--correlate",
+        type=int,
+        default=0,
+        help="only: train the N best rung-0 proposals of the variants already run in --out at "
+        "the final fidelity and print each rung's Spearman rho with it",
+    )
     args = parser.parse_args(argv)
+    if args.correlate:
+        from concurrent.futures import ProcessPoolExecutor
+
+        raw = yaml.safe_load(args.study.read_text())
+        paths = [
+            args.out / f"{raw['study']}-{mode}-s{seed}" / "study.yaml"
+            for seed in args.seeds
+            for mode in ("ladder", "flat")
+        ]
+        with ProcessPoolExecutor(args.jobs) as pool:
+            for row in pool.map(correlate, paths, [args.correlate] * len(paths)):
+                print(json.dumps(row, default=float))
+        return 0
     paths = [
         variant(args.study, args.out, mode, seed, args.flat, args.minutes)
         for seed in args.seeds
