@@ -122,8 +122,12 @@ class FinishedStudy:
         """Finished (ok) entries that can be trained again as they are, best objective first,
         one per evaluation key. A run steered by its backend's hooks (a greedy controller's:
         ``variant``) is left out: its candidate alone is the unsteered loss, and its replay (a
-        trial of its own) is what reproduces it."""
-        return [r for r in self._outcome().best() if not r.variant]
+        trial of its own) is what reproduces it. On a fidelity ladder the verdict's winner
+        comes first, then each proposal once, at the highest rung it reached."""
+        outcome = self._outcome()
+        if not self.config.ladder.plain:  # the verdict's winner first (its top rung read)
+            outcome.winner = self.outcome().winner
+        return [r for r in outcome.best() if not r.variant]
 
     def baselines(self, rung: int = 0, seed: int = 0) -> list[Evaluation]:
         """The baselines the study evaluated at its fidelity (``rung`` of its ladder, the

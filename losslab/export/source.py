@@ -63,7 +63,8 @@ def _best_of_study(spec: str, storage: str | None, tracking_uri: str | None) -> 
     context = start_context(study.dataset, study.config.train.epochs)
     return ExportSource(
         best.candidate,
-        f"study {study.config.name} (trial {best.number}, the best: {best.value:.4g})",
+        f"study {study.config.name} (trial {best.number}, the best: {best.value:.4g}"
+        + (f" at rung {best.rung} of its ladder)" if best.root is not None else ")"),
         num_classes=study.dataset.num_classes,
         frequencies=list(context.frequencies),
         balancing_frequencies=list(context.balancing_frequencies),

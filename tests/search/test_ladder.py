@@ -105,3 +105,19 @@ def test_a_two_rung_study_trains_on_the_tiny_phantom(tmp_path):
     assert promoted.eval_key != firsts[promoted.root].eval_key  # another fidelity, another key
     assert outcome.verdict is not None and outcome.verdict.sentence
     assert outcome.winner is not None and outcome.winner.number == promoted.number
+
+
+def test_a_finished_ladder_study_ranks_its_verdicts_winner_first(tmp_path):
+    from losslab.analysis.finished import open_finished
+    from losslab.testing.fakes import FakeTrainer
+    from losslab.testing.ladder_contract import LADDER
+
+    FakeTrainer.test_cases = 4
+    config = load_study(write_study(tmp_path, fidelity=LADDER, budget={"trials": 10}))
+    outcome = run_study(config, progress=False, trainer=FakeTrainer)
+    finished = open_finished(config)
+    ranked = finished.ranked()
+    assert ranked[0].number == outcome.winner.number  # what export and compare take first
+    assert finished.outcome().verdict.sentence == outcome.verdict.sentence
+    roots = [r.number if r.root is None else r.root for r in ranked]
+    assert len(roots) == len(set(roots))
