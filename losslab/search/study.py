@@ -320,9 +320,12 @@ class Study:
         seconds = evaluation_seconds(outcome.results.values())
         outcome.seconds_per_evaluation = seconds or outcome.seconds_per_evaluation
         tracker, parent = outcome.tracker, outcome.parent_run_id
-        top = self.ladder.top()
-        outcome.verdict, outcome.winner = top.verdict(outcome.records, self.config.seed)
-        log_verdict(tracker, parent, outcome.verdict)
+        try:
+            top = self.ladder.top()
+            outcome.verdict, outcome.winner = top.verdict(outcome.records, self.config.seed)
+            log_verdict(tracker, parent, outcome.verdict)
+        except ValueError as exc:  # results that cannot be paired: say so, close the rest
+            self.display.line(f"no verdict: {exc}")
         best = outcome.best(1)
         tag_best(
             tracker,
