@@ -194,7 +194,8 @@ def test_a_resumed_study_meta_trains_only_what_it_had_not_finished(tmp_path, mon
     assert len(trained) == 2 and len(FakeTrainer.trained) == 2  # the baseline, network 0's trial
     # A new process would find this worker dead; here the entry reserved for network 1 is
     # reclaimed by making every worker look stale.
-    monkeypatch.setattr("losslab.search.store.optuna_store.is_stale", lambda *args, **kwargs: True)
+    for module in ("optuna_store", "reruns"):  # claims' holders and the reclaim of entries
+        monkeypatch.setattr(f"losslab.search.store.{module}.is_stale", lambda *a, **k: True)
     stop_in.clear()
     outcome = run_study(config, resume=True, progress=False, trainer=FakeTrainer)
     assert trained[2:] == [trained[1]]  # network 1 again, from its seed; network 0 not again
