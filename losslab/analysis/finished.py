@@ -125,7 +125,7 @@ class FinishedStudy:
         trial of its own) is what reproduces it. On a fidelity ladder the verdict's winner
         comes first, then each proposal once, at the highest rung it reached."""
         outcome = self._outcome()
-        if not self.config.ladder.plain:  # the verdict's winner first (its top rung read)
+        if self.config is not None and not self.config.ladder.plain:  # the verdict's winner first
             outcome.winner = self.outcome().winner
         return [r for r in outcome.best() if not r.variant]
 

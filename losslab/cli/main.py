@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from losslab import __version__
@@ -155,14 +155,19 @@ def _schedule_defaults() -> str:
 
 def _file_settings(args: argparse.Namespace) -> dict[str, Any]:
     """What ``losslab train`` takes from ``--config FILE`` besides ``data:``: the training
-    base (``train:`` with the ``fidelity:`` overrides and the study ``seed:``), the fidelity,
-    and ``tracking_uri``."""
+    base (``train:`` with the ``fidelity:`` overrides, the top rung's on a fidelity ladder,
+    and the study ``seed:``), the fidelity, and ``tracking_uri``."""
     from losslab.search.fidelity import Fidelity
     from losslab.training.config import TrainConfig
 
     path = args.config
     raw = read_config_file(path)
     train = config_section(raw, path, "train", TrainConfig)
+    ladder = raw.get("fidelity")
+    rungs = ladder.get("rungs") if isinstance(ladder, Mapping) else None
+    if isinstance(rungs, list) and rungs and isinstance(rungs[-1], Mapping):
+        # A fidelity ladder: train as its top rung does (the fidelity of the study's verdict).
+        raw = {**raw, "fidelity": {k: v for k, v in rungs[-1].items() if k != "seeds"}}
     try:
         fidelity = Fidelity(**config_section(raw, path, "fidelity", Fidelity))
     except (TypeError, ValueError) as exc:
