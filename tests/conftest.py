@@ -38,6 +38,8 @@ FAST = (
     "tests/search/test_objective.py",
     "tests/search/test_space.py",
     "tests/search/test_study_precheck.py",
+    "tests/search/test_store_budget.py",
+    "tests/search/test_verdict.py",
     "tests/test_candidate.py",
     "tests/test_candidate_checks.py",
     "tests/test_classwise.py",
