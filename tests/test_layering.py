@@ -20,6 +20,7 @@ HELPERS = {
     "losslab.classwise",
     "losslab.errors",
     "losslab.hints",
+    "losslab.interrupts",
     "losslab.limits",
     "losslab.strict_yaml",
     "losslab.tables",

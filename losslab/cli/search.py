@@ -62,6 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _interrupt(signum: int, frame: object) -> None:
+    from losslab import interrupts
+
+    interrupts.request(f"signal {signum}")  # acted on again if this raise is swallowed
     raise KeyboardInterrupt(f"signal {signum}")
 
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from losslab import interrupts
 from losslab.training import Hook
 
-__all__ = ["DeadlineHook", "TimeUp"]
+__all__ = ["DeadlineHook", "SignalHook", "TimeUp"]
 
 
 class TimeUp(KeyboardInterrupt):
@@ -46,3 +47,19 @@ class DeadlineHook(Hook):
 
     def on_epoch_end(self, state: Any, record: Any) -> None:
         self.check()
+
+
+class SignalHook(Hook):
+    """Raises ``KeyboardInterrupt`` after a step or epoch when a signal asked the process to
+    stop and its own raise was swallowed (``losslab.interrupts``): a host flag read."""
+
+    population_safe = True
+
+    def on_train_start(self, state: Any) -> None:
+        interrupts.raise_if_pending()
+
+    def on_step_end(self, state: Any) -> None:
+        interrupts.raise_if_pending()
+
+    def on_epoch_end(self, state: Any, record: Any) -> None:
+        interrupts.raise_if_pending()

@@ -24,10 +24,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from losslab import interrupts
 from losslab.console import StudyProgress
 from losslab.data import build_dataset
 from losslab.search.backend import BackendContext, Proposal, SearchBackend, replayed
-from losslab.search.deadline import DeadlineHook, TimeUp
+from losslab.search.deadline import DeadlineHook, SignalHook, TimeUp
 from losslab.search.evaluator import Evaluator
 from losslab.search.registry import get_backend
 from losslab.search.store import default_storage_url, study_folder
@@ -188,6 +189,7 @@ class Study:
     def common_hooks(self) -> list[Hook]:
         """The hooks every evaluation gets: the tests' extra ones, the time budget's."""
         hooks = list(self.extra_hooks()) if self.extra_hooks is not None else []
+        hooks.append(SignalHook())  # a signal's stop that Python swallowed is acted on
         if self.deadline is not None:
             hooks.append(DeadlineHook(self.deadline, self.config.budget.minutes))
         return hooks
@@ -268,6 +270,7 @@ class Study:
         still come back to be run again)."""
         self._last_reclaim, self._waiting, self._idle_since = -math.inf, False, None
         while self.time_left():
+            interrupts.raise_if_pending()
             self._reclaim_dead()
             left = self._budget_left()
             if left is not None and left <= 0:

@@ -95,3 +95,27 @@ def test_the_time_budget_stops_a_trial_on_time_and_a_rerun_finishes_it(tmp_path)
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
     assert trials[1].user_attrs["losslab.retry_of"] == stopped.number
     assert not [r for r in tracker.find_runs() if r.status == "RUNNING"]
+
+
+def test_a_signals_stop_that_python_swallowed_is_acted_on_at_the_next_step(tmp_path):
+    """A SIGTERM raised inside a garbage-collector callback is printed as "ignored" and lost;
+    the recorded request still stops the study at its next step, as Ctrl-C would."""
+    from losslab import interrupts
+    from losslab.search.store import open_store
+    from losslab.testing.fakes import FakeTrainer
+
+    from .studies import write_study
+
+    config = load_study(write_study(tmp_path, budget={"trials": 3}, baselines=[]))
+    interrupts.request("signal 15")
+    try:
+        with pytest.raises(KeyboardInterrupt, match="signal 15"):
+            run_study(config, progress=False, trainer=FakeTrainer)
+    finally:
+        interrupts.clear()
+    assert FakeTrainer.trained == []  # stopped before its first step, nothing counted
+    outcome = run_study(config, resume=True, progress=False, trainer=FakeTrainer)
+    assert len(outcome.records) == 3
+    store = open_store(config.storage, study_name=config.name, fingerprint=config.fingerprint)
+    store.open(resume=True, seed=config.seed)
+    assert len(store.records()) == 3
