@@ -71,6 +71,20 @@ def search(path: Path) -> float:
     )
 
 
+def final_evaluator(config, final, store) -> Evaluator:
+    """An evaluator at ``final`` with the study's data, seed and cache (no MLflow)."""
+    from losslab.data import build_dataset
+
+    return Evaluator(
+        build_dataset(config.data),
+        config.train,
+        final,
+        config.objective,
+        seed=config.seed,
+        cache=store.cache,
+    )
+
+
 def case_means(result) -> list[float]:
     rows = result.test_cases.get("dice", [])
     return [float(np.nanmean(row[1:])) if np.isfinite(row[1:]).any() else math.nan for row in rows]
@@ -108,16 +122,7 @@ def summarise(path: Path, final_seeds: int) -> dict:
     final_name, final = config.final_fidelity()
     found = {}
     if best is not None and best.candidate is not None:
-        from losslab.data import build_dataset
-
-        evaluator = Evaluator(
-            build_dataset(config.data),
-            config.train,
-            final,
-            config.objective,
-            seed=config.seed,
-            cache=store.cache,
-        )
+        evaluator = final_evaluator(config, final, store)
         groups = []
         for offset in range(final_seeds):
             evaluation = evaluator.evaluate(
@@ -152,8 +157,6 @@ def correlate(path: Path, count: int) -> dict:
     both, with a 95% interval and an exact p."""
     import torch
 
-    from losslab.data import build_dataset
-
     torch.set_num_threads(1)
     config = load_study(path)
     store = config.store(config.storage)
@@ -172,14 +175,7 @@ def correlate(path: Path, count: int) -> dict:
             chosen.append(record)
     chosen = chosen[:count]
     _, final = config.final_fidelity()
-    evaluator = Evaluator(
-        build_dataset(config.data),
-        config.train,
-        final,
-        config.objective,
-        seed=config.seed,
-        cache=store.cache,
-    )
+    evaluator = final_evaluator(config, final, store)
     finals = {
         r.number: evaluator.evaluate(r.candidate, overrides=r.overrides).value for r in chosen
     }

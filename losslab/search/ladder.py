@@ -195,7 +195,7 @@ def ladder_jobs(
     """The jobs the ladder has now, in the order a worker should take them (module
     docstring). ``taken``: positions ``(rung, root, seed)`` some entry holds already
     (running, queued, or owed a rerun); ``eliminated``: roots racing has dropped."""
-    if len(ladder.rungs) == 1 and ladder.seeds == 1:
+    if ladder.plain:
         return []
     table = rung_table(records)
     held = set(taken) | {

@@ -53,11 +53,11 @@ class LadderRunner:
 
     # -- jobs ----------------------------------------------------------------------------------
 
-    def jobs(self) -> list[LadderJob]:
-        """The ladder's jobs now, in the order to take them (``ladder.py``)."""
+    def jobs(self, records: Sequence[TrialRecord]) -> list[LadderJob]:
+        """The ladder's jobs now, in the order to take them (``ladder.py``), given the
+        ledger's ``records``."""
         if self.ladder.plain:
             return []
-        records = self.host.store.records()
         return ladder_jobs(
             self.ladder, records, self.host.store.ladder_taken(), self.eliminated(records)
         )
@@ -65,7 +65,10 @@ class LadderRunner:
     def run_one(self, budget: int | None) -> bool:
         """Take and run the first job no live worker holds; ``False`` when there is none.
         A queued rerun that the reservation hands back instead is run first."""
-        for job in self.jobs():
+        if self.ladder.plain:
+            return False
+        records = self.host.store.records()
+        for job in self.jobs(records):
             if not self.state.claim(job.claim_key):
                 continue  # another worker promotes it
             slots = self.host.store.reserve(1)
@@ -81,13 +84,13 @@ class LadderRunner:
                     proposal = replayed(slot, proposal)
                 self.host.batches.run([slot], [proposal])
                 return True
-            self.host.batches.run([slot], [self.proposal(job)])
+            self.host.batches.run([slot], [self.proposal(job, records)])
             return True
         return False
 
-    def proposal(self, job: LadderJob) -> Proposal:
+    def proposal(self, job: LadderJob, records: Sequence[TrialRecord]) -> Proposal:
         """The job's proposal: its root entry's, again (``SearchBackend.again``)."""
-        (root,) = [r for r in self.host.store.records() if r.number == job.root]
+        (root,) = [r for r in records if r.number == job.root]
         again = self.host.backend.again(root)
         return dataclasses.replace(
             again,

@@ -11,7 +11,6 @@ registering (``losslab.search.register_backend``) and subclassing :class:`Backen
 from __future__ import annotations
 
 import importlib
-import multiprocessing
 from typing import Any, ClassVar
 
 import pytest
@@ -20,7 +19,7 @@ from losslab.search import get_backend, load_study, run_study
 from losslab.search.store import open_store
 from losslab.testing.fakes import FakeTrainer, StopAfter
 from losslab.testing.ladder_contract import LadderContractTests
-from losslab.testing.studies import write_study
+from losslab.testing.studies import run_workers, write_study
 from losslab.tracking.tracker import Tracker
 
 __all__ = ["BackendContractTests"]
@@ -150,17 +149,7 @@ class BackendContractTests(LadderContractTests):
     @pytest.mark.slow
     def test_two_workers_share_one_study(self, tmp_path, backend):
         path = self._study(tmp_path, backend, budget={"trials": 8})
-        context = multiprocessing.get_context("spawn")
-        queue = context.Queue()
-        module = get_backend(backend).__module__
-        workers = [
-            context.Process(target=_worker, args=(str(path), queue, module)) for _ in range(2)
-        ]
-        for worker in workers:
-            worker.start()
-        reports = [queue.get(timeout=300) for _ in workers]
-        for worker in workers:
-            worker.join(timeout=60)
+        workers, reports = run_workers(path, get_backend(backend).__module__, _worker)
         assert [w.exitcode for w in workers] == [0, 0]
         trained = [key for report in reports for key in report[:-1]]
         assert len(trained) == len(set(trained)), "two workers trained the same evaluation"

@@ -8,7 +8,6 @@ with its verdict, and two workers on one ladder train no rung evaluation twice.
 
 from __future__ import annotations
 
-import multiprocessing
 from typing import Any, ClassVar
 
 import pytest
@@ -16,7 +15,7 @@ import pytest
 from losslab.search import get_backend, load_study, run_study
 from losslab.search.ladder import LadderJob, ladder_jobs
 from losslab.testing.fakes import FakeTrainer, StopAfter
-from losslab.testing.studies import write_study
+from losslab.testing.studies import run_workers, write_study
 from losslab.tracking.tracker import Tracker
 
 __all__ = ["LADDER", "LadderContractTests", "replay_the_rule"]
@@ -146,18 +145,7 @@ class LadderContractTests:
     @pytest.mark.slow
     def test_two_workers_on_one_ladder_train_no_rung_evaluation_twice(self, tmp_path, backend):
         path = self._ladder_study(tmp_path, backend, trials=10)
-        context = multiprocessing.get_context("spawn")
-        queue = context.Queue()
-        module = get_backend(backend).__module__
-        workers = [
-            context.Process(target=_ladder_worker, args=(str(path), queue, module))
-            for _ in range(2)
-        ]
-        for worker in workers:
-            worker.start()
-        reports = [queue.get(timeout=300) for _ in workers]
-        for worker in workers:
-            worker.join(timeout=60)
+        workers, reports = run_workers(path, get_backend(backend).__module__, _ladder_worker)
         assert [w.exitcode for w in workers] == [0, 0]
         trained = [key for report in reports for key in report[:-1]]
         assert len(trained) == len(set(trained)), "two workers trained the same evaluation"

@@ -45,3 +45,22 @@ def write_study(folder: Path, name: str = "study.yaml", **changes: Any) -> Path:
     path = folder / name
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def run_workers(path: Path, backend_module: str, target: Any, count: int = 2) -> tuple[list, list]:
+    """Run ``target(path, queue, backend_module)`` in ``count`` fresh processes at once (a
+    backend registers on import there); their exit codes and what each put on the queue."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    workers = [
+        context.Process(target=target, args=(str(path), queue, backend_module))
+        for _ in range(count)
+    ]
+    for worker in workers:
+        worker.start()
+    reports = [queue.get(timeout=300) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+    return workers, reports
