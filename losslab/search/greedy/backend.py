@@ -127,7 +127,9 @@ class GreedyBackend(SearchBackend):
         if role == "start":
             return Proposal(start, params=params, tags=tags)
         if role == "greedy":
-            controller = GreedyController(plan, self.context.objective)
+            controller = GreedyController(
+                plan, self.context.objective, batched=self.context.settings.batched_lookahead
+            )
             return Proposal(
                 replace(start, name=f"{label} /G"),
                 params=params,

@@ -21,12 +21,25 @@ parameters the Cartesian product (3^P) is replaced by one parameter at a time (2
 combinations), and the run says so (tag ``greedy.mode``). Ties go to "keep", then to the first
 combination in order. A combination whose look-ahead goes non-finite scores as the worst, is
 never chosen, and is counted and listed in the run's trajectory.
+
+Batched look-ahead (``batched``: ``auto``, ``on``, ``off``): all the combinations of one
+decision can train as one population (:func:`~losslab.training.branches.train_branches`):
+stacked copies of the snapshot's network and optimiser state, each with its own loss
+parameters, on the same batches the one-at-a-time look-ahead draws (it restores the sampler
+before each combination, so every combination sees the same patches). The scores agree up to
+float rounding, so the same combination is chosen but for near-ties. ``auto`` batches on a CUDA
+device only: on the CPU the batched look-ahead measured slower (``docs/benchmarks.md``). A run
+whose branches cannot be batched (dropout, an operation without a batching rule, an error in
+the batched step) goes on one combination at a time, logs why, and says so in the tags
+``greedy.lookahead`` and ``greedy.lookahead_fallback``; a CUDA out-of-memory error halves the
+number of combinations trained at once (down to one) before it falls back.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,10 +49,13 @@ import torch
 from losslab.candidate import Candidate
 from losslab.schedules import PiecewiseParams
 from losslab.training import Hook, Result, Snapshot, TrainState
+from losslab.training.branches import BranchesUnsupported, draw_batches, train_branches
 
-__all__ = ["GreedyController", "GreedyPlan", "action_values"]
+__all__ = ["BATCHED_MODES", "GreedyController", "GreedyPlan", "action_values"]
 
 JOINT, ONE_AT_A_TIME = "joint", "one_at_a_time"
+BATCHED_MODES = ("auto", "on", "off")
+_log = logging.getLogger(__name__)
 
 
 def action_values(value: float, step: float, low: float, high: float) -> list[float]:
@@ -99,14 +115,31 @@ class GreedyController(Hook):
     Args:
         plan: the parameters and the look-ahead's settings.
         objective: per-class scores (index 0 background) -> the number to maximise.
+        batched: ``auto`` (batched look-ahead on CUDA only), ``on`` or ``off`` (see the module
+            docstring). How the look-ahead runs is not part of the plan: it changes the scores
+            by float rounding only.
     """
 
-    def __init__(self, plan: GreedyPlan, objective: Callable[[Sequence[float]], float]):
+    def __init__(
+        self,
+        plan: GreedyPlan,
+        objective: Callable[[Sequence[float]], float],
+        *,
+        batched: str = "auto",
+    ):
+        if batched not in BATCHED_MODES:
+            raise ValueError(
+                f"greedy.batched_lookahead: one of {', '.join(BATCHED_MODES)}, got {batched!r}"
+            )
         self.plan = plan
         self.objective = objective
+        self.batched = batched
         self.trajectory: list[tuple[int, dict[str, float]]] = []
         self.decisions: list[dict] = []
         self.nonfinite = 0
+        self.batched_decisions = 0
+        self.fallback: str | None = None  # why the look-ahead stopped batching in this run
+        self._group: int | None = None  # combinations trained at once after out of memory
 
     # -- the combinations -------------------------------------------------------------------
 
@@ -138,6 +171,7 @@ class GreedyController(Hook):
         self.plan.check(state.candidate)
         self.trajectory = [(0, {a: state.loss_values[a] for a in self.plan.addresses})]
         self.decisions, self.nonfinite = [], 0
+        self.batched_decisions, self.fallback, self._group = 0, None, None
 
     def on_step_end(self, state: TrainState) -> None:
         total = state.config.epochs * state.config.steps_per_epoch
@@ -147,11 +181,19 @@ class GreedyController(Hook):
     def decide(self, state: TrainState) -> dict[str, float]:
         """Try every combination from the current state; set the best and return it."""
         snapshot = Snapshot.take(state)
+        combinations = self.combinations(state)
+        batched = self._batched_scores(state, combinations) if self._batches(state) else None
+        if batched is not None:
+            snapshot.restore(state)  # the random streams: the branches drew the batches
+            self.batched_decisions += 1
         scored: list[tuple[float, dict[str, float]]] = []
         failed: list[dict[str, float]] = []
-        for values in self.combinations(state):
-            score = self._look_ahead(state, values)
-            snapshot.restore(state)
+        for i, values in enumerate(combinations):
+            if batched is not None:
+                score = math.nan if batched[i] is None else self._value(batched[i])
+            else:
+                score = self._look_ahead(state, values)
+                snapshot.restore(state)
             if math.isnan(score):
                 failed.append(values)
             scored.append((score, values))
@@ -180,9 +222,51 @@ class GreedyController(Hook):
             bad |= ~torch.isfinite(total.detach()) | ~torch.isfinite(grad_norm)
         if bool(bad):  # one host sync per combination, not per step
             return math.nan
-        scores = state.trainer.patch_scores(state, self.plan.score)
+        return self._value(state.trainer.patch_scores(state, self.plan.score))
+
+    def _value(self, scores: Sequence[float]) -> float:
+        """The objective of per-class scores; NaN when it is not finite."""
         value = float(self.objective(scores))
         return value if math.isfinite(value) else math.nan
+
+    # -- the batched look-ahead -------------------------------------------------------------
+
+    def _batches(self, state: TrainState) -> bool:
+        """Whether this decision trains its combinations as one population."""
+        if self.fallback is not None or self.batched == "off":
+            return False
+        return self.batched == "on" or state.device.type == "cuda"
+
+    def _batched_scores(
+        self, state: TrainState, combinations: list[dict[str, float]]
+    ) -> list[list[float] | None] | None:
+        """Per combination: its per-class scores after the look-ahead (``None``: non-finite),
+        all trained as one population (in groups after out of memory); ``None`` when they
+        cannot be, after logging why (then the run looks ahead one at a time)."""
+        try:
+            batches = draw_batches(state, self.plan.lookahead)
+            scores: list[list[float] | None] = []
+            while len(scores) < len(combinations):
+                group = combinations[len(scores) : len(scores) + (self._group or len(combinations))]
+                try:
+                    scores += train_branches(
+                        state, group, self.plan.lookahead, self.plan.score, batches=batches
+                    )
+                except torch.cuda.OutOfMemoryError:
+                    if len(group) == 1:
+                        raise BranchesUnsupported("out of memory with one combination") from None
+                    self._group = (len(group) + 1) // 2
+                    torch.cuda.empty_cache()
+            return scores
+        except Exception as exc:  # the one-at-a-time look-ahead says what a real error is
+            self.fallback = str(exc) if isinstance(exc, BranchesUnsupported) else repr(exc)
+            _log.warning(
+                "greedy: the look-ahead at step %d goes one combination at a time from now on: "
+                "its combinations cannot train as one population (%s)",
+                state.step,
+                self.fallback,
+            )
+            return None
 
     def on_train_end(self, state: TrainState | None, result: Result) -> None:
         """The trajectory as ``param/<address>`` curves, a JSON artifact and tags."""
@@ -199,6 +283,8 @@ class GreedyController(Hook):
                 "trajectory": [[s, v] for s, v in self.trajectory],
                 "schedule": self.schedule().get_params() if len(self.trajectory) > 1 else None,
                 "nonfinite_lookaheads": self.nonfinite,
+                "batched_decisions": self.batched_decisions,
+                "lookahead_fallback": self.fallback,
                 "decisions": self.decisions,
             },
             indent=1,
@@ -206,6 +292,10 @@ class GreedyController(Hook):
         result.tags["greedy.mode"] = self.plan.mode
         result.tags["greedy.decisions"] = str(len(self.decisions))
         result.tags["greedy.nonfinite_lookaheads"] = str(self.nonfinite)
+        batched = self.decisions and self.batched_decisions == len(self.decisions)
+        result.tags["greedy.lookahead"] = "batched" if batched else "sequential"
+        if self.fallback is not None:
+            result.tags["greedy.lookahead_fallback"] = self.fallback[:250]
 
     def schedule(self) -> PiecewiseParams:
         """The trajectory as a replayable piecewise-constant parameter schedule.

@@ -18,8 +18,12 @@ anything runs.
       step: 0.1                  # x (1 -/+ step), or -/+ step for parameters in [0, 1]
       score: soft_dice           # or dice (hard): per class on the validation patches
       max_joint: 4               # above this many parameters: one parameter at a time
+      batched_lookahead: auto    # auto (on a CUDA device), on or off: a decision's
+                                 # combinations train as one population
 
 An error is a ``ValueError`` whose message starts with the key path (``greedy.every: ...``).
+YAML reads a bare ``on`` / ``off`` as true / false; both spellings are taken. How the
+look-ahead runs is not part of a steered run's key: it changes the scores by float rounding only.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from typing import Any
 
 from losslab.candidate import Candidate
 from losslab.limits import at_most
-from losslab.search.greedy.controller import GreedyPlan
+from losslab.search.greedy.controller import BATCHED_MODES, GreedyPlan
 from losslab.search.space import SearchSpace, SpaceError
 from losslab.training import TrainConfig
 
@@ -47,7 +51,16 @@ __all__ = [
 
 UNTUNED = frozenset({"eps"})  # smoothing constants: not a parameter a greedy run should steer
 SCORES = ("soft_dice", "dice")
-_KEYS = ("params", "term_weights", "every", "lookahead", "step", "score", "max_joint")
+_KEYS = (
+    "params",
+    "term_weights",
+    "every",
+    "lookahead",
+    "step",
+    "score",
+    "max_joint",
+    "batched_lookahead",
+)
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,7 @@ class GreedySettings:
     step: float = 0.1
     score: str = "soft_dice"
     max_joint: int = 4
+    batched_lookahead: str = "auto"
 
 
 def _positive_int(value: Any, where: str, low: int = 1) -> int:
@@ -99,6 +113,12 @@ def check_settings(raw: Mapping[str, Any]) -> GreedySettings:
         elif key == "score":
             if value not in SCORES:
                 raise ValueError(f"{where}: one of {', '.join(SCORES)}, got {value!r}")
+            values[key] = value
+        elif key == "batched_lookahead":
+            if isinstance(value, bool):  # YAML 1.1: a bare on / off is a boolean
+                value = "on" if value else "off"
+            if value not in BATCHED_MODES:
+                raise ValueError(f"{where}: one of {', '.join(BATCHED_MODES)}, got {value!r}")
             values[key] = value
         elif key == "term_weights":
             if not isinstance(value, bool):
