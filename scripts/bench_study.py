@@ -8,6 +8,15 @@ and seeds, in a plain loop of ``Trainer.fit`` with no hooks (no Optuna, no MLflo
 Prints the wall time of both and the ratio study / bare (1.0 = no overhead), and the overhead per
 trial in seconds. Both run in this process, one after the other, on the same data.
 
+``--fake`` measures the study's own cost per trial alone: the trials train nothing
+(``losslab.testing.FakeTrainer`` calls every hook of ``--epochs`` epochs and returns a result at
+once), so the time of the trial loop (``Study.run``: opening the stores and the parent run and
+closing them are left out) divided by the trials is the overhead per trial: the store's reserve,
+budget check, proposal, claim, heartbeats, objective curve and finish, the evaluation cache, the
+backend's draws and the MLflow run. ``--storage sqlite`` keeps the study in a SQLite file instead
+of a journal file. ``--profile`` runs it under ``cProfile`` and prints seconds per trial by part
+(cProfile slows Python down: compare the parts with each other). Plots follow ``LOSSLAB_PLOTS``.
+
 ``--backend gp --population 8 --minutes 3 --no-bare`` runs instead a genetic search (the library
 losses seed it; generations of 8 trained as populations, ``workers.population``) for a time
 budget and prints trials per minute without the bare loop: the GPU check's study.
@@ -30,9 +39,12 @@ from losslab.training import Trainer
 
 
 def _study_file(folder: Path, args: argparse.Namespace) -> Path:
+    storage = f"journal:{folder / 'optuna.log'}"
+    if getattr(args, "storage", "journal") == "sqlite":
+        storage = f"sqlite:///{folder / 'optuna.db'}"
     config = {
         "study": "bench",
-        "storage": f"journal:{folder / 'optuna.log'}",
+        "storage": storage,
         "tracking_uri": f"sqlite:///{folder / 'mlflow.db'}",
         "experiment": "bench",
         "data": {"source": "phantom", "cases": 8, "shape": [args.shape] * 3, "seed": 0},
@@ -107,6 +119,72 @@ def measure_study(args: argparse.Namespace, *, bare: bool = True) -> dict[str, f
     return out
 
 
+# The parts of a trial's overhead (--profile): (label, [(file, function), ...]), cumulative time.
+PARTS = [
+    ("reserve (ask, worker)", [("store/optuna_store.py", "reserve")]),
+    (
+        "budget check (ledger reads)",
+        [("store/optuna_store.py", "within_budget"), ("store/optuna_store.py", "used")],
+    ),
+    ("backend draws (Optuna suggest)", [("search/study.py", "_proposals")]),
+    ("start (the proposal)", [("store/optuna_store.py", "start")]),
+    ("cache read and claim", [("store/cache.py", "get"), ("store/cache.py", "claim")]),
+    ("link the run", [("store/optuna_store.py", "link_run")]),
+    (
+        "epochs: heartbeat, objective",
+        [("store/entry_hook.py", "on_epoch_end"), ("store/optuna_store.py", "on_epoch_end")],
+    ),
+    ("cache write", [("store/cache.py", "put")]),
+    ("finish (key, tell, record)", [("store/optuna_store.py", "finish")]),
+    ("MLflow run start (run, params, candidate.json)", [("tracking/hook.py", "on_train_start")]),
+    ("MLflow epochs", [("tracking/hook.py", "on_epoch_end")]),
+    ("MLflow end (files, metrics, tags, end)", [("tracking/hook.py", "on_train_end")]),
+    (
+        "MLflow: superseded attempts (a search)",
+        [("search/evaluation_runs.py", "supersede_interrupted")],
+    ),
+]
+
+
+def measure_fake(args: argparse.Namespace) -> dict[str, float]:
+    """The trial loop of a study whose trials train nothing (``--fake``, module docstring):
+    ``trials``, ``loop_s``, ``per_trial_s`` and, with ``args.profile``, ``part:<label>`` seconds
+    per trial."""
+    import cProfile
+    import pstats
+
+    from losslab.search.study import Study
+    from losslab.testing.fakes import FakeTrainer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = load_study(_study_file(Path(tmp), args))
+        study = Study(config, progress=False, trainer=FakeTrainer).open()
+        profile = cProfile.Profile() if args.profile else None
+        try:
+            with study.display, study.store.heartbeat():
+                study.start_trials()
+                start = time.perf_counter()
+                if profile is not None:
+                    profile.enable()
+                study.run()
+                if profile is not None:
+                    profile.disable()
+                loop = time.perf_counter() - start
+        finally:
+            study.close()
+    n = max(1, args.trials)
+    out = {"trials": float(args.trials), "loop_s": loop, "per_trial_s": loop / n}
+    if profile is not None:
+        stats = pstats.Stats(profile).stats
+        for label, places in PARTS:
+            out[f"part:{label}"] = sum(
+                cumulative / n
+                for (path, _, name), (_, _, _, cumulative, _) in stats.items()
+                if any(path.endswith(file) and name == function for file, function in places)
+            )
+    return out
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The study's options (shared with the GPU check)."""
     parser.add_argument("--trials", type=int, default=8)
@@ -120,13 +198,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-size", default=None, help="train.model_size (default tiny)")
     parser.add_argument("--device", default=None, help="train.device (default auto)")
     parser.add_argument("--screen-steps", type=int, default=None, help="gp.screen_steps")
+    parser.add_argument("--storage", choices=("journal", "sqlite"), default="journal")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser)
     parser.add_argument("--no-bare", dest="bare", action="store_false")
+    parser.add_argument("--fake", action="store_true", help="trials that train nothing")
+    parser.add_argument("--profile", action="store_true", help="with --fake: time by part")
     args = parser.parse_args()
+    if args.fake:
+        out = measure_fake(args)
+        print(
+            f"{args.trials} trials of {args.epochs} epochs training nothing, {args.storage} "
+            f"storage: trial loop {out['loop_s']:.2f} s, {out['per_trial_s']:.3f} s per trial"
+        )
+        for key, value in out.items():
+            if key.startswith("part:"):
+                print(f"  {key[5:]:<48} {value:.4f} s per trial")
+        return
     out = measure_study(args, bare=args.bare)
     n = int(out["trials"])
     print(

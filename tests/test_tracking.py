@@ -20,8 +20,8 @@ import losslab.training.setup as training_setup
 from losslab.candidate import Candidate
 from losslab.data import load_dataset
 from losslab.tracking.hook import MLflowHook
-from losslab.tracking.sqlite_store import prepare_store, unfinished_store
-from losslab.tracking.tracker import Tracker, resolve_tracking_uri
+from losslab.tracking.sqlite_store import prepare_store, unfinished_store, use_wal
+from losslab.tracking.tracker import Tracker, _release_engines, resolve_tracking_uri
 from losslab.training import TrainConfig, Trainer
 
 
@@ -201,7 +201,9 @@ def test_a_start_killed_while_it_creates_the_store_leaves_it_usable(tmp_path):
     tracker.end_run(run_id)
     (run,) = Tracker(uri, experiment="after").find_runs()
     assert run.run_id == run_id and run.status == "FINISHED" and run.metrics == {"x": 1.0}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db", "mlflow.db.lock"]
+    # Nothing left of a creation; the write-ahead log and its index stay while the store is open.
+    wal = {"mlflow.db-wal", "mlflow.db-shm"}
+    assert {p.name for p in tmp_path.iterdir()} - wal == {"mlflow.db", "mlflow.db.lock"}
     assert set(codes) <= {0, -9}, codes  # no start failed on what a killed one left
     assert codes.count(-9) >= 3, codes  # the kills landed while the store was being created
 
@@ -238,6 +240,22 @@ def test_a_complete_store_and_a_foreign_database_are_left_alone(uri, tmp_path):
     for path in (uri[len("sqlite:///") :], str(foreign)):
         assert not unfinished_store(path)
         assert not prepare_store(path, lambda p: pytest.fail(f"rebuilt {p}"))
+
+
+def test_a_local_store_commits_through_a_write_ahead_log(uri, tmp_path):
+    path = uri[len("sqlite:///") :]
+    Tracker(uri, experiment="wal")
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: as durable
+        _release_engines(path)  # MLflow's connections (a store made before: no WAL)
+        assert db.execute("PRAGMA journal_mode=DELETE").fetchone()[0] == "delete"
+    Tracker(uri, experiment="wal")
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database")
+    assert not use_wal(str(text)) and text.read_text() == "not a database"
 
 
 def test_experiments_open_on_their_runs_in_mlflow_3(tmp_path):

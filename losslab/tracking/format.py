@@ -5,7 +5,8 @@ MLflow here: see ``tracking.tracker``). How a candidate reads (one line, its fla
 - :func:`run_name`: an evaluation's MLflow run name from its origin (``trial 4`` ->
   ``trial-004 <description>``, ``baseline X`` -> ``baseline X``), the description from
   :func:`losslab.describe.describe_candidate`.
-- :func:`per_class_table`: the final per-class test metrics as columns (``log_table``).
+- :func:`per_class_table`: the final per-class test metrics as columns (``log_table``);
+  :func:`table_json`: a table as the file MLflow's ``log_table`` writes.
 - :func:`epoch_metrics`, :func:`summary_metrics`, :func:`series_by_step`: the metric keys of an
   epoch, of a finished run, and their series by step.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -38,6 +40,7 @@ __all__ = [
     "run_name",
     "series_by_step",
     "summary_metrics",
+    "table_json",
 ]
 
 RUN_NAME_LIMIT = 250  # MLflow's longest run name
@@ -176,3 +179,14 @@ def series_by_step(result: Result) -> list[tuple[int, dict[str, float]]]:
         for step, value in points:
             by_step.setdefault(int(step), {})[name] = float(value)
     return sorted(by_step.items())
+
+
+def table_json(data: Mapping[str, Sequence[Any]]) -> bytes:
+    """A table (column -> values) as the JSON file ``MlflowClient.log_table`` writes (pandas'
+    ``split`` layout, no index), for one upload with a run's other files."""
+    import pandas as pd
+
+    with warnings.catch_warnings():  # pandas deprecations
+        warnings.simplefilter("ignore", DeprecationWarning)
+        frame = pd.DataFrame({k: list(v) for k, v in data.items()})
+        return frame.to_json(orient="split", index=False, date_format="iso").encode()

@@ -1,10 +1,20 @@
 """``MLflowHook``: one evaluation recorded as one MLflow run through a
-:class:`~losslab.tracking.tracker.Tracker` (what the run holds: see ``losslab.tracking.tracker``)."""
+:class:`~losslab.tracking.tracker.Tracker` (what the run holds: see ``losslab.tracking.tracker``).
+
+Few writes per run, each a database commit: the run, its parameters and ``candidate.json`` as
+it starts; the epochs' metrics at most once every ``flush_seconds`` (an epoch that ends later
+than that after the last write is written at once, as every epoch of minutes is; faster ones
+join the next write, each with its own step and time); at the end every file (``history.json``,
+the per-class table and CSV, the plots) in one upload, then the final metrics, the epochs not
+written yet and the tags in one batch (the tags after the metrics: a run whose ``status`` tag
+says it has its result has all of it), and the run's end.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +28,7 @@ from losslab.tracking.format import (
     series_by_step,
     summary_metrics,
 )
+from losslab.tracking.tracker import MetricPoint
 from losslab.training.hooks import Hook
 
 if TYPE_CHECKING:
@@ -41,6 +52,7 @@ class MLflowHook(Hook):
     """
 
     population_safe = True  # one run per member, from its own state (losslab.training.population)
+    flush_seconds = 5.0  # the epochs' metrics are written at most this often (module docstring)
 
     def __init__(
         self,
@@ -68,6 +80,8 @@ class MLflowHook(Hook):
         self.epoch_metrics = epoch_metrics
         self.final_metrics = final_metrics
         self.run_id: str | None = None
+        self._pending: list[MetricPoint] = []  # epochs not written yet
+        self._written = 0.0  # time.monotonic() of the last write of epochs
 
     def start_run(self) -> str:
         if self.run_id is None:
@@ -88,6 +102,7 @@ class MLflowHook(Hook):
             self.tracker.log_params(self.run_id, params)
             self.tracker.log_text(self.run_id, self.candidate.to_json(), "candidate.json")
             self._log_networks()
+            self._written = time.monotonic()
         return self.run_id
 
     def _log_networks(self) -> None:
@@ -111,36 +126,39 @@ class MLflowHook(Hook):
         )
         if self.epoch_metrics is not None:
             metrics.update(self.epoch_metrics(record))
-        self.tracker.log_metrics(self.start_run(), metrics, step=record.epoch)
+        run_id = self.start_run()
+        self._pending.append(MetricPoint(metrics, record.epoch, int(time.time() * 1000)))
+        if time.monotonic() - self._written >= self.flush_seconds:
+            self.tracker.log_batch(run_id, self._pending)
+            self._pending, self._written = [], time.monotonic()
 
     def on_train_end(self, state: TrainState | None, result: Result) -> None:
         run_id = self.start_run()
         metrics = summary_metrics(result)  # per class: test_per_class.json
         if self.final_metrics is not None:
             metrics.update(self.final_metrics(result))
-        self.tracker.log_metrics(run_id, metrics, step=len(result.history))
-        for step, values in series_by_step(result):
-            self.tracker.log_metrics(run_id, values, step=step)
-        for path, text in result.artifacts.items():
-            self.tracker.log_text(run_id, text, path)
-        tags = {**result.tags, "status": result.status, "device": result.device}
+        points = [*self._pending, MetricPoint(metrics, len(result.history))]
+        points += [MetricPoint(values, step) for step, values in series_by_step(result)]
+        self._pending = []
+        files = {path: text.encode() for path, text in result.artifacts.items()}
+        files["history.json"] = result.to_json().encode()
+        tables = {}
+        if result.test_metrics:
+            files["per_class.csv"] = per_class_csv(result).encode()
+            tables["test_per_class.json"] = per_class_table(result, self.shares)
+        files.update(self._plots(result))
+        tags = self.tracker.log_files(run_id, files, tables)  # one upload
+        tags.update(result.tags)
+        tags.update(status=result.status, device=result.device)
         if result.reason:
             tags["failure_reason" if result.status == "failed" else "prune_reason"] = result.reason
         if result.failed_step is not None:
             tags["failed_step"] = str(result.failed_step)
-        self.tracker.set_tags(run_id, tags)
-        self.tracker.log_text(run_id, result.to_json(), "history.json")
-        if result.test_metrics:
-            self.tracker.log_text(run_id, per_class_csv(result), "per_class.csv")
-            table = per_class_table(result, self.shares)
-            self.tracker.log_table(run_id, table, "test_per_class.json")
-        self._log_plots(run_id, result)
+        self.tracker.log_batch(run_id, points, tags)
         self.tracker.end_run(run_id, _STATUS.get(result.status, "FAILED"))
 
-    def _log_plots(self, run_id: str, result: Result) -> None:
+    def _plots(self, result: Result) -> dict[str, bytes]:
         """Per-class validation Dice, class and term weights, logit margins (``plots/``)."""
         from losslab.plots import evaluation_plots
 
-        plots = evaluation_plots(result, term_labels(self.candidate.terms))  # {}: LOSSLAB_PLOTS=0
-        if plots:
-            self.tracker.log_files(run_id, plots)
+        return evaluation_plots(result, term_labels(self.candidate.terms))  # {}: LOSSLAB_PLOTS=0

@@ -8,6 +8,14 @@ connection of workers that start together. The next start removes what a killed 
 A store left half-made by an older version (tables, but neither an experiment nor a run) is
 moved aside (``mlflow.db.half-made-<time>``) and made anew.
 
+A store is kept in SQLite's write-ahead-log mode (:func:`use_wal`; ``mlflow.db-wal`` and
+``mlflow.db-shm`` beside it while a process has it open): a commit then syncs one file once,
+not a rollback journal and the database several times (about 4 ms against 16 ms each on the
+development machine; MLflow commits a dozen times per evaluation). As durable: every commit
+is synced before it returns (SQLite's ``synchronous`` stays ``FULL``), so neither a killed
+process nor a power cut loses one. Every process that opens the store must be on its machine
+(SQLite's rule for WAL; a shared store across machines is a server's job: ``http://``).
+
 This module handles files only; ``tracking.py`` gives it the function that builds the tables.
 """
 
@@ -23,7 +31,14 @@ import uuid
 from collections.abc import Callable, Iterator
 from urllib.parse import quote
 
-__all__ = ["CREATING", "init_lock", "prepare_store", "sqlite_path", "unfinished_store"]
+__all__ = [
+    "CREATING",
+    "init_lock",
+    "prepare_store",
+    "sqlite_path",
+    "unfinished_store",
+    "use_wal",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -103,3 +118,16 @@ def prepare_store(path: str, build: Callable[[str], None]) -> bool:
         os.fsync(handle.fileno())
     os.replace(temporary, path)
     return True
+
+
+def use_wal(path: str) -> bool:
+    """Put the SQLite file ``path`` in write-ahead-log mode (module docstring), once: the mode
+    stays with the file. ``False`` when it could not be (the file busy in a transaction of
+    another process, read-only, not a database): it is left as it was, and works as before."""
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=5.0)) as db:
+            if db.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                return True
+            return db.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() == "wal"
+    except sqlite3.Error:
+        return False

@@ -68,8 +68,16 @@ class RecordingTracker:
     def log_table(self, run_id, data, path) -> None:
         self.runs[run_id]["texts"][path] = json.dumps(data, sort_keys=True)
 
-    def log_files(self, run_id, files) -> None:
+    def log_batch(self, run_id, points=(), tags=None) -> None:
+        for point in points:
+            self.log_metrics(run_id, point.values, point.step)
+        self.set_tags(run_id, tags or {})
+
+    def log_files(self, run_id, files, tables=None) -> dict:
         self.runs[run_id]["texts"].update({k: len(v) for k, v in files.items()})
+        for path, data in (tables or {}).items():
+            self.log_table(run_id, data, path)
+        return {}
 
     def log_artifact(self, run_id, local_path, folder="") -> None:
         pass

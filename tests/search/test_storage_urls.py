@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import sqlite3
 
 import optuna
 import pytest
@@ -65,6 +67,12 @@ def test_a_call_that_finds_no_server_is_retried_until_it_does():
     study.tell(study.ask(), 1.0)
     assert [t.value for t in study.trials] == [1.0]
     assert storage.waited == 3 and naps == [0.25, 0.5, 1.0]  # exponential backoff
+
+
+def test_a_sqlite_storage_commits_through_a_write_ahead_log(tmp_path):
+    open_storage(f"sqlite:///{tmp_path / 'studies.db'}", retry_seconds=1.0)
+    with contextlib.closing(sqlite3.connect(tmp_path / "studies.db")) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_other_errors_are_not_retried():

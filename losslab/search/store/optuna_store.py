@@ -13,6 +13,14 @@ a study made before keeps them as ``losslab.eval.<key>``, still read). Its claim
 A backend that draws through Optuna (TPE) sets its sampler and pruner on :attr:`study` (given to
 it as ``context.native``) and draws in the slot's trial (``slot.native``); any other backend
 never touches Optuna.
+
+Every attribute set is one storage write (a synced journal line, a database commit), so an entry
+writes only what it must: its worker as it is reserved (until its first beat, its start time is
+its heartbeat: ``reruns.py``), its proposal with the candidate last (an entry that holds its
+candidate holds all of its proposal), its run as the run starts, an epoch's heartbeat only when
+the worker's own beats (``beat``, every ``workers.interval``) have not refreshed it for that
+long, and at the end its evaluation key (its run again only when a cache hit brought another)
+before it is told.
 """
 
 from __future__ import annotations
@@ -47,32 +55,16 @@ from losslab.search.store.attrs import (
 )
 from losslab.search.store.cache import AttrState, ResultsCache
 from losslab.search.store.claims import Claims, FileClaims, SqlClaims
+from losslab.search.store.entries import counted, record_of
+from losslab.search.store.entry_hook import EntryHook
 from losslab.search.store.ledger import Reclaimed, StudyMismatch, StudyStore
 from losslab.search.store.reruns import ladder_positions, owed_reruns, reclaim_dead, requeue
 from losslab.search.store.results_table import Results, open_results
 from losslab.search.store.storage import journal_path, open_storage
 from losslab.search.workers import Heartbeat, WorkerSettings, is_stale, worker_id
-from losslab.training import EpochRecord, Hook
+from losslab.training import Hook
 
 __all__ = ["FAILURE", "HEARTBEAT", "INTERRUPTED", "WORKER", "OptunaStudyStore"]
-
-_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-
-
-class _EntryHook(Hook):
-    """Refreshes the entry's heartbeat and records the objective of every epoch (not for a
-    ladder's promotion or race seed: Optuna's pruner compares rung-0 curves only)."""
-
-    population_safe = True  # reads the epoch's record only (losslab.training.population)
-
-    def __init__(self, trial: optuna.Trial, objective: Objective, report: bool = True):
-        self.trial, self.objective, self.report = trial, objective, report
-
-    def on_epoch_end(self, state: Any, record: EpochRecord) -> None:
-        self.trial.set_user_attr(HEARTBEAT, time.time())
-        value = self.objective.of_epoch(record)
-        if self.report and not math.isnan(value):
-            self.trial.report(value, record.epoch)
 
 
 class OptunaStudyStore(StudyStore):
@@ -99,6 +91,8 @@ class OptunaStudyStore(StudyStore):
         self.storage: Any = None
         self.reclaimed: list[Reclaimed] = []
         self._held: dict[int, optuna.Trial] = {}  # entries this worker holds (heartbeats)
+        self._beaten: dict[int, float] = {}  # when each held entry's heartbeat was last written
+        self._linked: dict[int, str] = {}  # the run each held entry links (link_run)
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -199,6 +193,16 @@ class OptunaStudyStore(StudyStore):
         for trial in list(self._held.values()):
             with contextlib.suppress(RuntimeError, ValueError):  # finished meanwhile
                 trial.set_user_attr(HEARTBEAT, now)
+                self._beaten[trial.number] = now
+
+    def _epoch_beat(self, trial: optuna.Trial) -> None:
+        """An epoch's heartbeat of ``trial``, written only when no beat has refreshed it for
+        ``workers.interval`` (the heartbeat thread's, or an earlier epoch's): it is as fresh as
+        the thread keeps it, and never older than that when the thread is held up."""
+        now = time.time()
+        if now - self._beaten.get(trial.number, -math.inf) >= self.workers.interval:
+            trial.set_user_attr(HEARTBEAT, now)
+            self._beaten[trial.number] = now
 
     def heartbeat(self) -> Heartbeat:
         """A context in which a background thread keeps this worker's entries alive."""
@@ -232,8 +236,8 @@ class OptunaStudyStore(StudyStore):
         slots = []
         for _ in range(count):
             trial = self.study.ask()
-            trial.set_user_attr(WORKER, worker_id())
-            trial.set_user_attr(HEARTBEAT, time.time())
+            trial.set_user_attr(WORKER, worker_id())  # its heartbeat: its start (reruns.py)
+            self._beaten[trial.number] = time.time()
             attrs = trial.user_attrs
             retry = None
             if CANDIDATE in attrs:  # an interrupted evaluation, queued to run again
@@ -259,7 +263,7 @@ class OptunaStudyStore(StudyStore):
         not queued it yet) keeps its place: a fresh slot counts it, so a reservation that
         races a reclaim never takes the place of the dead worker's proposal."""
         trials = self.study.get_trials(deepcopy=False)
-        held = [t.number for t in trials if self._counted(t) or t.state == TrialState.RUNNING]
+        held = [t.number for t in trials if counted(t) or t.state == TrialState.RUNNING]
         owed = owed_reruns(trials)
         kept = []
         for slot in slots:
@@ -278,9 +282,8 @@ class OptunaStudyStore(StudyStore):
 
     def start(self, slot: Slot, proposal: Proposal) -> None:
         trial = slot.native
-        if proposal.candidate is not None:
-            trial.set_user_attr(CANDIDATE, proposal.candidate.to_dict())
-        trial.set_user_attr(OVERRIDES, dict(proposal.overrides))
+        if proposal.overrides:  # none: read as {} (``_record``, ``reserve``, ``requeue``)
+            trial.set_user_attr(OVERRIDES, dict(proposal.overrides))
         if proposal.params and not trial.params:  # a backend that does not draw in Optuna
             trial.set_user_attr(PARAMS, dict(proposal.params))
         if proposal.variant:
@@ -288,6 +291,8 @@ class OptunaStudyStore(StudyStore):
         if proposal.on_ladder:
             place = {"rung": proposal.rung, "root": proposal.root, "seed": proposal.seed}
             trial.set_user_attr(LADDER, place)
+        if proposal.candidate is not None:  # last: with it, the whole proposal is recorded
+            trial.set_user_attr(CANDIDATE, proposal.candidate.to_dict())
 
     def ladder_taken(self) -> set[tuple[int, int, int]]:
         """The ladder positions ``(rung, root, seed)`` held by an entry that is running,
@@ -297,24 +302,27 @@ class OptunaStudyStore(StudyStore):
     def link_run(self, slot: Slot, run_id: str) -> None:
         """Link the MLflow run to the entry as soon as it exists (found again after a crash)."""
         slot.native.set_user_attr(RUN_ID, run_id)
+        self._linked[slot.number] = run_id
 
     def epoch_hook(self, slot: Slot, objective: Objective) -> Hook:
-        return _EntryHook(slot.native, objective, report=LADDER not in slot.native.user_attrs)
+        report = LADDER not in slot.native.user_attrs
+        return EntryHook(slot.native, objective, self._epoch_beat, report=report)
 
     def finish(self, slot: Slot, evaluation: Evaluation | None, reason: str = "") -> TrialRecord:
         trial, study = slot.native, self.study
-        self._held.pop(slot.number, None)
+        linked = self._release(slot.number)
         if evaluation is None:
             return self._fail(trial, reason)
         result = evaluation.result
         trial.set_user_attr("losslab.eval_key", evaluation.key)
-        trial.set_user_attr(RUN_ID, evaluation.run_id)
+        if evaluation.run_id != linked:  # a cache hit's run, or none linked yet
+            trial.set_user_attr(RUN_ID, evaluation.run_id)
         if evaluation.cached:
             # The result of this entry's own interrupted attempt (killed after its result was
             # cached) is no other evaluation's: the run is this entry's.
             if evaluation.origin != f"trial {trial.user_attrs.get(RETRY_OF)}":
                 trial.set_user_attr("losslab.cached_from", evaluation.origin)
-            reported = study.get_trials(deepcopy=False)[trial.number].intermediate_values
+            reported = self._frozen(trial).intermediate_values
             on_ladder = LADDER in trial.user_attrs
             for epoch, value in evaluation.curve.items():  # the same curve as the original
                 if epoch not in reported and not on_ladder:
@@ -326,16 +334,26 @@ class OptunaStudyStore(StudyStore):
             study.tell(trial, evaluation.value)
         else:
             return self._fail(trial, result.reason or "no validation score")
-        return self._record(study.get_trials(deepcopy=False)[trial.number])
+        return record_of(self._frozen(trial))
 
     def _fail(self, trial: optuna.Trial, reason: str) -> TrialRecord:
         trial.set_user_attr(FAILURE, reason)
         self.study.tell(trial, state=TrialState.FAIL)
-        return self._record(self.study.get_trials(deepcopy=False)[trial.number])
+        return record_of(self._frozen(trial))
+
+    def _frozen(self, trial: optuna.Trial) -> FrozenTrial:
+        """The entry as stored (one read of it, not of the whole study)."""
+        return self.storage.get_trial(trial._trial_id)
+
+    def _release(self, number: int) -> str | None:
+        """Stop holding the entry ``number``; the run it linked, if any."""
+        self._held.pop(number, None)
+        self._beaten.pop(number, None)
+        return self._linked.pop(number, None)
 
     def interrupt(self, slot: Slot, why: str, proposal: Proposal | None = None) -> None:
         trial = slot.native
-        self._held.pop(slot.number, None)
+        self._release(slot.number)
         try:
             trial.set_user_attr(INTERRUPTED, why)
             self.study.tell(trial, state=TrialState.FAIL)
@@ -351,44 +369,14 @@ class OptunaStudyStore(StudyStore):
 
     # -- reading the ledger ------------------------------------------------------------------
 
-    @staticmethod
-    def _counted(trial: FrozenTrial) -> bool:
-        return trial.state in _FINISHED and INTERRUPTED not in trial.user_attrs
-
     def used(self) -> int:
         trials = self.study.get_trials(deepcopy=False)
-        return sum(self._counted(t) or t.state == TrialState.RUNNING for t in trials)
+        return sum(counted(t) or t.state == TrialState.RUNNING for t in trials)
 
     def records(self) -> list[TrialRecord]:
-        return [self._record(t) for t in self.study.get_trials(deepcopy=False) if self._counted(t)]
+        return [record_of(t) for t in self.study.get_trials(deepcopy=False) if counted(t)]
 
     def interrupted(self) -> list[int]:
         return [
             t.number for t in self.study.get_trials(deepcopy=False) if INTERRUPTED in t.user_attrs
         ]
-
-    @staticmethod
-    def _record(trial: FrozenTrial) -> TrialRecord:
-        attrs = trial.user_attrs
-        status = {TrialState.COMPLETE: "ok", TrialState.PRUNED: "pruned"}.get(trial.state, "failed")
-        value = trial.value if trial.state == TrialState.COMPLETE else math.nan
-        if trial.state == TrialState.PRUNED and trial.intermediate_values:
-            value = trial.intermediate_values[max(trial.intermediate_values)]
-        candidate = Candidate.from_dict(attrs[CANDIDATE]) if CANDIDATE in attrs else None
-        return TrialRecord(
-            number=trial.number,
-            candidate=candidate,
-            status=status,
-            value=value if value is not None else math.nan,
-            eval_key=attrs.get("losslab.eval_key", ""),
-            run_id=attrs.get(RUN_ID),
-            reason=attrs.get(FAILURE, ""),
-            cached_from=attrs.get("losslab.cached_from", ""),
-            overrides=dict(attrs.get(OVERRIDES, {})),
-            params=dict(trial.params) or dict(attrs.get(PARAMS, {})),
-            worker=attrs.get(WORKER, ""),
-            variant=dict(attrs.get(VARIANT, {})),
-            rung=attrs.get(LADDER, {}).get("rung", 0),
-            seed=attrs.get(LADDER, {}).get("seed", 0),
-            root=attrs.get(LADDER, {}).get("root"),
-        )

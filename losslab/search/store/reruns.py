@@ -1,9 +1,9 @@
 """Entries to run again: a dead worker's entries reclaimed and queued, and what is owed.
 
 A worker that stops (killed, its machine gone) leaves RUNNING entries; a live worker fails them
-as interrupted once their heartbeat is older than ``stale_after`` and queues their draw again
-(a WAITING entry with ``losslab.retry_of``), so nothing a backend proposed is lost. Until the
-rerun counts, its place is owed: fresh reservations yield to it (``owed_reruns``), and the
+as interrupted once their heartbeat (until its first beat, the entry's start) is older than
+``stale_after`` and queues their draw again (a WAITING entry with ``losslab.retry_of``), so
+nothing a backend proposed is lost. Until the rerun counts, its place is owed: fresh reservations yield to it (``owed_reruns``), and the
 fidelity ladder does not offer its position again (``ladder_positions``).
 """
 
@@ -43,12 +43,12 @@ def reclaim_dead(study: optuna.Study, storage: Any, stale_after: float) -> list[
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         attrs = trial.user_attrs
         worker = attrs.get(WORKER, "")
-        if worker:
-            if not is_stale(worker, attrs.get(HEARTBEAT), stale_after):
+        started = trial.datetime_start.timestamp() if trial.datetime_start else now
+        if worker:  # an entry's heartbeat is its start until its worker's first beat
+            if not is_stale(worker, attrs.get(HEARTBEAT, started), stale_after):
                 continue
             why = f"worker {worker} stopped"
         else:
-            started = trial.datetime_start.timestamp() if trial.datetime_start else now
             if now - started <= stale_after:
                 continue
             why = "never taken by a worker"

@@ -9,12 +9,16 @@ PostgreSQL, for workers on many machines, needs a driver: ``pip install "losslab
 installs psycopg 3. Both ``postgresql://`` (which SQLAlchemy maps to a driver that depends on its
 version) and ``postgresql+psycopg://`` are accepted, and ``postgres://`` too; all three go
 through psycopg 3. ``postgresql+psycopg2://`` is left as given, for those who installed
-psycopg2 themselves. An RDB storage is wrapped in :class:`~losslab.search.store.retrying_storage.
+psycopg2 themselves. A SQLite file is put in write-ahead-log mode (as the MLflow store is:
+``tracking/sqlite_store.py``): each of the study's commits syncs one file once instead of a
+rollback journal and the database, as durable (``synchronous`` stays ``FULL``); its workers must
+be on one machine, as they must for any SQLite storage. An RDB storage is wrapped in :class:`~losslab.search.store.retrying_storage.
 RetryingStorage`, so a database that is unreachable for a moment makes a worker wait, not fail.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from pathlib import Path
 
@@ -100,6 +104,8 @@ class _Opener:
         self.url = url
 
     def open(self) -> RDBStorage:
+        if self.url.startswith("sqlite"):
+            return _write_ahead(RDBStorage(self.url))
         if not self.url.startswith("postgresql"):
             return RDBStorage(self.url)
         import sqlalchemy
@@ -114,3 +120,13 @@ class _Opener:
                     connection.execute(sqlalchemy.text(f"SELECT pg_advisory_unlock({self._LOCK})"))
         finally:
             engine.dispose()
+
+
+def _write_ahead(rdb: RDBStorage) -> RDBStorage:
+    """``rdb``'s SQLite file in write-ahead-log mode (module docstring; the mode stays with the
+    file). A file that cannot switch now (another process in a transaction) works as before."""
+    import sqlalchemy
+
+    with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError), rdb.engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+    return rdb
