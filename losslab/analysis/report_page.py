@@ -4,7 +4,8 @@ The page holds the study's settings, its best trials against the baselines at th
 fidelity (the study's best marked ★: a baseline when it beats every trial) and their test Dice
 per class, the study's plots (objective over trials, parallel coordinates, GP fitness), the
 comparison of ``losslab compare`` at the final fidelity (when it has run: tables with intervals
-and significance marks, the rank correlation, and each entrant's plots of its first seed), links
+and significance marks, the rank correlation, and each entrant's plots of its first seed), the
+latest ``losslab calibrate`` (its table, recommendation and rank plot), links
 to the MLflow runs (at ``--mlflow-ui``, else the tracking server, else ``mlflow ui``'s default
 address), and the study file. Nothing is trained: what the stores lack is said.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from losslab.analysis.calibration_record import CalibrationRecord
 from losslab.analysis.compare_tables import TableData, comparison_tables, rank_line
 from losslab.analysis.comparison import Comparison
 from losslab.analysis.comparison_stats import ComparisonStats
@@ -36,6 +38,7 @@ _PLOT_TITLES = {
     "objective_history.png": "objective over trials, with the running best",
     "parallel_coordinates.png": "searched parameters against the objective",
     "gp_fitness.png": "fitness per generation",
+    "plots/calibration_ranks.png": "each candidate's rank against fidelity (1 = best)",
 }
 
 
@@ -201,11 +204,53 @@ def _comparison_section(
     return HtmlSection("Comparison", text=text, tables=tables, images=images)
 
 
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.3g}"
+    return str(value)
+
+
+def _calibration_section(record: CalibrationRecord | None, study: FinishedStudy) -> HtmlSection:
+    """``losslab calibrate``'s latest table, recommendation and rank plot, or how to run it."""
+    if record is None:
+        return HtmlSection(
+            "Calibration",
+            text=(
+                "How well the search fidelity ranks candidates was not measured for this study. "
+                "Measure it with: losslab calibrate " + (study.config.path or study.config.name)
+            ),
+        )
+    labels = {
+        "fidelity": "fidelity",
+        "cost_s": "s / evaluation",
+        "spread": "seed spread (sd)",
+        "spearman": "Spearman rho with the top [95%] (p)",
+        "kendall": "Kendall tau with the top [95%] (p)",
+        "separated": "pairs separated",
+    }
+    rows = [[_cell(v) for v in row] for row in record.rows()]
+    table = HtmlTable(
+        "Rank agreement of each fidelity with the top one (losslab calibrate)",
+        [labels[c] for c in record.headers()],
+        rows,
+        note="The top fidelity's own row gives its seeds' agreement with each other.",
+    )
+    status = "" if record.status == "FINISHED" else f" (its run ended {record.status})"
+    text = (record.recommendation or "No recommendation was recorded.") + (
+        f"\n\nMLflow run {record.run_id}{status}."
+    )
+    images = []
+    if record.plot:
+        images.append(HtmlImage(_PLOT_TITLES["plots/calibration_ranks.png"], record.plot))
+    return HtmlSection("Calibration", text=text, tables=[table] if rows else [], images=images)
+
+
 def build_report(
     study: FinishedStudy,
     comparison: Comparison | None,
     stats: ComparisonStats | None,
     *,
+    calibration: CalibrationRecord | None = None,
     experiment_id: str | None = None,
     tracking_uri: str = "",
     ui_command: str = "",
@@ -234,6 +279,7 @@ def build_report(
         HtmlSection("Settings", settings=settings),
         _comparison_section(comparison, stats, study, experiment_id, tracking_uri, ui_url),
         _search_section(study, experiment_id, tracking_uri, ui_url),
+        _calibration_section(calibration, study),
         HtmlSection("Study file", code=config.source),
     ]
     return render_report(

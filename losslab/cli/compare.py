@@ -299,6 +299,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from losslab.analysis.calibration_record import latest_calibration
     from losslab.analysis.comparison import cached_comparison, check_request
     from losslab.analysis.comparison_stats import compute_stats
     from losslab.analysis.html_report import is_safe_url, write_report
@@ -331,6 +332,7 @@ def run_report(args: argparse.Namespace) -> int:
         study,
         comparison,
         stats,
+        calibration=latest_calibration(tracker, study.config.name),
         experiment_id=tracker.experiment_id,
         tracking_uri=tracker.tracking_uri,
         ui_command=tracker.ui_command(),

@@ -134,6 +134,19 @@ class MetricPoint(NamedTuple):
     timestamp: int | None = None
 
 
+@contextlib.contextmanager
+def _no_artifact_bars():
+    """MLflow's tqdm bars off while one small artifact is read back (unless asked for)."""
+    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    old = os.environ.get(name)
+    os.environ.setdefault(name, "false")
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+
+
 class Tracker:
     """A thin wrapper over one MLflow client and one experiment."""
 
@@ -291,6 +304,25 @@ class Tracker:
             return {}
         listed = [{"path": path, "type": "table"} for path in tables]
         return {TABLES_TAG: json.dumps(listed)}
+
+    def read_artifact(self, run_id: str, path: str) -> bytes | None:
+        """The bytes of the artifact ``path`` of a run, or ``None`` when it has none."""
+        import tempfile
+
+        from mlflow.exceptions import MlflowException
+
+        with (
+            tempfile.TemporaryDirectory(prefix="losslab-artifact-") as folder,
+            _no_artifact_bars(),
+        ):
+            try:
+                local = self.client.download_artifacts(run_id, path, folder)
+            except (MlflowException, OSError):
+                return None
+            if not os.path.isfile(local):
+                return None
+            with open(local, "rb") as handle:
+                return handle.read()
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status)

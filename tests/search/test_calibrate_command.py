@@ -153,3 +153,29 @@ def test_costs_are_in_one_unit_for_every_rung():
     assert run.costs() == {"short": 3.0, "long": 9.0}  # trained here: CPU seconds
     del run.cpu["short"]  # the short rung came from the cache: wall seconds for both
     assert run.costs() == {"short": 5.0, "long": 20.0}
+
+
+def test_the_report_shows_the_latest_calibration(study, tmp_path, capsys, monkeypatch):
+    from losslab.search import run_study
+
+    run_study(load_study(study), progress=False, trainer=FakeTrainer)
+    out = tmp_path / "report.html"
+    assert main(["report", str(study), "--out", str(out)]) == 0
+    page = out.read_text()
+    assert "was not measured for this study" in page and "losslab calibrate" in page
+    monkeypatch.setattr("losslab.analysis.calibrate_run.Trainer", FakeTrainer)
+    monkeypatch.setenv("LOSSLAB_PLOTS", "1")  # the rank plot (the fake trainer draws none)
+    argv = ["calibrate", str(study), "--seeds", "2", "--candidates", "1", "--rungs", "2"]
+    assert main([*argv, "--top", "search", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["report", str(study), "--out", str(out)]) == 0
+    page = out.read_text()
+    section = page[page.index('<section id="calibration">') :]
+    section = section[: section.index("</section>")]
+    assert "Recommended: epochs=1, the cheapest fidelity" in section
+    assert section.count("<tr>") == 1 + 2  # header + the two fidelities
+    assert ">epochs=1<" in section and ">search<" in section
+    assert "Rank agreement of each fidelity with the top one" in section
+    assert "each candidate&#x27;s rank against fidelity (1 = best)" in section
+    assert "data:image/png;base64," in section
+    assert "was not measured" not in page
