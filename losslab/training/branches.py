@@ -25,8 +25,10 @@ slice, one backward pass, per-branch gradient clipping and one optimiser step ov
   ``losslab.training.population`` for how far Adam carries it).
 
 What cannot be batched (a network with dropout, an operation without a batching rule, a run
-without a trainer) raises :class:`BranchesUnsupported` with the reason before anything trains,
-so the caller can take the one-at-a-time path.
+without a trainer, an error in a branch's loss) raises :class:`BranchesUnsupported` with the
+reason, and a CUDA out-of-memory error is raised as it is; either leaves the run as it was (the
+branches train copies), so the caller can take the one-at-a-time path or fewer branches. The
+first batched step is the check: no separate trial pass is paid for.
 """
 
 from __future__ import annotations
@@ -95,20 +97,37 @@ def _branch_state(state: TrainState, model: torch.nn.Module, values: dict) -> Tr
     return branch
 
 
-def _stack(state: TrainState, size: int, images: torch.Tensor) -> StackedNetwork:
-    """``size`` copies of the run's network and optimiser state as one stacked network,
-    checked at the shape of ``images`` (raises what batching raises)."""
+def _stack(state: TrainState, size: int) -> StackedNetwork:
+    """``size`` copies of the run's network and optimiser state as one stacked network."""
     models = [copy.deepcopy(state.model) for _ in range(size)]
     net = StackedNetwork(models, lambda module: make_optimizer(state.config, module))
     net.optimizer.load_state_dict(_stacked_optimizer_state(state, size))
-    with _autocast(state):
-        net.check(images)
     return net
 
 
 def _autocast(state: TrainState) -> torch.autocast:
     dtype = state.amp_dtype or torch.float32
     return torch.autocast(state.device.type, dtype=dtype, enabled=state.amp_dtype is not None)
+
+
+def _step(
+    net: StackedNetwork, branches: list[TrainState], images: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    """One training step of every branch, as ``Trainer.step`` takes it alone; ``[N]`` flags of
+    a non-finite loss or gradient (no host sync)."""
+    for branch in branches:  # the parameter schedule first
+        if branch.param_schedule is not None:
+            branch.set_loss_parameters(branch.param_schedule.values_at(branch.step))
+    with _autocast(branches[0]):
+        logits = net(images)  # raises for a network that cannot be batched (dropout)
+    totals = torch.stack([step_loss(b, logits[j], labels) for j, b in enumerate(branches)])
+    net.optimizer.zero_grad(set_to_none=True)
+    totals.sum().backward()  # the branches are independent: each gets its own gradient
+    norms = net.clip_grad_norms(branches[0].config.grad_clip)
+    net.step()
+    for branch in branches:
+        branch.step += 1
+    return ~torch.isfinite(totals.detach()) | ~torch.isfinite(norms)
 
 
 def train_branches(
@@ -135,8 +154,8 @@ def train_branches(
         was not finite.
 
     Raises:
-        BranchesUnsupported: the network cannot be stacked or batched, or the run has no
-            trainer; nothing was trained.
+        BranchesUnsupported: the network cannot be stacked or batched, a branch's step raised,
+            or the run has no trainer; the run is left as it was.
         torch.cuda.OutOfMemoryError: the branches do not fit at once (try fewer).
     """
     if state.trainer is None or state.optimizer is None:
@@ -148,30 +167,16 @@ def train_branches(
     if len(batches) != steps:
         raise ValueError(f"{steps} steps need {steps} batches, got {len(batches)}")
     size = len(values)
-    try:
-        net = _stack(state, size, batches[0][0])
+    bad = torch.zeros(size, dtype=torch.bool, device=state.device)
+    try:  # the stack and its branches are copies: an error leaves the run as it was
+        net = _stack(state, size)
+        branches = [_branch_state(state, net.members[j], values[j]) for j in range(size)]
+        for images, labels in batches:
+            bad |= _step(net, branches, images, labels)
     except torch.cuda.OutOfMemoryError:
         raise
     except Exception as exc:
         raise BranchesUnsupported(f"{type(exc).__name__}: {exc}") from exc
-    branches = [_branch_state(state, net.members[j], values[j]) for j in range(size)]
-    bad = torch.zeros(size, dtype=torch.bool, device=state.device)
-    for images, labels in batches:
-        for branch in branches:  # as Trainer.step: the parameter schedule first
-            if branch.param_schedule is not None:
-                branch.set_loss_parameters(branch.param_schedule.values_at(branch.step))
-        with _autocast(state):
-            logits = net(images)
-        totals = torch.stack(
-            [step_loss(branch, logits[j], labels) for j, branch in enumerate(branches)]
-        )
-        net.optimizer.zero_grad(set_to_none=True)
-        totals.sum().backward()  # the branches are independent: each gets its own gradient
-        norms = net.clip_grad_norms(state.config.grad_clip)
-        net.step()
-        for branch in branches:
-            branch.step += 1
-        bad |= ~torch.isfinite(totals.detach()) | ~torch.isfinite(norms)
     flags = bad.tolist()  # one host sync for all the branches
     scores: list[list[float] | None] = []
     for branch, failed in zip(branches, flags):

@@ -16,6 +16,7 @@ import itertools
 import logging
 
 import pytest
+import torch
 
 from losslab.candidate import Candidate, ScheduleSpec
 from losslab.search.greedy.controller import GreedyController, GreedyPlan
@@ -132,3 +133,17 @@ def test_the_setting_is_validated_and_reads_yaml_booleans():
         check_settings({"batched_lookahead": "sometimes"})
     with pytest.raises(ValueError, match=r"^greedy\.batched_lookahead"):
         GreedyController(GreedyPlan(addresses=("beta",)), Objective(), batched="yes")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_auto_batches_and_scores_as_one_at_a_time(blobs):
+    """``auto`` batches on a GPU; the first decision (the same start in both runs) scores every
+    combination as the one-at-a-time look-ahead does, up to the GPU's rounding."""
+    config = dataclasses.replace(CONFIG, device="cuda", epochs=1, steps_per_epoch=4)
+    candidate = Candidate.from_loss("tversky", alpha=0.5, beta=0.5)
+    plan = GreedyPlan(addresses=("alpha", "beta"), every=3, lookahead=2, step=0.4)
+    seq, _ = _run(config, candidate, plan, blobs, "off")
+    bat, result = _run(config, candidate, plan, blobs, "auto")
+    assert result.tags["greedy.lookahead"] == "batched"
+    first = [s for s, _ in seq.decisions[0]["scores"]], [s for s, _ in bat.decisions[0]["scores"]]
+    assert first[1] == pytest.approx(first[0], rel=1e-3)

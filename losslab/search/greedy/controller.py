@@ -182,10 +182,11 @@ class GreedyController(Hook):
         """Try every combination from the current state; set the best and return it."""
         snapshot = Snapshot.take(state)
         combinations = self.combinations(state)
-        batched = self._batched_scores(state, combinations) if self._batches(state) else None
-        if batched is not None:
-            snapshot.restore(state)  # the random streams: the branches drew the batches
-            self.batched_decisions += 1
+        tried = self._batches(state)
+        batched = self._batched_scores(state, combinations) if tried else None
+        if tried:  # the random streams as they were, whether the branches trained or not
+            snapshot.restore(state)
+        self.batched_decisions += batched is not None
         scored: list[tuple[float, dict[str, float]]] = []
         failed: list[dict[str, float]] = []
         for i, values in enumerate(combinations):
