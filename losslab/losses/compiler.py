@@ -140,11 +140,17 @@ class Program:
     in a program compiled with ``fuse_labels``, also ``gathered`` (a terminal at the labels),
     ``gather`` (a computed voxel value at the labels) and ``labels`` (per-label sums), which
     need the integer labels (see :mod:`losslab.losses.fusion`).
+
+    ``detached`` are the ``op`` steps whose values only reach the conditions of ``where``
+    (through comparisons, which have no gradient): they run under ``torch.no_grad()``, so that
+    autograd neither records them nor keeps their inputs, and the protected operators take
+    their forward-only code. Values are the same.
     """
 
     steps: tuple[tuple[str, object, tuple[int | float, ...]], ...]
     outputs: tuple[int | float, ...]
     terminals: frozenset[str]
+    detached: frozenset[int] = frozenset()
 
     def run(self, terminals: Terminals | Mapping[str, torch.Tensor | float]) -> list[torch.Tensor]:
         """Evaluate every output; constant outputs come back as 0-d tensors.
@@ -153,12 +159,16 @@ class Program:
         (:attr:`terminals`); constant outputs go to its ``device`` (the CPU when it has none).
         """
         values: list = []
-        for kind, payload, slots in self.steps:
+        for index, (kind, payload, slots) in enumerate(self.steps):
             args = [values[s] if isinstance(s, int) else s for s in slots]
             if kind == "terminal":
                 values.append(terminals.get(payload))
             elif kind == "op":
-                values.append(payload(*args))
+                if index in self.detached:
+                    with torch.no_grad():
+                        values.append(payload(*args))
+                else:
+                    values.append(payload(*args))
             elif kind == "gathered":  # fused label sums (losslab.losses.fusion)
                 values.append(gathered_terminal(terminals, payload))
             elif kind == "gather":
@@ -300,13 +310,50 @@ def compile_program(
             operation = _operation(node, vocabulary)
             if all(isinstance(a, float) for a in args):
                 slot = _fold(operation, args)
+            elif (same := _identity(node, args, vocabulary)) is not None:
+                slot = same
             else:
                 slot = emit("op", operation, args)
+                if isinstance(node, Compare):
+                    comparisons.add(slot)
         memo[node] = slot
         return slot
 
+    comparisons: set[int] = set()
     outputs = tuple(visit(tree) for tree in trees)
-    return Program(tuple(steps), outputs, frozenset(used_terminals))
+    detached = _condition_only(steps, outputs, comparisons)
+    return Program(tuple(steps), outputs, frozenset(used_terminals), detached)
+
+
+def _identity(node: Node, args: tuple[int | float, ...], vocabulary: Vocabulary) -> int | None:
+    """The slot of ``x`` for ``x * 1``, ``1 * x``, ``x + 0``, ``0 + x`` and ``x - 0`` (exactly
+    ``x``, value and gradient) when the operation is not saturated; else ``None``."""
+    if not isinstance(node, BinOp) or node.op not in "+-*" or needs_saturation(node, vocabulary):
+        return None
+    left, right = args
+    neutral = 1.0 if node.op == "*" else 0.0
+    if right == neutral and isinstance(left, int) and not isinstance(right, int):
+        return left
+    if node.op != "-" and left == neutral and isinstance(right, int) and not isinstance(left, int):
+        return right
+    return None
+
+
+def _condition_only(
+    steps: Sequence[tuple[str, object, tuple[int | float, ...]]],
+    outputs: tuple[int | float, ...],
+    comparisons: set[int],
+) -> frozenset[int]:
+    """The ``op`` steps whose values reach the outputs only through comparisons."""
+    differentiable = {slot for slot in outputs if isinstance(slot, int)}
+    for index in range(len(steps) - 1, -1, -1):
+        if index in differentiable and index not in comparisons:
+            differentiable.update(s for s in steps[index][2] if isinstance(s, int))
+    return frozenset(
+        index
+        for index, (kind, _, _) in enumerate(steps)
+        if kind == "op" and index not in differentiable
+    )
 
 
 def _is_constant(slot: int | float) -> bool:

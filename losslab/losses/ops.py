@@ -25,6 +25,9 @@ from dataclasses import dataclass
 
 import torch
 
+from losslab.losses.protected import divide, power
+from losslab.losses.selection import maximum, minimum, select
+
 __all__ = [
     "EPS",
     "FUNCTIONS",
@@ -128,17 +131,14 @@ def safe_div(a, b):
     if not isinstance(b, torch.Tensor):
         b = b if abs(b) >= EPS else EPS
         return _saturate(tensor_like(a, b) / b) if isinstance(a, torch.Tensor) else a / b
-    b = torch.where(b.abs() < EPS, torch.where(b < 0, -EPS, EPS), b)
-    return _saturate(a / b)
+    return divide(tensor_like(a, b), b, EPS, LIMIT)
 
 
 def safe_pow(a, b):
     """``a ** b``: exact for small non-negative integer exponents, else ``|a| ** b`` in log space."""
     if not isinstance(b, torch.Tensor) and float(b).is_integer() and 0 <= b <= 3:
         return _saturate(tensor_like(a, b) ** int(b)) if b != 0 else tensor_like(a, b) * 0 + 1
-    a = tensor_like(a, b)
-    exponent = b * torch.log(a.abs().clamp_min(EPS))
-    return torch.exp(exponent.clamp(max=_EXP_MAX))
+    return power(tensor_like(a, b), b, EPS, _EXP_MAX)
 
 
 def safe_log(x):
@@ -189,18 +189,19 @@ def _where(cond, a, b):
             return chosen.expand(shape)
         return torch.full(shape, float(chosen), dtype=ref.dtype, device=ref.device)
     if isinstance(ref, torch.Tensor):  # a number branch is a scalar of the tensor's dtype
-        return torch.where(cond, a, b)
+        return select(cond, tensor_like(a, ref), tensor_like(b, ref))
     return torch.where(cond, float(a), float(b)).to(torch.float32)  # two numbers: float32
 
 
 # ``min`` and ``max`` keep torch.minimum / torch.maximum against a number too (made on the device
 # by ``tensor_like``): clamp would give a tie the whole gradient where these split it in two.
+# ``select``, ``minimum`` and ``maximum`` give torch's values and gradients in fewer passes.
 def _min(a, b):
-    return torch.minimum(tensor_like(a, b), tensor_like(b, a))
+    return minimum(tensor_like(a, b), tensor_like(b, a))
 
 
 def _max(a, b):
-    return torch.maximum(tensor_like(a, b), tensor_like(b, a))
+    return maximum(tensor_like(a, b), tensor_like(b, a))
 
 
 def _clamp(x, low, high):
