@@ -33,6 +33,7 @@ from losslab.losses.fusion import (
     label_sum_argument,
     label_sums,
 )
+from losslab.losses.lifetimes import condition_only, last_reads
 from losslab.losses.nodes import BinOp, Call, Compare, Neg, Node, Num, Var, children
 from losslab.losses.ops import BINARY, COMPARISONS, LIMIT, safe_pow, tensor_like
 from losslab.losses.parser import kind_of
@@ -144,13 +145,17 @@ class Program:
     ``detached`` are the ``op`` steps whose values only reach the conditions of ``where``
     (through comparisons, which have no gradient): they run under ``torch.no_grad()``, so that
     autograd neither records them nor keeps their inputs, and the protected operators take
-    their forward-only code. Values are the same.
+    their forward-only code. Values are the same. ``released[i]`` are the values that no step
+    after step ``i`` reads (outputs excepted): they are dropped there, so that the allocator
+    can give their memory to the next steps (a fresh tensor of a voxel's size costs more on the
+    CPU than a pass over one).
     """
 
     steps: tuple[tuple[str, object, tuple[int | float, ...]], ...]
     outputs: tuple[int | float, ...]
     terminals: frozenset[str]
     detached: frozenset[int] = frozenset()
+    released: tuple[tuple[int, ...], ...] = ()
 
     def run(self, terminals: Terminals | Mapping[str, torch.Tensor | float]) -> list[torch.Tensor]:
         """Evaluate every output; constant outputs come back as 0-d tensors.
@@ -175,6 +180,9 @@ class Program:
                 values.append(gather_at_labels(terminals, args[0]))
             else:  # "labels"
                 values.append(label_sums(terminals, args[0], mean=payload))
+            if self.released:
+                for slot in self.released[index]:
+                    values[slot] = None
         results = []
         for slot in self.outputs:
             value = values[slot] if isinstance(slot, int) else slot
@@ -232,15 +240,26 @@ def _comparison(op: str):
 
     def run(a, b):
         if isinstance(a, torch.Tensor):
-            return compare(a, b)
+            return _mask(compare, a, b)
         if isinstance(b, torch.Tensor):
-            return mirrored(b, a)
+            return _mask(mirrored, b, a)
         return compare(tensor_like(a, b), b)
 
     return run
 
 
 _MIRRORED = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
+
+
+def _mask(compare, a: torch.Tensor, b: torch.Tensor | float) -> torch.Tensor:
+    """``compare(a, b)`` as 0 and 1 in the floating dtype of the comparison (computed in the
+    dtype of the operands, as the boolean result would be): the condition of ``where`` is its
+    weight (``losslab.losses.selection``), so no conversion pass is needed there."""
+    dtype = torch.result_type(a, b)
+    if not dtype.is_floating_point:
+        return compare(a, b)
+    shape = torch.broadcast_shapes(a.shape, b.shape) if isinstance(b, torch.Tensor) else a.shape
+    return compare(a, b, out=torch.empty(shape, dtype=dtype, device=a.device))
 
 
 def compile_program(
@@ -321,8 +340,9 @@ def compile_program(
 
     comparisons: set[int] = set()
     outputs = tuple(visit(tree) for tree in trees)
-    detached = _condition_only(steps, outputs, comparisons)
-    return Program(tuple(steps), outputs, frozenset(used_terminals), detached)
+    detached = condition_only(steps, outputs, comparisons)
+    released = last_reads(steps, outputs)
+    return Program(tuple(steps), outputs, frozenset(used_terminals), detached, released)
 
 
 def _identity(node: Node, args: tuple[int | float, ...], vocabulary: Vocabulary) -> int | None:
@@ -337,23 +357,6 @@ def _identity(node: Node, args: tuple[int | float, ...], vocabulary: Vocabulary)
     if node.op != "-" and left == neutral and isinstance(right, int) and not isinstance(left, int):
         return right
     return None
-
-
-def _condition_only(
-    steps: Sequence[tuple[str, object, tuple[int | float, ...]]],
-    outputs: tuple[int | float, ...],
-    comparisons: set[int],
-) -> frozenset[int]:
-    """The ``op`` steps whose values reach the outputs only through comparisons."""
-    differentiable = {slot for slot in outputs if isinstance(slot, int)}
-    for index in range(len(steps) - 1, -1, -1):
-        if index in differentiable and index not in comparisons:
-            differentiable.update(s for s in steps[index][2] if isinstance(s, int))
-    return frozenset(
-        index
-        for index, (kind, _, _) in enumerate(steps)
-        if kind == "op" and index not in differentiable
-    )
 
 
 def _is_constant(slot: int | float) -> bool:

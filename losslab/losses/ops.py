@@ -190,7 +190,7 @@ def _where(cond, a, b):
         return torch.full(shape, float(chosen), dtype=ref.dtype, device=ref.device)
     if isinstance(ref, torch.Tensor):  # a number branch is a scalar of the tensor's dtype
         return select(cond, tensor_like(a, ref), tensor_like(b, ref))
-    return torch.where(cond, float(a), float(b)).to(torch.float32)  # two numbers: float32
+    return torch.where(cond != 0, float(a), float(b)).to(torch.float32)  # two numbers: float32
 
 
 # ``min`` and ``max`` keep torch.minimum / torch.maximum against a number too (made on the device

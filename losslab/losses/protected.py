@@ -82,11 +82,12 @@ class _Divide(torch.autograd.Function):
         need_a, need_b = ctx.needs_input_grad[:2]
         # where the quotient is saturated (or NaN) the gradient is 0, as clamp's
         grad = grad * (quotient.abs() <= ctx.limit)
-        grad_a = _reduce(grad / floored, ctx.inputs[0]) if need_a else None
-        grad_b = None
+        grad_a = grad_b = None
         if need_b:  # -grad * ((a / b') / b'), as torch's division, where b' is b (|b| >= eps)
             kept = torch.eq(floored, b)
             grad_b = _reduce((quotient / floored).mul_(grad).neg_().mul_(kept), ctx.inputs[1])
+        if need_a:
+            grad_a = _reduce(grad.div_(floored), ctx.inputs[0])
         return grad_a, grad_b, None, None
 
 
@@ -98,24 +99,23 @@ class _Power(torch.autograd.Function):
         base = a.abs().clamp_min_(eps)
         log_base = base.log()
         exponent = torch.mul(log_base, b)
-        out = exponent.clamp_max(max_exponent).exp_()
+        uncapped = exponent <= max_exponent  # exp's gradient passes here (a tie too, as clamp's)
+        out = exponent.clamp_max_(max_exponent).exp_()
         ctx.exponent_tensor = isinstance(b, torch.Tensor)
         exponent_saved = b if ctx.exponent_tensor else torch.empty(0)
-        ctx.save_for_backward(a, exponent_saved, base, log_base, exponent, out)
+        ctx.save_for_backward(a, exponent_saved, base, log_base, uncapped, out)
         ctx.b = None if ctx.exponent_tensor else b
-        ctx.max_exponent = max_exponent
         ctx.inputs = [(a.shape, a.dtype), (b.shape, b.dtype) if ctx.exponent_tensor else None]
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: torch.Tensor):
-        a, b, base, log_base, exponent, out = ctx.saved_tensors
+        a, b, base, log_base, uncapped, out = ctx.saved_tensors
         if not ctx.exponent_tensor:
             b = ctx.b
         need_a, need_b = ctx.needs_input_grad[:2]
-        # exp's gradient where the exponent is not capped (a tie passes, as clamp's)
-        g = (grad * out).mul_(exponent <= ctx.max_exponent)
+        g = (grad * out).mul_(uncapped)
         grad_a = grad_b = None
         if need_b:
             grad_b = _reduce(g * log_base, ctx.inputs[1])

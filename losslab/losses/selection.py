@@ -15,6 +15,9 @@ from passes that have no branch per element:
   (``max``: ``sign(a - b)``), that is 1 where ``a`` is chosen, 0 where ``b`` is and 1/2 on a
   tie, as torch does, and ``b`` the rest, ``grad - grad * w``: products by 0, 1/2 and 1, exact.
 
+Temporaries are updated in place: on the CPU a fresh tensor of this size (the pages the
+allocator gets from the system) costs more than a pass over one already in use.
+
 The results are exact, not rounded approximations, on finite inputs, which is what the language
 produces on the inputs of a training run (``losslab.losses.bounds``: every value stays within
 ``±EXACT_MAX``): ``a - b`` cannot overflow and ``0 * (a - b)`` is 0. A NaN or an infinity in an
@@ -34,8 +37,9 @@ __all__ = ["maximum", "minimum", "select"]
 
 
 def select(cond: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``torch.where(cond, a, b)`` for a boolean ``cond`` and tensors ``a``, ``b`` (any of the
-    three broadcast), in the dtype torch's ``where`` would give."""
+    """``torch.where(cond, a, b)`` for a boolean ``cond`` (or one of zeros and ones, as the
+    compiler's comparisons give) and tensors ``a``, ``b`` (any of the three broadcast), in the
+    dtype torch's ``where`` would give."""
     dtype = torch.result_type(a, b)
     a, b = a.to(dtype), b.to(dtype)
     weight = cond.to(dtype)
@@ -109,15 +113,19 @@ class _Extremum(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         a, b = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad[:2]
-        # sign: 1 where a is chosen, -1 where b is, 0 on a tie; half = grad / 2
-        sign = torch.sign(a - b if ctx.largest else b - a)
-        half = grad * 0.5
+        high, low = (a, b) if ctx.largest else (b, a)  # a is chosen where high > low
         grad_a = grad_b = None
         if need_a:
-            chosen = torch.addcmul(half, half, sign)  # grad * (1 + sign) / 2
+            chosen = _share(high, low).mul_(grad)
             grad_a = _reduce(chosen, (a.shape, a.dtype))
             if need_b:
                 grad_b = _reduce(grad - chosen, (b.shape, b.dtype))
         elif need_b:
-            grad_b = _reduce(torch.addcmul(half, half, sign, value=-1), (b.shape, b.dtype))
+            grad_b = _reduce(_share(low, high).mul_(grad), (b.shape, b.dtype))
         return grad_a, grad_b, None
+
+
+def _share(high: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+    """1 where ``high > low``, 0 where ``high < low``, 1/2 on a tie: ``(1 + sign) / 2``, computed
+    in place in one new tensor (a fresh tensor costs more than a pass over one)."""
+    return torch.sub(high, low).sign_().mul_(0.5).add_(0.5)

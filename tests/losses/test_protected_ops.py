@@ -203,8 +203,9 @@ def _use_reference(patch) -> None:
     """The language as it was: plain formulas, no identities, every step recorded."""
     for name, fn in REFERENCE.items():
         patch.setattr(ops, name, fn)
+    patch.setattr(compiler, "_mask", lambda compare, a, b: compare(a, b))  # booleans
     patch.setattr(compiler, "_identity", lambda node, args, vocabulary: None)
-    patch.setattr(compiler, "_condition_only", lambda steps, outputs, comparisons: frozenset())
+    patch.setattr(compiler, "condition_only", lambda steps, outputs, comparisons: frozenset())
 
 
 @functools.cache
@@ -308,3 +309,14 @@ def test_identities_are_not_computed():
     assert len(with_identities.steps) == len(plain.steps)
     kept = compile_program([parse_loss("vmean(0 - logp * y)").tree])  # 0 - x is not x
     assert any(slots[:1] == (0.0,) for _, _, slots in kept.steps)
+
+
+@pytest.mark.parametrize("op", ["<", "<=", ">", ">="])
+def test_comparisons_give_the_boolean_as_zeros_and_ones(op):
+    compare = ops.COMPARISONS[op]
+    x = torch.tensor([0.1, 0.2, 0.30000001, -0.0, 0.0, 1e-8], dtype=torch.float32)
+    others = (0.1, 0.0, torch.tensor(0.2, dtype=torch.float64), x.flip(0), x.double()[:1])
+    for other in others:
+        mask = compiler._mask(compare, x, other)
+        assert mask.dtype == torch.result_type(x, other)
+        assert torch.equal(mask, compare(x, other).to(mask.dtype))
