@@ -17,8 +17,12 @@ on a data-dependent mask (on the CPU a branch per element, several passes' worth
   is the sign of ``a`` where ``|a| >= eps`` and 0 where the floor holds.
 
 The values are the same operations on the same numbers, so they are equal; gradients differ
-from torch's chain of ``where`` and products by the order of a few roundings.
+from torch's chain of ``where`` and products by the order of a few roundings at most. (In
+float64 the first code floored a denominator at ``eps`` rounded to float32, the dtype
+``torch.where(b < 0, -eps, eps)`` gave; it is ``eps`` in the denominator's dtype here.)
 ``tests/losses/test_protected_ops.py`` holds the plain formulas and compares the two.
+Their backward is not differentiable again (``once_differentiable``: a second derivative
+raises instead of coming out wrong); nothing differentiates a loss expression twice.
 """
 
 from __future__ import annotations

@@ -26,6 +26,8 @@ input (outside that contract) may spread to the other input's gradient or to the
 
 Autograd Functions are used where a gradient is wanted; without one (``torch.no_grad``, or no
 input that requires a gradient) the forward alone runs.
+Their backward is not differentiable again (``once_differentiable``: a second derivative
+raises instead of coming out wrong); nothing differentiates a loss expression twice.
 """
 
 from __future__ import annotations
