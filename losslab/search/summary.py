@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from losslab.console import class_table, split_title, unchanged_schedule_warnings
+from losslab.search.ladder import root_of
 from losslab.search.study_outcome import StudyOutcome
 from losslab.search.study_timing import plural
 
@@ -64,6 +65,9 @@ def summary_rows(outcome: StudyOutcome) -> list[dict]:
         )
         where = _where(row["role"], r.rung, ladder)
         label = f"{row['name']} (#{r.number})"
+        if ladder and root_of(r) != r.number:  # a promotion or race seed: named by its proposal
+            where = f"trial {root_of(r)}, rung {r.rung} (#{r.number})"
+            label = f"{row['name']} (#{root_of(r)} at rung {r.rung})"
         rows.append({**row, "rung": r.rung, "where": where, "label": label})
     for rung in sorted({r.rung for r in best} | {0}, reverse=True):
         baselines = outcome.rung_baselines.get((rung, 0))

@@ -121,3 +121,23 @@ def test_a_finished_ladder_study_ranks_its_verdicts_winner_first(tmp_path):
     assert finished.outcome().verdict.sentence == outcome.verdict.sentence
     roots = [r.number if r.root is None else r.root for r in ranked]
     assert len(roots) == len(set(roots))
+
+
+def test_the_summary_names_a_promoted_trial_by_its_proposal_as_the_verdict_does(tmp_path):
+    from losslab.search.ladder import root_of
+    from losslab.search.study_verdict import trial_label
+    from losslab.search.summary import summary_rows
+    from losslab.testing.fakes import FakeTrainer
+    from losslab.testing.ladder_contract import LADDER
+
+    FakeTrainer.test_cases = 4
+    config = load_study(write_study(tmp_path, fidelity=LADDER, budget={"trials": 10}))
+    outcome = run_study(config, progress=False, trainer=FakeTrainer)
+    winner = outcome.winner
+    assert winner is not None and root_of(winner) != winner.number  # promoted to the top
+    assert trial_label(winner).startswith(f"trial {root_of(winner)} ")
+    (row,) = [r for r in summary_rows(outcome) if r["run_id"] == winner.run_id]
+    assert row["where"] == f"trial {root_of(winner)}, rung {winner.rung} (#{winner.number})"
+    assert row["label"].endswith(f"(#{root_of(winner)} at rung {winner.rung})")
+    firsts = [r for r in summary_rows(outcome) if r["where"].endswith(", rung 0")]
+    assert all(r["where"].startswith(("trial ", "baseline")) for r in firsts)
