@@ -1,7 +1,7 @@
 """An evaluation's MLflow run, from its start to its end, through kills and reruns.
 
-- :class:`LinkedMLflowHook` reports its run id as soon as the run exists, so the ledger links
-  the run to its entry before training starts.
+- :class:`LinkedMLflowHook` reports its run id as soon as the run exists (before its parameters
+  and files), so the ledger links the run to its entry before training starts.
 - :class:`CacheHook` caches the result as soon as the evaluation ends, before its MLflow run is
   ended: a worker killed in between leaves a result that the study finds again, not one that it
   must train again.
@@ -50,16 +50,14 @@ FINAL_STATUSES = ("ok", "failed", "pruned")  # the ``status`` tag of a run that 
 
 
 class LinkedMLflowHook(MLflowHook):
-    """An MLflow hook that reports its run id as soon as the run exists."""
+    """An MLflow hook that reports its run id as soon as the run exists, before its parameters
+    and files are logged (a worker killed meanwhile leaves a run its entry links)."""
 
     on_run: Callable[[str], None] | None = None
 
-    def start_run(self) -> str:
-        new = self.run_id is None
-        run_id = super().start_run()
-        if new and self.on_run is not None:
+    def created(self, run_id: str) -> None:
+        if self.on_run is not None:
             self.on_run(run_id)
-        return run_id
 
 
 class CacheHook(Hook):

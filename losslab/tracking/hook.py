@@ -91,6 +91,7 @@ class MLflowHook(Hook):
                 parent_run_id=self.parent_run_id,
                 tags=tags,
             )
+            self.created(self.run_id)
             params = {
                 **self.candidate.flat_params(),
                 **{f"train.{k}": v for k, v in self.config.to_dict().items()},
@@ -104,6 +105,9 @@ class MLflowHook(Hook):
             self._log_networks()
             self._written = time.monotonic()
         return self.run_id
+
+    def created(self, run_id: str) -> None:
+        """Called as soon as the run exists, before anything is logged to it (nothing here)."""
 
     def _log_networks(self) -> None:
         """The file of each learned loss network of the candidate, under ``lossnets/`` (one
