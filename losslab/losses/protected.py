@@ -21,8 +21,9 @@ from torch's chain of ``where`` and products by the order of a few roundings at 
 float64 the first code floored a denominator at ``eps`` rounded to float32, the dtype
 ``torch.where(b < 0, -eps, eps)`` gave; it is ``eps`` in the denominator's dtype here.)
 ``tests/losses/test_protected_ops.py`` holds the plain formulas and compares the two.
-Their backward is not differentiable again (``once_differentiable``: a second derivative
-raises instead of coming out wrong); nothing differentiates a loss expression twice.
+Their backward is not differentiable again (``once_differentiable``); inside
+``losslab.losses.grad_mode.twice_differentiable()`` (ML3's meta-gradient) the plain torch code
+runs instead, with the same values.
 """
 
 from __future__ import annotations
@@ -30,14 +31,19 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
+from losslab.losses.grad_mode import lean_backward, plain_backward
+
 __all__ = ["divide", "power"]
 
 
 def divide(a: torch.Tensor, b: torch.Tensor, eps: float, limit: float) -> torch.Tensor:
     """``a / b'`` saturated at ``±limit``, ``b'`` being ``b`` with ``|b|`` floored at ``eps``
     (the sign of ``b`` kept, zero counting as positive); ``a`` and ``b`` tensors of one dtype."""
-    if _wants_grad(a, b):
+    if lean_backward(a, b):
         return _Divide.apply(a, b, eps, limit)
+    if plain_backward():  # out of place, twice differentiable
+        floored = torch.where(b.abs() < eps, torch.where(b < 0, -eps, eps).to(b.dtype), b)
+        return (a / floored).clamp(-limit, limit)
     return (a / _floored(b, eps)).clamp_(-limit, limit)
 
 
@@ -46,14 +52,12 @@ def power(
 ) -> torch.Tensor:
     """``exp(min(b * log(max(|a|, eps)), max_exponent))``; ``b`` a tensor or a number."""
     exponent_tensor = isinstance(b, torch.Tensor)
-    if _wants_grad(a, *((b,) if exponent_tensor else ())):
+    if lean_backward(a, *((b,) if exponent_tensor else ())):
         return _Power.apply(a, b, eps, max_exponent)
+    if plain_backward():
+        return torch.exp(torch.mul(torch.log(a.abs().clamp_min(eps)), b).clamp(max=max_exponent))
     exponent = torch.mul(a.abs().clamp_min_(eps).log_(), b)
     return exponent.clamp_max_(max_exponent).exp_()
-
-
-def _wants_grad(*tensors: torch.Tensor) -> bool:
-    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 def _floored(b: torch.Tensor, eps: float) -> torch.Tensor:

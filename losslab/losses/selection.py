@@ -26,14 +26,17 @@ input (outside that contract) may spread to the other input's gradient or to the
 
 Autograd Functions are used where a gradient is wanted; without one (``torch.no_grad``, or no
 input that requires a gradient) the forward alone runs.
-Their backward is not differentiable again (``once_differentiable``: a second derivative
-raises instead of coming out wrong); nothing differentiates a loss expression twice.
+Their backward is not differentiable again (``once_differentiable``); inside
+``losslab.losses.grad_mode.twice_differentiable()`` (ML3's meta-gradient) the plain torch code
+runs instead, with the same values.
 """
 
 from __future__ import annotations
 
 import torch
 from torch.autograd.function import once_differentiable
+
+from losslab.losses.grad_mode import lean_backward, plain_backward
 
 __all__ = ["maximum", "minimum", "select"]
 
@@ -44,28 +47,26 @@ def select(cond: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor
     dtype torch's ``where`` would give."""
     dtype = torch.result_type(a, b)
     a, b = a.to(dtype), b.to(dtype)
+    if plain_backward():
+        return torch.where(cond != 0, a, b)
     weight = cond.to(dtype)
-    if _wants_grad(a, b):
+    if lean_backward(a, b):
         return _Select.apply(weight, a, b)
     return torch.lerp(b, a, weight)
 
 
 def minimum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``torch.minimum(a, b)``, with the gradient computed without ``where``."""
-    if _wants_grad(a, b):
+    if lean_backward(a, b):
         return _Extremum.apply(a, b, False)
     return torch.minimum(a, b)
 
 
 def maximum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``torch.maximum(a, b)``, with the gradient computed without ``where``."""
-    if _wants_grad(a, b):
+    if lean_backward(a, b):
         return _Extremum.apply(a, b, True)
     return torch.maximum(a, b)
-
-
-def _wants_grad(*tensors: torch.Tensor) -> bool:
-    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 def _reduce(grad: torch.Tensor, like: tuple[torch.Size, torch.dtype]) -> torch.Tensor:

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from losslab.losses.grad_mode import twice_differentiable
 from losslab.losses.learned import LossNetwork, evaluate_library_loss
 from losslab.losses.resolve import resolve_loss
 from losslab.losses.spec import reduce
@@ -200,7 +201,10 @@ def meta_gradient(
         return 1.0 - value, value, dice
 
     schedule = [batches[k % len(batches)] for k in range(steps)]
-    outer_loss, value, dice, params = run(model, schedule, val_batch[0], inner_loss, outer, config)
+    with twice_differentiable():  # the inner steps' gradients are differentiated again
+        outer_loss, value, dice, params = run(
+            model, schedule, val_batch[0], inner_loss, outer, config
+        )
     phi = list(loss_net.parameters())
     found = torch.autograd.grad(outer_loss, phi, allow_unused=True)
     grads = tuple(torch.zeros_like(p) if g is None else g for p, g in zip(phi, found))
