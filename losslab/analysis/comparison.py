@@ -135,7 +135,11 @@ def _entrants(studies: Sequence[FinishedStudy], top: int | None) -> list[Entrant
                 )
             )
     first = studies[0]
-    found = {e.candidate.name: e.value for e in first.baselines()}
+    # On a ladder a baseline's search value is read at the highest rung a compared trial
+    # reached (the verdict's rung), against which its value means something; else rung 0.
+    rungs = [r.rung for r in first.ranked()[: top or first.config.top]]
+    rung = max(rungs, default=0) if not first.config.ladder.plain else 0
+    found = {e.candidate.name: e.value for e in first.baselines(rung=rung)}
     for candidate in first.config.baselines:
         value = found.get(candidate.name, math.nan)
         entrants.append(

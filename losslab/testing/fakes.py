@@ -26,7 +26,8 @@ class FakeTrainer:
     candidate that goes NaN). ``epoch_seconds`` slows it down for the worker tests.
     ``test_cases``: how many test cases the result holds per-case Dice for (0: none), each
     the score plus a small deterministic jitter; ``test_offset(candidate)`` is added to them
-    (a candidate that validates well and tests badly, for racing).
+    (a candidate that validates well and tests badly, for racing). ``epoch_gain``: scores are
+    multiplied by ``1 - epoch_gain / epochs``, so a longer fidelity scores higher (0: alike).
     """
 
     trained: ClassVar[list[str]] = []  # candidate keys trained in this process (/plan if steered)
@@ -35,12 +36,13 @@ class FakeTrainer:
     epoch_seconds: ClassVar[float] = 0.0
     test_cases: ClassVar[int] = 0
     test_offset: ClassVar[Callable[[Any], float] | None] = None
+    epoch_gain: ClassVar[float] = 0.0
 
     @classmethod
     def reset(cls) -> None:
         """Back to the defaults (between tests)."""
         cls.trained, cls.evaluated, cls.fail_every, cls.epoch_seconds = [], [], 0, 0.0
-        cls.test_cases, cls.test_offset = 0, None
+        cls.test_cases, cls.test_offset, cls.epoch_gain = 0, None, 0.0
 
     def __init__(self, config, hooks):
         self.config, self.hooks = config, list(hooks)
@@ -56,6 +58,8 @@ class FakeTrainer:
         classes = list(dataset.class_names)
         digest = hashlib.sha256(f"{candidate.key}:{self.config.seed}".encode()).digest()
         scores = [0.2 + 0.7 * b / 255 for b in digest[: len(classes)]]
+        if self.epoch_gain:
+            scores = [s * (1.0 - self.epoch_gain / self.config.epochs) for s in scores]
         state = SimpleNamespace(
             config=self.config,
             candidate=candidate,

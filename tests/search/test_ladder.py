@@ -141,3 +141,23 @@ def test_the_summary_names_a_promoted_trial_by_its_proposal_as_the_verdict_does(
     assert row["label"].endswith(f"(#{root_of(winner)} at rung {winner.rung})")
     firsts = [r for r in summary_rows(outcome) if r["where"].endswith(", rung 0")]
     assert all(r["where"].startswith(("trial ", "baseline")) for r in firsts)
+
+
+def test_compare_reads_the_baselines_search_value_at_the_compared_trials_rung(tmp_path):
+    from losslab.analysis.comparison import _entrants
+    from losslab.analysis.finished import open_finished
+    from losslab.testing.fakes import FakeTrainer
+    from losslab.testing.ladder_contract import LADDER
+
+    FakeTrainer.test_cases, FakeTrainer.epoch_gain = 4, 0.5
+    config = load_study(write_study(tmp_path, fidelity=LADDER, budget={"trials": 10}))
+    run_study(config, progress=False, trainer=FakeTrainer)
+    finished = open_finished(config)
+    top = max(r.rung for r in finished.ranked()[:1])
+    assert top > 0
+    entrants = _entrants([finished], 1)
+    at_top = {e.candidate.name: e.value for e in finished.baselines(rung=top)}
+    at_zero = {e.candidate.name: e.value for e in finished.baselines(rung=0)}
+    baselines = [e for e in entrants if e.role == "baseline"]
+    assert baselines and all(e.search_value == at_top[e.label] for e in baselines)
+    assert any(at_top[name] != at_zero[name] for name in at_top)  # the test can tell them apart
