@@ -31,6 +31,7 @@ from losslab.console import StudyProgress
 from losslab.data import SegmentationDataset
 from losslab.search.evaluator import BatchItem, Evaluator
 from losslab.search.fidelity import Fidelity
+from losslab.search.ladder import root_of
 from losslab.search.study_config import StudyConfig
 from losslab.search.study_runs import close_stale_runs
 from losslab.tracking.tracker import Tracker
@@ -123,7 +124,8 @@ def _entrants(studies: Sequence[FinishedStudy], top: int | None) -> list[Entrant
     entrants, several = [], len(studies) > 1
     for study in studies:
         for record in study.ranked()[: top or study.config.top]:
-            label = f"trial-{record.number:03d}"
+            # named by its proposal, as the verdict names it (a promotion's entry has a root)
+            label = f"trial-{root_of(record):03d}"
             entrants.append(
                 Entrant(
                     f"{study.config.name}/{label}" if several else label,

@@ -161,3 +161,6 @@ def test_compare_reads_the_baselines_search_value_at_the_compared_trials_rung(tm
     baselines = [e for e in entrants if e.role == "baseline"]
     assert baselines and all(e.search_value == at_top[e.label] for e in baselines)
     assert any(at_top[name] != at_zero[name] for name in at_top)  # the test can tell them apart
+    (trial,) = [e for e in entrants if e.role == "candidate"]
+    winner = finished.ranked()[0]
+    assert winner.root is not None and trial.label == f"trial-{winner.root:03d}"  # as the verdict
