@@ -58,6 +58,7 @@ CEILINGS: dict[str, Ceiling] = {
     "data.cases": Ceiling(100_000, "cases"),
     "data.shape": Ceiling(512, "voxels per side of a generated case"),
     "data.seed": Ceiling(_SEED, "random seed of the data"),
+    "data.jitter": Ceiling(1, "proxy organ position sd (normalised units)"),
     "data.split_seed": Ceiling(_SEED, "random seed of the split"),
     "data.spacing": Ceiling(1000, "mm per voxel"),
     "data.ct_window": Ceiling(100_000, "Hounsfield units"),

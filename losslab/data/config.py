@@ -38,6 +38,9 @@ class DataConfig:
         shape: ``(D, H, W)`` of generated cases; default 96^3 for the phantom, 24^3 for the
             proxy (``DEFAULT_SHAPES``).
         seed: phantom or proxy dataset seed.
+        jitter: the proxy's spread of organ positions between cases (sd in normalised units,
+            the volume spanning 2; ``losslab.data.proxy.make_proxy_case``); None (default) is
+            the proxy's 0.04, half a voxel at 24^3. Proxy only; part of the fingerprint when set.
         spacing: target voxel size in mm (None keeps the native spacing).
         normalization, crop_foreground, foreground_threshold: see ``PreprocessConfig``.
         ct_window: ``(low, high)`` Hounsfield window of CT images (normalization ``"auto"``
@@ -73,6 +76,7 @@ class DataConfig:
     cases: int | None = None
     shape: tuple[int, int, int] | None = None
     seed: int = 0
+    jitter: float | None = None
     spacing: tuple[float, float, float] | None = None
     normalization: str = "auto"
     ct_window: tuple[float, float] = (-175.0, 250.0)
@@ -107,6 +111,11 @@ class DataConfig:
             raise ValueError(f"cases must be at least 1, got {self.cases}")
         if len(self.shape) != 3 or min(self.shape) < 8:
             raise ValueError(f"shape must be three sizes of at least 8, got {self.shape}")
+        if self.jitter is not None:
+            if self.source != "proxy":
+                raise ValueError(f"jitter is a setting of the proxy source, not {self.source!r}")
+            if not 0.0 <= float(self.jitter) <= 1.0:
+                raise ValueError(f"jitter must lie in [0, 1], got {self.jitter!r}")
         if len(self.split_fractions) != 3:
             raise ValueError(f"split_fractions must have 3 values, got {self.split_fractions}")
         _ = self.preprocess  # validates the preprocessing settings

@@ -48,7 +48,13 @@ from losslab.data.phantom import (
     phantom_case_seed,
 )
 from losslab.data.preprocess import preprocess_case
-from losslab.data.proxy import PROXY_CLASSES, PROXY_SPACING, PROXY_VERSION, make_proxy_case
+from losslab.data.proxy import (
+    PROXY_CLASSES,
+    PROXY_JITTER,
+    PROXY_SPACING,
+    PROXY_VERSION,
+    make_proxy_case,
+)
 from losslab.data.splits import make_splits, split_problem
 
 logger = logging.getLogger(__name__)
@@ -155,7 +161,8 @@ def _phantom(config: DataConfig) -> SegmentationDataset:
     label_map = config.label_map
     images, labels = [], []
     for i in range(n):
-        image, label = make_case(phantom_case_seed(config.seed, i), config.shape)
+        extra = {"jitter": config.jitter} if config.jitter is not None else {}
+        image, label = make_case(phantom_case_seed(config.seed, i), config.shape, **extra)
         if label_map is not None:
             label, _ = label_map.apply(label)
         image, label = preprocess_case(image, label, native_spacing, True, config.preprocess)
@@ -169,6 +176,8 @@ def _phantom(config: DataConfig) -> SegmentationDataset:
         "seed": config.seed,
         "preprocess": config.preprocess.as_dict(),
     }
+    if config.jitter is not None and float(config.jitter) != PROXY_JITTER:  # as labels, below
+        identity["jitter"] = float(config.jitter)
     class_names = tuple(classes)
     if label_map is not None:  # left out otherwise, so earlier fingerprints stay the same
         identity["labels"] = label_map.identity()

@@ -30,6 +30,7 @@ from losslab.data._smooth import smooth_noise
 
 __all__ = [
     "PROXY_CLASSES",
+    "PROXY_JITTER",
     "PROXY_SHAPE",
     "PROXY_SPACING",
     "PROXY_TARGET_SHARES",
@@ -79,7 +80,8 @@ _ORGANS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float],
     "spleen": ((-0.5, 0.0, 0.3), (0.8, 1.0, 1.2), 125.0, 6.0),
     "liver": ((0.35, 0.1, 0.25), (1.0, 1.0, 1.1), 95.0, 6.0),
 }
-_JITTER = 0.04  # sd of each organ's centre, normalised units (half a voxel at 24^3)
+PROXY_JITTER = 0.04
+"""Default sd of each organ's centre between cases, normalised units (half a voxel at 24^3)."""
 _FAT_HU, _MUSCLE_HU, _BOWEL_HU = -90.0, 50.0, 60.0
 
 
@@ -100,13 +102,18 @@ def _claim(label: np.ndarray, free: np.ndarray, field: np.ndarray, k: int, value
 
 
 def make_proxy_case(
-    seed: int, shape: tuple[int, int, int] = PROXY_SHAPE
+    seed: int, shape: tuple[int, int, int] = PROXY_SHAPE, jitter: float | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Generate one proxy case.
 
     Args:
         seed: seed of the ``numpy.random.Generator``; the same seed gives the same arrays.
         shape: ``(D, H, W)``, each at least 8.
+        jitter: standard deviation of each organ's centre between cases, in normalised units
+            (the volume spans 2); default ``PROXY_JITTER`` (0.04: half a voxel at 24^3). A larger
+            one (0.2: 2.4 voxels) leaves a network trained on a few cases room to overfit, the
+            regime of Li et al.'s asymmetric losses. The random draws are the same at any
+            jitter (only scaled), so cases of one seed differ only in where the organs sit.
 
     Returns:
         ``(image, label)``: float32 ``[D, H, W]`` CT in Hounsfield units (inside the default
@@ -116,6 +123,9 @@ def make_proxy_case(
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3 or min(shape) < 8:
         raise ValueError(f"proxy shape must be three sizes of at least 8, got {shape}")
+    jitter = PROXY_JITTER if jitter is None else float(jitter)
+    if not 0.0 <= jitter <= 1.0:
+        raise ValueError(f"proxy jitter must lie in [0, 1], got {jitter!r}")
     rng = np.random.default_rng(seed)
     u = _grid(shape)
     x, y, _ = u
@@ -128,7 +138,7 @@ def make_proxy_case(
     hu = np.where(body, _FAT_HU, -1000.0).astype(np.float32)
     hu[body & ~cavity] = _MUSCLE_HU
     for name, (centre, radii, _, _) in _ORGANS.items():
-        c = np.asarray(centre, np.float32) + rng.normal(0.0, _JITTER, 3).astype(np.float32)
+        c = np.asarray(centre, np.float32) + rng.normal(0.0, jitter, 3).astype(np.float32)
         r = np.asarray(radii, np.float32)
         field = np.sqrt(sum(((u[i] - c[i]) / r[i]) ** 2 for i in range(3)))
         field *= np.exp(0.08 * shape_noise)

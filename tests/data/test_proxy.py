@@ -77,3 +77,23 @@ def test_the_same_seed_gives_the_same_case_and_the_fingerprint_differs_from_the_
     assert proxy.fingerprint != phantom.fingerprint
     with pytest.raises(ValueError, match="at least 8"):
         make_proxy_case(0, (4, 24, 24))
+
+
+def test_jitter_moves_the_organs_between_cases_and_is_part_of_the_fingerprint():
+    def spread(jitter):
+        centres = []
+        for seed in range(8):
+            _, label = make_proxy_case(seed, jitter=jitter)
+            centres.append(np.argwhere(label == PROXY_CLASSES.index("lymph_node")).mean(axis=0))
+        return float(np.asarray(centres).std(axis=0).max())
+
+    assert spread(0.2) > 2 * spread(None)  # voxels, over cases
+    assert np.array_equal(make_proxy_case(4)[1], make_proxy_case(4, jitter=0.04)[1])
+    default = build_dataset(DataConfig(source="proxy", cases=3, shape=(16, 16, 16)))
+    same = build_dataset(DataConfig(source="proxy", cases=3, shape=(16, 16, 16), jitter=0.04))
+    moved = build_dataset(DataConfig(source="proxy", cases=3, shape=(16, 16, 16), jitter=0.2))
+    assert default.fingerprint == same.fingerprint != moved.fingerprint
+    with pytest.raises(ValueError, match=r"jitter must lie in \[0, 1\]"):
+        DataConfig(source="proxy", jitter=2.0)
+    with pytest.raises(ValueError, match="jitter is a setting of the proxy source"):
+        DataConfig(source="phantom", jitter=0.1)
