@@ -152,6 +152,8 @@ class DataConfig:
         """JSON-ready settings; ``labels`` as ``[value, class]`` pairs, so that JSON with sorted
         keys keeps the order of the classes."""
         settings = asdict(self)
+        if self.jitter is None:  # left out, so that the fingerprints of earlier studies hold
+            del settings["jitter"]
         if self.labels is not None:
             settings["labels"] = [[value, k] for value, k in self.labels.items()]
         return settings

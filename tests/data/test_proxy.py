@@ -93,6 +93,9 @@ def test_jitter_moves_the_organs_between_cases_and_is_part_of_the_fingerprint():
     same = build_dataset(DataConfig(source="proxy", cases=3, shape=(16, 16, 16), jitter=0.04))
     moved = build_dataset(DataConfig(source="proxy", cases=3, shape=(16, 16, 16), jitter=0.2))
     assert default.fingerprint == same.fingerprint != moved.fingerprint
+    # A study that does not set it keeps the settings, so the fingerprint, it had before.
+    assert "jitter" not in DataConfig(source="proxy").as_dict()
+    assert DataConfig(source="proxy", jitter=0.2).as_dict()["jitter"] == 0.2
     with pytest.raises(ValueError, match=r"jitter must lie in \[0, 1\]"):
         DataConfig(source="proxy", jitter=2.0)
     with pytest.raises(ValueError, match="jitter is a setting of the proxy source"):
