@@ -61,13 +61,19 @@ class Part:
 PARTS: list[Part] = [
     Part("sync_free", "test: no host sync in a training step", 55, parts.test_sync_free, True),
     Part("distance", "test: distance transform on the device", 15, parts.test_distance, True),
-    Part("population_cuda", "test: population equals runs alone", 25, parts.test_population, True),
+    Part(
+        "population_cuda",
+        "test: population and greedy look-ahead equal runs alone",
+        35,
+        parts.test_population,
+        True,
+    ),
     Part("amp", "test: bf16 autocast, GradScaler, every loss", 25, parts.test_amp, True),
     Part("trainer", "bench: trainer vs MONAI tutorial loop", 30, parts.bench_trainer),
     Part("overhead", "bench: trainer step vs bare network step", 40, parts.bench_overhead),
-    Part("population", "bench: population vs N runs in turn", 55, parts.bench_population),
+    Part("population", "bench: population vs N runs in turn", 50, parts.bench_population),
     Part("losses", "bench: losses vs MONAI", 15, parts.bench_losses),
-    Part("study", "bench: 3-minute study, workers.population 8", 215, parts.bench_study),
+    Part("study", "bench: 3-minute study, workers.population 8", 210, parts.bench_study),
 ]
 TOTAL_S = 480  # the whole check on CUDA, every cap included
 WIRING_CAP_S = 300  # each part's cap in the CPU mode, which checks wiring, not speed

@@ -91,12 +91,14 @@ TESTS = {
     "sync_free": [
         f"{SYNC}::test_training_steps_do_not_sync_the_gpu",
         f"{SYNC}::test_the_gpu_check_catches_a_sync_in_a_step",
+        "tests/export/test_sync_free.py::test_the_exported_loss_does_not_sync_the_gpu_under_autocast",
     ],
     "distance": [
         "tests/losses/test_distance.py::test_on_the_gpu_the_map_is_made_there_without_a_sync"
     ],
     "population_cuda": [
-        "tests/training/test_population.py::test_population_on_the_gpu_trains_as_alone"
+        "tests/training/test_population.py::test_population_on_the_gpu_trains_as_alone",
+        "tests/search/test_greedy_batched.py::test_on_cuda_auto_batches_and_scores_as_one_at_a_time",
     ],
     "amp": ["tests/training/test_amp.py", "-k", "cuda"],
 }
