@@ -234,10 +234,12 @@ def comparison_tables(comparison: Comparison, stats: ComparisonStats) -> list[Ta
 def rank_line(stats: ComparisonStats) -> str:
     """Spearman's rho between the search's and the final objective, what it means, and
     Kendall's tau beside it."""
-    line = (
-        "Search against final ranking, over the entrants with both objectives: "
-        + describe_rank_correlation(stats.rank)
-    )
+    over = "over the entrants with both objectives"
+    if stats.rank_rung:
+        over += f" at rung {stats.rank_rung} of the ladder"
+    if stats.rank_left_out:
+        over += f" ({stats.rank_left_out} valued at a lower rung left out)"
+    line = f"Search against final ranking, {over}: " + describe_rank_correlation(stats.rank)
     if stats.kendall is not None and stats.kendall.n >= 3:
         line += f" Kendall's tau = {stats.kendall}."
     return line

@@ -58,6 +58,7 @@ class Entrant:
     overrides: dict[str, Any] = field(default_factory=dict)
     search_value: float = math.nan  # the objective on validation at the search's fidelity
     study: str = ""
+    rung: int = 0  # the ladder rung search_value was measured at (0 without a ladder)
     results: list[Result] = field(default_factory=list)  # one per seed, in seed order
     run_ids: list[str | None] = field(default_factory=list)
     aliases: list[str] = field(default_factory=list)  # other names of the same evaluations
@@ -92,7 +93,7 @@ def merge_identical(entrants: Sequence[Entrant], key: Callable[[Entrant], str]) 
             merged[key(entrant)] = first
         first.aliases.extend([second.label, *second.aliases])
         if math.isnan(first.search_value):
-            first.search_value = second.search_value
+            first.search_value, first.rung = second.search_value, second.rung
     return list(merged.values())
 
 
@@ -134,6 +135,7 @@ def _entrants(studies: Sequence[FinishedStudy], top: int | None) -> list[Entrant
                     dict(record.overrides),
                     record.value,
                     study.config.name,
+                    rung=record.rung,
                 )
             )
     first = studies[0]
@@ -145,7 +147,7 @@ def _entrants(studies: Sequence[FinishedStudy], top: int | None) -> list[Entrant
     for candidate in first.config.baselines:
         value = found.get(candidate.name, math.nan)
         entrants.append(
-            Entrant(candidate.name, "baseline", candidate, {}, value, first.config.name)
+            Entrant(candidate.name, "baseline", candidate, {}, value, first.config.name, rung=rung)
         )
     return entrants
 

@@ -101,6 +101,8 @@ class ComparisonStats:
     cases: int  # test cases per seed
     kendall: RankCorrelation | None = None
     bootstrap: str = "hierarchical"
+    rank_rung: int = 0  # the ladder rung whose search values the rank correlation uses
+    rank_left_out: int = 0  # entrants with a search value at a lower rung, not ranked
 
     def pair(self, candidate: str, baseline: str) -> PairStats | None:
         """``candidate`` against ``baseline``, tested in either order (``None``: not tested)."""
@@ -228,7 +230,10 @@ def compute_stats(
             )
             stats.classes[m], stats.adjusted[m], stats.marks[m] = tests, adjusted, marks
         tested[(candidate.label, baseline.label)] = stats
-    ranked = [e for e in comparison.entrants if not math.isnan(e.search_value)]
+    valued = [e for e in comparison.entrants if not math.isnan(e.search_value)]
+    # On a ladder only values of one rung rank alike: the highest rung an entrant reached.
+    top = max((e.rung for e in valued), default=0)
+    ranked = [e for e in valued if e.rung == top]
     x = [e.search_value for e in ranked]
     y = [objective_ci[e.label].mean for e in ranked]
     return ComparisonStats(
@@ -241,4 +246,6 @@ def compute_stats(
         cases,
         kendall(x, y, seed=seed),
         bootstrap,
+        rank_rung=top,
+        rank_left_out=len(valued) - len(ranked),
     )

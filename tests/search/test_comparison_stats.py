@@ -244,3 +244,28 @@ def test_kendall_beside_spearman_with_exact_p():
     assert stats.kendall.rho == 1.0 and stats.kendall.p == pytest.approx(1 / 3)
     line = rank_line(stats)
     assert "exact p=0.33" in line and "does not predict" in line and "Kendall's tau" in line
+
+
+def test_on_a_ladder_the_rank_correlation_uses_one_rung_and_says_which():
+    from losslab.analysis.compare_tables import rank_line
+
+    base = [[[1.0, 0.5, 0.3] for _ in CASES] for _ in range(3)]
+    finals = [0.2, 0.4, 0.6, 0.8]
+    entrants = []
+    for i, (final, search, rung) in enumerate(
+        zip(finals, [0.30, 0.50, 0.70, 0.10], [2, 2, 2, 1])  # the last: a lower rung's value
+    ):
+        rows = [[[1.0, final, final] for _ in CASES] for _ in range(3)]
+        entrants.append(_entrant(f"trial-00{i}", "candidate", search, rows))
+        entrants[-1].rung = rung
+    entrants.append(_entrant("base", "baseline", 0.05, base))
+    entrants[-1].rung = 2
+    stats = compute_stats(_comparison(entrants))
+    # Ranked at rung 2 only: base (0.05 -> 0.4), trials 0, 1, 2 (0.3, 0.5, 0.7 -> 0.2, 0.4, 0.6).
+    assert stats.rank.n == 4 and stats.rank_rung == 2 and stats.rank_left_out == 1
+    line = rank_line(stats)
+    assert "at rung 2 of the ladder (1 valued at a lower rung left out)" in line
+    for entrant in entrants:
+        entrant.rung = 0  # no ladder: every value ranks, and the line says nothing of rungs
+    plain = compute_stats(_comparison(entrants))
+    assert plain.rank.n == 5 and "rung" not in rank_line(plain)
