@@ -11,12 +11,10 @@ long they take here, before it starts).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import math
-import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from losslab.cli.support import (
@@ -187,26 +185,9 @@ def _open(specs: list[str], args: argparse.Namespace):
     ]
 
 
-@contextlib.contextmanager
-def artifact_bars(show: bool) -> Iterator[None]:
-    """MLflow's download and upload bars (tqdm, drawn when MLflow reads back an artifact it
-    appends to: ``log_table``) off while the block runs, unless ``show``."""
-    name, old = (
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR",
-        os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"),
-    )
-    if not show:
-        os.environ[name] = "false"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = old
-
-
 def run_compare(args: argparse.Namespace) -> int:
+    from losslab.tracking.tracker import artifact_bars
+
     with artifact_bars(show=not args.no_progress):
         return _compare(args)
 

@@ -6,7 +6,7 @@ Functions whose backward is fast but not differentiable again. Meta-learning dif
 loss twice: ML3's meta-gradient differentiates the inner steps' gradients, which run through
 the base loss of the loss network (``torch.autograd.grad(create_graph=True)`` or ``higher``).
 Inside :func:`twice_differentiable` the operators use plain, twice differentiable torch code with
-the same values instead.
+the same values instead. :func:`sum_to_input` is the broadcast reduction their backwards share.
 
 Example:
     >>> from losslab.losses.grad_mode import twice_differentiable, lean_backward
@@ -24,7 +24,7 @@ from contextvars import ContextVar
 
 import torch
 
-__all__ = ["lean_backward", "plain_backward", "twice_differentiable"]
+__all__ = ["lean_backward", "plain_backward", "sum_to_input", "twice_differentiable"]
 
 _TWICE: ContextVar[bool] = ContextVar("losslab_twice_differentiable", default=False)
 
@@ -50,3 +50,12 @@ def lean_backward(*tensors: torch.Tensor) -> bool:
     if _TWICE.get():
         return False
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def sum_to_input(grad: torch.Tensor, like: tuple[torch.Size, torch.dtype]) -> torch.Tensor:
+    """``grad`` summed over the dimensions an input of ``(shape, dtype)`` was broadcast along,
+    in its dtype: the last step of every lean backward."""
+    shape, dtype = like
+    if grad.shape != shape:
+        grad = grad.contiguous().sum_to_size(shape)  # summed in the order torch sums it
+    return grad.to(dtype)

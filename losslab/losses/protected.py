@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from losslab.losses.grad_mode import lean_backward, plain_backward
+from losslab.losses.grad_mode import lean_backward, plain_backward, sum_to_input
 
 __all__ = ["divide", "power"]
 
@@ -65,14 +65,6 @@ def _floored(b: torch.Tensor, eps: float) -> torch.Tensor:
     return shifted.abs().clamp_min_(eps).copysign_(shifted)
 
 
-def _reduce(grad: torch.Tensor, like: tuple[torch.Size, torch.dtype]) -> torch.Tensor:
-    """``grad`` summed over the dimensions an input was broadcast along, in its dtype."""
-    shape, dtype = like
-    if grad.shape != shape:
-        grad = grad.contiguous().sum_to_size(shape)  # summed in the order torch sums it
-    return grad.to(dtype)
-
-
 class _Divide(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a: torch.Tensor, b: torch.Tensor, eps: float, limit: float) -> torch.Tensor:
@@ -93,9 +85,9 @@ class _Divide(torch.autograd.Function):
         grad_a = grad_b = None
         if need_b:  # -grad * ((a / b') / b'), as torch's division, where b' is b (|b| >= eps)
             kept = torch.eq(floored, b)
-            grad_b = _reduce((quotient / floored).mul_(grad).neg_().mul_(kept), ctx.inputs[1])
+            grad_b = sum_to_input((quotient / floored).mul_(grad).neg_().mul_(kept), ctx.inputs[1])
         if need_a:
-            grad_a = _reduce(grad.div_(floored), ctx.inputs[0])
+            grad_a = sum_to_input(grad.div_(floored), ctx.inputs[0])
         return grad_a, grad_b, None, None
 
 
@@ -126,9 +118,9 @@ class _Power(torch.autograd.Function):
         g = (grad * out).mul_(uncapped)
         grad_a = grad_b = None
         if need_b:
-            grad_b = _reduce(g * log_base, ctx.inputs[1])
+            grad_b = sum_to_input(g * log_base, ctx.inputs[1])
         if need_a:
             # sign of a where |a| >= eps (a / |a| is exactly ±1), 0 under the floor (|a / eps| < 1)
             sign = (a / base).trunc_()
-            grad_a = _reduce(g.mul_(b), (a.shape, a.dtype)).div_(base).mul_(sign)
+            grad_a = sum_to_input(g.mul_(b), (a.shape, a.dtype)).div_(base).mul_(sign)
         return grad_a, grad_b, None, None

@@ -36,7 +36,7 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from losslab.losses.grad_mode import lean_backward, plain_backward
+from losslab.losses.grad_mode import lean_backward, plain_backward, sum_to_input
 
 __all__ = ["maximum", "minimum", "select"]
 
@@ -69,14 +69,6 @@ def maximum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.maximum(a, b)
 
 
-def _reduce(grad: torch.Tensor, like: tuple[torch.Size, torch.dtype]) -> torch.Tensor:
-    """``grad`` summed over the dimensions an input was broadcast along, in its dtype."""
-    shape, dtype = like
-    if grad.shape != shape:
-        grad = grad.contiguous().sum_to_size(shape)  # summed in the order torch sums it
-    return grad.to(dtype)
-
-
 class _Select(torch.autograd.Function):
     """``lerp(b, a, weight)`` for a weight of zeros and ones; saves the weight only."""
 
@@ -94,11 +86,11 @@ class _Select(torch.autograd.Function):
         grad_a = grad_b = None
         if need_a:
             chosen = grad * weight
-            grad_a = _reduce(chosen, ctx.inputs[0])
+            grad_a = sum_to_input(chosen, ctx.inputs[0])
             if need_b:
-                grad_b = _reduce(grad - chosen, ctx.inputs[1])
+                grad_b = sum_to_input(grad - chosen, ctx.inputs[1])
         elif need_b:  # grad where the weight is 0, else 0: one pass
-            grad_b = _reduce(torch.lerp(grad, grad.new_zeros(()), weight), ctx.inputs[1])
+            grad_b = sum_to_input(torch.lerp(grad, grad.new_zeros(()), weight), ctx.inputs[1])
         return None, grad_a, grad_b
 
 
@@ -120,11 +112,11 @@ class _Extremum(torch.autograd.Function):
         grad_a = grad_b = None
         if need_a:
             chosen = _share(high, low).mul_(grad)
-            grad_a = _reduce(chosen, (a.shape, a.dtype))
+            grad_a = sum_to_input(chosen, (a.shape, a.dtype))
             if need_b:
-                grad_b = _reduce(grad - chosen, (b.shape, b.dtype))
+                grad_b = sum_to_input(grad - chosen, (b.shape, b.dtype))
         elif need_b:
-            grad_b = _reduce(_share(low, high).mul_(grad), (b.shape, b.dtype))
+            grad_b = sum_to_input(_share(low, high).mul_(grad), (b.shape, b.dtype))
         return grad_a, grad_b, None
 
 

@@ -25,7 +25,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from losslab import __version__
@@ -39,6 +39,7 @@ __all__ = [
     "MetricPoint",
     "RunRecord",
     "Tracker",
+    "artifact_bars",
     "check_tracking_uri",
     "resolve_tracking_uri",
 ]
@@ -134,17 +135,24 @@ class MetricPoint(NamedTuple):
     timestamp: int | None = None
 
 
+_BARS = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+
+
 @contextlib.contextmanager
-def _no_artifact_bars():
-    """MLflow's tqdm bars off while one small artifact is read back (unless asked for)."""
-    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-    old = os.environ.get(name)
-    os.environ.setdefault(name, "false")
+def artifact_bars(show: bool) -> Iterator[None]:
+    """MLflow's download and upload bars (tqdm, drawn when MLflow reads back an artifact it
+    appends to: ``log_table``, or one it is asked for) off while the block runs, unless
+    ``show``."""
+    old = os.environ.get(_BARS)
+    if not show:
+        os.environ[_BARS] = "false"
     try:
         yield
     finally:
         if old is None:
-            os.environ.pop(name, None)
+            os.environ.pop(_BARS, None)
+        else:
+            os.environ[_BARS] = old
 
 
 class Tracker:
@@ -313,7 +321,7 @@ class Tracker:
 
         with (
             tempfile.TemporaryDirectory(prefix="losslab-artifact-") as folder,
-            _no_artifact_bars(),
+            artifact_bars(show=_BARS in os.environ),  # off unless the user set them
         ):
             try:
                 local = self.client.download_artifacts(run_id, path, folder)
