@@ -43,6 +43,7 @@ __all__ = [
     "Interval",
     "bounds",
     "constant_value",
+    "decided_argument",
     "exact_power_is_safe",
     "integer_exponent",
     "needs_saturation",
@@ -293,6 +294,27 @@ def _decide(cond: Compare, vocabulary: Vocabulary | None) -> bool | None:
         return True
     if (op == ">" and a_hi <= b_lo) or (op == ">=" and a_hi < b_lo):
         return False
+    return None
+
+
+def decided_argument(node: Node, vocabulary: Vocabulary | None = None) -> Node | None:
+    """The argument that a ``where``, ``min`` or ``max`` always takes, by the bounds, else ``None``.
+
+    ``where(cond, a, b)`` whose comparison the bounds decide gives ``a`` or ``b``, value and
+    gradient. ``min(a, b)`` is ``a`` when ``a`` lies strictly below ``b`` everywhere (``max``:
+    strictly above): strictly, because on a tie torch gives each argument half the gradient.
+    ``min(logp, 1)`` is ``logp``; a searched tree has many such (a GP tree is random).
+    """
+    if not isinstance(node, Call):
+        return None
+    if node.fn == "where" and isinstance(node.args[0], Compare):
+        decided = _decide(node.args[0], vocabulary)
+        return None if decided is None else node.args[1 if decided else 2]
+    if node.fn in ("min", "max"):
+        a, b = node.args
+        (a_lo, a_hi), (b_lo, b_hi) = bounds(a, vocabulary), bounds(b, vocabulary)
+        low, high = (a, b) if a_hi < b_lo else (b, a) if b_hi < a_lo else (None, None)
+        return low if node.fn == "min" else high
     return None
 
 

@@ -22,7 +22,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from losslab.losses.bounds import bounds, exact_power_is_safe, integer_exponent, needs_saturation
+from losslab.losses.bounds import (
+    bounds,
+    decided_argument,
+    exact_power_is_safe,
+    integer_exponent,
+    needs_saturation,
+)
 from losslab.losses.distance import signed_distance
 from losslab.losses.fusion import (
     GATHERED_READS,
@@ -32,9 +38,20 @@ from losslab.losses.fusion import (
     is_elementwise,
     label_sum_argument,
     label_sums,
+    reads_log_softmax,
 )
 from losslab.losses.lifetimes import condition_only, last_reads
-from losslab.losses.nodes import BinOp, Call, Compare, Neg, Node, Num, Var, children
+from losslab.losses.nodes import (
+    BinOp,
+    Call,
+    Compare,
+    Neg,
+    Node,
+    Num,
+    Var,
+    children,
+    has_gradient_path,
+)
 from losslab.losses.ops import BINARY, COMPARISONS, LIMIT, safe_pow, tensor_like
 from losslab.losses.parser import kind_of
 from losslab.losses.vocabulary import LOSS_VOCABULARY, Vocabulary
@@ -284,6 +301,7 @@ def compile_program(
     used_terminals: set[str] = set()
     voxel = VoxelNodes(vocabulary)
     fuse = fuse_labels and vocabulary is LOSS_VOCABULARY
+    logp_computed = fuse and reads_log_softmax(trees)
 
     def emit(kind: str, payload: object, args: tuple[int | float, ...]) -> int:
         steps.append((kind, payload, args))
@@ -322,7 +340,13 @@ def compile_program(
             # A condition of numbers and parameters alone is decided once, here (when the
             # branches differ in kind, the run-time where broadcasts the chosen one).
             slot = visit(node.args[1] if cond else node.args[2], gathered)
-        elif fuse and not gathered and (argument := label_sum_argument(node)) is not None:
+        elif (chosen := _decided(node, vocabulary)) is not None:
+            slot = visit(chosen, gathered)  # min(logp, 1) is logp: the bounds decide
+        elif (
+            fuse
+            and not gathered
+            and (argument := label_sum_argument(node, logp_computed)) is not None
+        ):
             slot = emit("labels", node.fn == "vmean", (visit(argument, True),))
         else:
             args = tuple(visit(child, gathered) for child in children(node))
@@ -343,6 +367,24 @@ def compile_program(
     detached = condition_only(steps, outputs, comparisons)
     released = last_reads(steps, outputs)
     return Program(tuple(steps), outputs, frozenset(used_terminals), detached, released)
+
+
+def _decided(node: Node, vocabulary: Vocabulary) -> Node | None:
+    """The argument a ``where`` / ``min`` / ``max`` always takes by the bounds
+    (:func:`~losslab.losses.bounds.decided_argument`), else ``None``.
+
+    Only when it has the node's kind (so that the value keeps its shape) and keeps a gradient
+    path where the node had one (``max(p, y + 2)`` stays: its zero gradient still reaches
+    ``p``, so a loss is trainable, or not, whatever the bounds decide).
+    """
+    chosen = decided_argument(node, vocabulary)
+    if chosen is None or kind_of(chosen, vocabulary=vocabulary) != kind_of(
+        node, vocabulary=vocabulary
+    ):
+        return None
+    if vocabulary is LOSS_VOCABULARY and has_gradient_path(node) and not has_gradient_path(chosen):
+        return None
+    return chosen
 
 
 def _identity(node: Node, args: tuple[int | float, ...], vocabulary: Vocabulary) -> int | None:

@@ -19,10 +19,18 @@ wherever ``y = 0``: ``y`` itself, ``-A``, ``A * B`` with either factor vanishing
 so ``0 * G`` is 0 there; a power is left out (a protected real power of 0 is not 0). Values and
 gradients equal the unfused program's to rounding (``tests/losses/test_fusion.py``).
 
-Only sums that read ``logp`` (or a ``log_softmax``) are taken to the labels: there the
-``log_softmax`` is computed anyway and ``G`` is several passes. The true positives of the region
-losses, ``vsum(p * y)``, would need ``logp`` where those losses need only ``softmax``: taken to
-the labels, Dice's forward and backward measured 1.5x slower on the CPU, so they stay whole.
+Which sums are taken to the labels depends on what their gathered values cost. ``p`` at the
+labels is the exponential of ``logp`` at the labels, so it needs the whole ``log_softmax``:
+
+- a sum that reads ``logp`` (or a ``log_softmax``) is taken to the labels: the ``log_softmax``
+  is computed anyway and ``G`` is several passes;
+- any other sum (the true positives ``vsum(p * y)`` and the class sizes ``vsum(y)`` of the
+  region losses) is taken only when the candidate reads ``logp`` elsewhere (Dice + CE, Dice +
+  focal): the ``log_softmax`` is there, ``p`` at the labels is its exponential, and on the CPU
+  the one-hot ``y`` is then never built. Dice + CE's forward and backward went from 4.1x to
+  2.8-3.2x the fused ``F.cross_entropy`` (``scripts/bench_overhead.py``). Alone, Dice needs only
+  a ``softmax``: taken to the labels its forward and backward measured 1.5x slower on the CPU,
+  so there they stay whole.
 
 The per-label sums are a ``scatter_add`` on the CPU and a batched product with ``y`` on CUDA
 (no atomic additions: the sum is the same on every run).
@@ -46,6 +54,7 @@ __all__ = [
     "is_elementwise",
     "label_sum_argument",
     "label_sums",
+    "reads_log_softmax",
 ]
 
 # The full terminal each gathered terminal is computed from (None: from the labels alone).
@@ -108,13 +117,25 @@ def _reads_log_probabilities(node: Node) -> bool:
     return any(_reads_log_probabilities(child) for child in children(node))
 
 
-def label_sum_argument(node: Node) -> Node | None:
-    """The argument ``X`` of ``vsum(X)`` / ``vmean(X)`` when it is summed at the labels (it
-    vanishes off the label and reads ``logp`` or a ``log_softmax``), else ``None``."""
+def _reads(node: Node, name: str) -> bool:
+    if isinstance(node, Var):
+        return node.name == name
+    return any(_reads(child, name) for child in children(node))
+
+
+def reads_log_softmax(trees: Any) -> bool:
+    """Whether any of ``trees`` reads the terminal ``logp`` (the shared ``log_softmax``)."""
+    return any(_reads(tree, "logp") for tree in trees)
+
+
+def label_sum_argument(node: Node, logp_computed: bool = False) -> Node | None:
+    """The argument ``X`` of ``vsum(X)`` / ``vmean(X)`` when it is summed at the labels, else
+    ``None``: ``X`` vanishes off the label and reads ``logp`` or a ``log_softmax``, or
+    ``logp_computed`` (the candidate reads ``logp`` elsewhere; see the module docstring)."""
     if not (isinstance(node, Call) and node.fn in ("vsum", "vmean")):
         return None
     (argument,) = node.args
-    if _vanishes_off_label(argument) and _reads_log_probabilities(argument):
+    if _vanishes_off_label(argument) and (logp_computed or _reads_log_probabilities(argument)):
         return argument
     return None
 

@@ -20,6 +20,7 @@ __all__ = [
     "bind_parameters",
     "children",
     "format_number",
+    "has_gradient_path",
     "iter_nodes",
     "num",
     "to_source",
@@ -170,3 +171,20 @@ def to_source(node: Node) -> str:
         if _precedence(node.right) <= prec:
             right = f"({right})"
     return f"{left} {node.op} {right}"
+
+
+PREDICTIONS = frozenset({"p", "logp", "z"})
+
+
+def has_gradient_path(tree: Node) -> bool:
+    """Whether a prediction terminal is reachable outside the conditions of ``where``.
+
+    Static and conservative: ``p * 0`` counts as a path. A search screens such degenerate losses
+    with a gradient probe.
+    """
+    if isinstance(tree, Var):
+        return tree.name in PREDICTIONS
+    args = children(tree)
+    if isinstance(tree, Call) and tree.fn == "where":
+        args = args[1:]
+    return any(has_gradient_path(arg) for arg in args)

@@ -23,12 +23,11 @@ import torch
 
 from losslab.losses.compiler import Program, Terminals, compile_program
 from losslab.losses.nodes import (
-    Call,
     Node,
     Var,
     bind_parameters,
-    children,
     format_number,
+    has_gradient_path,
     iter_nodes,
     to_source,
 )
@@ -55,23 +54,6 @@ __all__ = [
     "present_classes",
     "reduce",
 ]
-
-
-PREDICTIONS = frozenset({"p", "logp", "z"})
-
-
-def has_gradient_path(tree: Node) -> bool:
-    """Whether a prediction terminal is reachable outside the conditions of ``where``.
-
-    Static and conservative: ``p * 0`` counts as a path. A search screens such degenerate losses
-    with a gradient probe.
-    """
-    if isinstance(tree, Var):
-        return tree.name in PREDICTIONS
-    args = children(tree)
-    if isinstance(tree, Call) and tree.fn == "where":
-        args = args[1:]
-    return any(has_gradient_path(arg) for arg in args)
 
 
 def _used_parameters(tree: Node) -> list[str]:

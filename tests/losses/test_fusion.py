@@ -17,7 +17,8 @@ from losslab.losses.nodes import Call, Var, bind_parameters, iter_nodes
 from .grammar import voxel
 
 # The library losses with a sum taken to the labels (cross-entropy's ``vmean(-y * logp)`` and its
-# relatives); the region losses' ``vsum(p * y)`` reads no ``logp`` and stays whole.
+# relatives); the region losses' ``vsum(p * y)`` reads no ``logp`` and stays whole, unless the
+# candidate reads ``logp`` elsewhere (dice_ce, dice_focal, tversky_focal).
 FUSED = {
     "ce",
     "wce",
@@ -117,6 +118,41 @@ def test_forms_that_do_not_vanish_off_the_label_are_not_fused(text):
     fused, unfused = _programs([parse_loss(text)])
     assert "labels" not in _kinds(fused)
     assert len(fused.steps) == len(unfused.steps)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "vsum(p * y) + vmean(-y * logp)",  # true positives beside a cross-entropy
+        "vsum(y) * vmean(-y * logp)",  # class sizes
+        "1 - (2 * vsum(p * y) + 1e-5) / (vsum(p) + vsum(y) + 1e-5) + vmean(logp)",
+        "vsum(y * fg * (1 - p) ** 2) - cmean(vsum(logp))",  # logp outside any label sum
+    ],
+)
+def test_with_logp_computed_the_other_sums_go_to_the_labels_too(text):
+    spec = parse_loss(text)
+    fused, unfused = _programs([spec])
+    sums = sum(kind == "labels" for kind, _, _ in fused.steps)
+    assert sums == sum(
+        isinstance(n, Call) and n.fn in ("vsum", "vmean") and _reads_y(n)
+        for n in iter_nodes(spec.tree)
+    )
+    assert "y" not in fused.terminals  # on the CPU the one-hot target is never built
+    assert_fused_equals_unfused([spec])
+
+
+def _reads_y(node) -> bool:
+    return any(isinstance(n, Var) and n.name == "y" for n in iter_nodes(node))
+
+
+def test_dice_ce_takes_its_true_positives_to_the_labels():
+    """Dice + CE reads ``logp`` (its CE): Dice's ``vsum(p * y)`` and ``vsum(y)`` are label
+    sums, the whole ``p`` only feeds ``vsum(p)``, and no one-hot target is built."""
+    fused, _ = _programs(get_loss("dice_ce").terms)
+    assert sum(kind == "labels" for kind, _, _ in fused.steps) == 3
+    assert "y" not in fused.terminals and {"p", "logp"} <= fused.terminals
+    alone, _ = _programs(get_loss("dice").terms)
+    assert "labels" not in _kinds(alone) and "logp" not in alone.terminals
 
 
 def test_focal_never_computes_the_full_probabilities():

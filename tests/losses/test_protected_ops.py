@@ -200,11 +200,13 @@ def test_a_wrong_gradient_is_caught():
 
 
 def _use_reference(patch) -> None:
-    """The language as it was: plain formulas, no identities, every step recorded."""
+    """The language as it was: plain formulas, no identities, nothing decided by the bounds,
+    every step recorded."""
     for name, fn in REFERENCE.items():
         patch.setattr(ops, name, fn)
     patch.setattr(compiler, "_mask", lambda compare, a, b: compare(a, b))  # booleans
     patch.setattr(compiler, "_identity", lambda node, args, vocabulary: None)
+    patch.setattr(compiler, "_decided", lambda node, vocabulary: None)
     patch.setattr(compiler, "condition_only", lambda steps, outputs, comparisons: frozenset())
 
 
@@ -320,3 +322,69 @@ def test_comparisons_give_the_boolean_as_zeros_and_ones(op):
         mask = compiler._mask(compare, x, other)
         assert mask.dtype == torch.result_type(x, other)
         assert torch.equal(mask, compare(x, other).to(mask.dtype))
+
+
+# --- decided by the bounds ------------------------------------------------------------------
+
+
+def _ops(text: str) -> list[str]:
+    program = compile_program([parse_loss(text).tree])
+    return [getattr(payload, "__name__", "") for kind, payload, _ in program.steps if kind == "op"]
+
+
+@pytest.mark.parametrize(
+    "text,gone",
+    [
+        ("vmean(min(logp, 1) * y)", "_min"),  # logp <= 0 < 1
+        ("vmean(max(p, -0.5) - logp)", "_max"),  # p >= 0 > -0.5
+        ("vmean(where(logp <= 0, -y * logp, p))", "_where"),  # always true
+        ("vmean(where(p > 1.5, z, -y * logp))", "_where"),  # never true
+    ],
+)
+def test_what_the_bounds_decide_is_not_computed(monkeypatch, text, gone):
+    assert gone not in _ops(text)
+    tree = parse_loss(text).tree
+    logits, labels = _batch(torch.float64)
+    with monkeypatch.context() as patch:
+        _use_reference(patch)
+        expected, expected_grad = _run(compile_program([tree]), logits, labels)
+    value, grad = _run(compile_program([tree]), logits, labels)
+    torch.testing.assert_close(value, expected, rtol=1e-12, atol=0)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize(
+    "text,kept",
+    [
+        ("vmean(min(logp, -logp))", "_min"),  # they touch at logp = 0: a tie halves the gradient
+        ("vmean(max(p, y + 2))", "_max"),  # y + 2 has no gradient path: p's zero one is kept
+        ("vmean(max(logp, 2) * y)", "_max"),  # 2 is a number, the max a voxel tensor
+        ("vmean(where(p >= 0.5, logp, y))", "_where"),  # undecided
+    ],
+)
+def test_what_the_bounds_do_not_decide_is_computed(text, kept):
+    assert kept in _ops(text)
+
+
+def test_a_tie_at_the_bounds_keeps_torchs_half_gradient():
+    """``min(logp, -logp)`` at a voxel whose ``logp`` is exactly 0 (a certain prediction)."""
+    tree = parse_loss("vmean(min(logp, -logp))").tree
+    logits = torch.tensor([[[0.0], [-800.0]]], dtype=torch.float64)  # p = (1, 0): logp_0 = 0
+    labels = torch.zeros(1, 1, dtype=torch.long)
+    z = logits.clone().requires_grad_()
+    (value,) = compile_program([tree]).run(Terminals(logits=z, labels=labels))
+    (grad,) = torch.autograd.grad(value[0], z)
+    reference = torch.minimum(torch.log_softmax(z, 1), -torch.log_softmax(z, 1))[:, 0].mean()
+    (expected,) = torch.autograd.grad(reference, z)
+    torch.testing.assert_close(grad, expected)
+
+
+def test_random_trees_have_decisions_to_take(monkeypatch):
+    """The random-tree comparison above exercises the decisions: GP trees often hold them."""
+    fewer = 0
+    for tree in _trees(150):
+        with monkeypatch.context() as patch:
+            patch.setattr(compiler, "_decided", lambda node, vocabulary: None)
+            undecided = compile_program([tree])
+        fewer += len(compile_program([tree]).steps) < len(undecided.steps)
+    assert fewer >= 10
