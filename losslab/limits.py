@@ -108,6 +108,7 @@ CEILINGS: dict[str, Ceiling] = {
     "greedy.max_joint": Ceiling(8, "parameters tried jointly (3^n combinations)"),
     # ml3:
     "ml3.networks": Ceiling(100, "loss networks"),
+    "ml3.group": Ceiling(100, "loss networks meta-trained at once"),
     "ml3.outer_steps": Ceiling(100_000, "meta-training steps"),
     "ml3.checkpoints": Ceiling(100, "proposals per network"),
     "ml3.hidden": Ceiling(1024, "units per hidden layer"),

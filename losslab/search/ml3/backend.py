@@ -9,7 +9,11 @@ trained at the study's fidelity, in a nested MLflow run that logs the network's 
 
 Jobs and batches: a job is ``<network>:<checkpoint>``, proposed once. A batch holds the jobs of
 the next network; its meta-training runs inside :meth:`ask`, so a network's snapshots are
-evaluated before the next network is meta-trained. :meth:`batch_size` is 0 once every job was
+evaluated before the next network is meta-trained. With ``ml3.group`` above 1 (``auto``: on
+CUDA) and the ``torch.func`` engine, the network is meta-trained together with the next ones
+that have no usable record, up to the group's size, as one batched group
+(``group.meta_train_group``; halved when out of memory); each network's record, files and
+MLflow metrics are then those it would have had alone, up to float rounding. :meth:`batch_size` is 0 once every job was
 proposed and is in the ledger. A meta-training that fails (``max_consecutive_skips`` non-finite
 meta-steps in a row, an error) makes each of its jobs an invalid proposal: a failed trial with
 the reason, and the study goes on with the next network.
@@ -35,7 +39,7 @@ meta-train the first network; they obtain the same files when they share the see
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -43,10 +47,11 @@ from losslab.candidate import Candidate
 from losslab.losses.learned_term import LearnedTerm, add_search_folder, find_network
 from losslab.models import ModelSpec, list_sizes
 from losslab.search.backend import BackendContext, Proposal, SearchBackend, Slot
-from losslab.search.ml3.runner import meta_train_network
+from losslab.search.ml3.runner import MetaTrained, meta_train_network, meta_train_networks
 from losslab.search.ml3.settings import Ml3Settings, check_settings, fixed_schedules
 from losslab.search.space import SearchSpace
 from losslab.training import TrainConfig
+from losslab.training.config import resolve_device
 
 __all__ = ["Ml3Backend"]
 
@@ -198,27 +203,44 @@ class Ml3Backend(SearchBackend):
         return True
 
     def _network(self, i: int) -> dict[str, Any]:
-        """Network ``i``'s record, meta-training it first when it has no usable one."""
+        """Network ``i``'s record, meta-training it first when it has no usable one (with the
+        next networks that have none, up to :meth:`_group_size`, as one group)."""
         record = self.state.get(NETWORKS, {}).get(str(i))
         if self._usable(record):
             return record
         if self.context.dataset is None:
             return {"status": "failed", "reason": "the study gave no dataset", "hashes": []}
+        size = self._group_size()
+        members = [i]
+        for j in range(i + 1, self.settings.networks):
+            if len(members) >= size:
+                break
+            if not self._usable(self.state.get(NETWORKS, {}).get(str(j))):
+                members.append(j)
+        seeds = [self._seed(j) for j in members]
+        args = (self.settings, self.context.dataset, self.train, self.context.objective)
+        if len(members) == 1:
+            trained = [meta_train_network(*args, seeds[0], self.folder, self._on_step(i))]
+        else:
+            callbacks = [self._on_step(j) for j in members]
+            trained = meta_train_networks(*args, seeds, self.folder, callbacks)
+        records = [self._record(j, s, t) for j, s, t in zip(members, seeds, trained)]
+        return records[0]
+
+    def _group_size(self) -> int:
+        """``ml3.group`` (``auto``: 1 on the CPU, 8 on CUDA), 1 with ``engine: higher``."""
+        return self.settings.group_size(resolve_device(self.train.device).type)
+
+    def _on_step(self, i: int) -> Callable[[int, float, float], None]:
         log = self.context.log
 
         def on_step(step: int, outer: float, value: float) -> None:
             log({f"ml3/{i}/outer_loss": outer, f"ml3/{i}/val_objective": value}, step)
 
-        seed = self._seed(i)
-        trained = meta_train_network(
-            self.settings,
-            self.context.dataset,
-            self.train,
-            self.context.objective,
-            seed,
-            self.folder,
-            on_step=on_step,
-        )
+        return on_step
+
+    def _record(self, i: int, seed: int, trained: MetaTrained) -> dict[str, Any]:
+        """Keep network ``i``'s record in the state and log its tags and totals."""
         record = {**trained.to_dict(), "recipe": self.recipe, "seed": seed}
         networks = dict(self.state.get(NETWORKS, {}))  # read again: another worker may write
         networks[str(i)] = record
@@ -227,5 +249,7 @@ class Ml3Backend(SearchBackend):
         if trained.reason:
             tags[f"ml3.{i}.reason"] = trained.reason
         metrics = {f"ml3/{i}/seconds": trained.seconds, f"ml3/{i}/skipped": trained.skipped}
-        log({k: v for k, v in metrics.items() if math.isfinite(v)}, trained.steps, tags)
+        self.context.log(
+            {k: v for k, v in metrics.items() if math.isfinite(v)}, trained.steps, tags
+        )
         return record

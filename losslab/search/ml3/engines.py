@@ -47,7 +47,10 @@ __all__ = [
     "MetaGradient",
     "WorstK",
     "import_higher",
+    "inner_objective",
     "meta_gradient",
+    "outer_objective",
+    "progress_list",
     "soft_dice",
     "validation_objective",
 ]
@@ -159,6 +162,43 @@ def as_batches(batches: Batch | Sequence[Batch], what: str = "inner_batches") ->
     return batches
 
 
+def progress_list(progress: float | Sequence[float], steps: int) -> list[float]:
+    """The progress fed to the loss network at each of ``steps`` inner steps."""
+    if isinstance(progress, (int, float)):
+        return [float(progress)] * steps
+    progresses = list(progress)
+    if len(progresses) != steps:
+        raise ValueError(f"ml3.progress: one value or {steps}, got {len(progresses)}")
+    return progresses
+
+
+def inner_objective(
+    loss_net: LossNetwork, class_weights: torch.Tensor | None, progresses: Sequence[float]
+) -> Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]:
+    """``(logits, labels, k) -> `` the reduced inner loss ``mean_c(w_c L_c)`` of inner step k."""
+
+    def inner_loss(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+        return reduce(loss_net.loss(logits, labels, class_weights, progresses[k]), class_weights)
+
+    return inner_loss
+
+
+def outer_objective(
+    val_labels: torch.Tensor, objective_weights: ObjectiveWeights | None, config: MetaConfig
+) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """``logits -> (1 - V, V, d)`` on the held-out labels (``v`` default: the config's)."""
+
+    def outer(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        dice = soft_dice(logits, val_labels)
+        weights = objective_weights
+        if weights is None:
+            weights = config.objective_weights(dice.shape[0])
+        value = validation_objective(dice, weights)
+        return 1.0 - value, value, dice
+
+    return outer
+
+
 def meta_gradient(
     loss_net: LossNetwork,
     model: nn.Module,
@@ -181,26 +221,13 @@ def meta_gradient(
         progress: the training progress fed to the loss network, one value or one per step.
     """
     batches = as_batches(inner_batches)
-    steps = config.inner_steps
-    progresses = [float(progress)] * steps if isinstance(progress, (int, float)) else list(progress)
-    if len(progresses) != steps:
-        raise ValueError(f"ml3.progress: one value or {steps}, got {len(progresses)}")
+    progresses = progress_list(progress, config.inner_steps)
     run = _ENGINE_FUNCTIONS.get(config.engine)
     if run is None:
         raise ValueError(f"ml3.engine: {config.engine!r} is not one of {', '.join(ENGINES)}")
-
-    def inner_loss(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
-        return reduce(loss_net.loss(logits, labels, class_weights, progresses[k]), class_weights)
-
-    def outer(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        dice = soft_dice(logits, val_batch[1])
-        weights = objective_weights
-        if weights is None:
-            weights = config.objective_weights(dice.shape[0])
-        value = validation_objective(dice, weights)
-        return 1.0 - value, value, dice
-
-    schedule = [batches[k % len(batches)] for k in range(steps)]
+    inner_loss = inner_objective(loss_net, class_weights, progresses)
+    outer = outer_objective(val_batch[1], objective_weights, config)
+    schedule = [batches[k % len(batches)] for k in range(config.inner_steps)]
     with twice_differentiable():  # the inner steps' gradients are differentiated again
         outer_loss, value, dice, params = run(
             model, schedule, val_batch[0], inner_loss, outer, config

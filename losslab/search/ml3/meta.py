@@ -76,7 +76,17 @@ from losslab.search.ml3.engines import (
     meta_gradient,
 )
 
-__all__ = ["OBJECTIVES", "MetaConfig", "MetaGradient", "MetaResult", "meta_gradient", "meta_train"]
+__all__ = [
+    "OBJECTIVES",
+    "OUT_OF_MEMORY",
+    "MetaConfig",
+    "MetaGradient",
+    "MetaResult",
+    "OuterLoop",
+    "check_loop",
+    "meta_gradient",
+    "meta_train",
+]
 
 OBJECTIVES = ("foreground", "all", "worst_k")
 
@@ -199,60 +209,107 @@ def meta_train(
         ValueError: ``outer_steps < 1`` or ``config.first_order`` (named); bad data is not
             caught here, a non-finite step is (see the module docstring).
     """
-    if isinstance(outer_steps, bool) or not isinstance(outer_steps, int) or outer_steps < 1:
-        raise ValueError(f"ml3.outer_steps: must be an integer >= 1, got {outer_steps!r}")
-    if config.first_order:
-        raise ValueError("ml3.first_order: gives a zero meta-gradient; meta-training needs false")
-    optimizer = torch.optim.Adam(loss_net.parameters(), lr=config.outer_lr)
-    result = MetaResult(status="ok")
-    in_a_row, model, age = 0, None, 0
-    horizon = config.reset_every * config.inner_steps
+    check_loop(outer_steps, config)
+    loop = OuterLoop(loss_net, make_model, config)
     for step in range(outer_steps):
-        if step % config.reset_every == 0:
-            model, age = make_model(step), 0
-        progress = [(age * config.inner_steps + k) / horizon for k in range(config.inner_steps)]
+        loop.begin(step)
         try:
             mg = meta_gradient(
                 loss_net,
-                model,
+                loop.model,
                 sample_train(step),
                 sample_val(step),
                 config,
                 objective_weights,
                 class_weights=class_weights,
-                progress=progress,
+                progress=loop.progress(),
             )
         except torch.OutOfMemoryError as err:
-            result.status, result.reason = "failed", f"out of memory at outer step {step}: {err}"
-            return result
+            loop.out_of_memory(step, err)
+            return loop.result
         outer, value = float(mg.outer_loss), float(mg.val_objective)
-        grads_finite = bool(torch.stack([torch.isfinite(g).all() for g in mg.grads]).all())
-        finite = math.isfinite(outer) and grads_finite
-        result.curve.append((outer, value))
-        result.steps = step + 1
-        if finite:
-            in_a_row = 0
-            for p, g in zip(loss_net.parameters(), mg.grads):
-                p.grad = g.detach()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if config.reset_every > 1:  # the model goes on from theta_K
-                with torch.no_grad():
-                    for name, p in model.named_parameters():
-                        p.copy_(mg.params[name])
-            age += 1
-        else:
-            result.skipped += 1
-            in_a_row += 1
+        skipped = not loop.end(step, outer, value, mg.grads, mg.params)
         if on_step is not None:
-            on_step(step, outer, value, not finite)
-        if in_a_row >= config.max_consecutive_skips:
-            what = (
-                f"outer loss {outer}" if not math.isfinite(outer) else "a non-finite meta-gradient"
-            )
-            result.status = "failed"
-            result.reason = (
-                f"{in_a_row} non-finite meta-steps in a row (last at outer step {step}: {what})"
-            )
-            return result
-    return result
+            on_step(step, outer, value, skipped)
+        if loop.failed(step, outer):
+            return loop.result
+    return loop.result
+
+
+OUT_OF_MEMORY = "out of memory"
+
+
+def check_loop(outer_steps: int, config: MetaConfig) -> None:
+    """The arguments every outer loop refuses, by key."""
+    if isinstance(outer_steps, bool) or not isinstance(outer_steps, int) or outer_steps < 1:
+        raise ValueError(f"ml3.outer_steps: must be an integer >= 1, got {outer_steps!r}")
+    if config.first_order:
+        raise ValueError("ml3.first_order: gives a zero meta-gradient; meta-training needs false")
+
+
+class OuterLoop:
+    """One loss network's outer-loop state: its Adam, its model and the model's age, its
+    result and its non-finite steps in a row (shared by :func:`meta_train` and the grouped
+    ``group.meta_train_group``, so that both decide alike)."""
+
+    def __init__(self, loss_net: LossNetwork, make_model: Callable[[int], nn.Module], config):
+        self.loss_net, self.make_model, self.config = loss_net, make_model, config
+        self.optimizer = torch.optim.Adam(loss_net.parameters(), lr=config.outer_lr)
+        self.result = MetaResult(status="ok")
+        self.in_a_row, self.age = 0, 0
+        self.model: nn.Module | None = None
+
+    def begin(self, step: int) -> None:
+        """A fresh model at every ``reset_every``-th step."""
+        if step % self.config.reset_every == 0:
+            self.model, self.age = self.make_model(step), 0
+
+    def progress(self) -> list[float]:
+        """The progress at each inner step: the fraction of the model's life spent."""
+        k, horizon = self.config.inner_steps, self.config.reset_every * self.config.inner_steps
+        return [(self.age * k + j) / horizon for j in range(k)]
+
+    def end(
+        self,
+        step: int,
+        outer: float,
+        value: float,
+        grads: Sequence[torch.Tensor],
+        params: Mapping[str, torch.Tensor],
+    ) -> bool:
+        """Record the step; when the outer loss and ``grads`` are finite, take the Adam step
+        and (``reset_every > 1``) move the model to ``params``. Whether it was finite."""
+        grads_finite = bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+        finite = math.isfinite(outer) and grads_finite
+        self.result.curve.append((outer, value))
+        self.result.steps = step + 1
+        if not finite:
+            self.result.skipped += 1
+            self.in_a_row += 1
+            return False
+        self.in_a_row = 0
+        for p, g in zip(self.loss_net.parameters(), grads):
+            p.grad = g.detach()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.config.reset_every > 1:  # the model goes on from theta_K
+            with torch.no_grad():
+                for name, p in self.model.named_parameters():
+                    p.copy_(params[name])
+        self.age += 1
+        return True
+
+    def failed(self, step: int, outer: float) -> bool:
+        """Whether ``max_consecutive_skips`` non-finite steps in a row ended meta-training."""
+        if self.in_a_row < self.config.max_consecutive_skips:
+            return False
+        what = f"outer loss {outer}" if not math.isfinite(outer) else "a non-finite meta-gradient"
+        self.result.status = "failed"
+        self.result.reason = (
+            f"{self.in_a_row} non-finite meta-steps in a row (last at outer step {step}: {what})"
+        )
+        return True
+
+    def out_of_memory(self, step: int, err: BaseException) -> None:
+        self.result.status = "failed"
+        self.result.reason = f"{OUT_OF_MEMORY} at outer step {step}: {err}"

@@ -22,7 +22,7 @@ non-finite one does in ``meta_train``; an interruption (Ctrl-C) is not caught.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,13 +33,19 @@ from losslab.data import PatchSampler, SegmentationDataset
 from losslab.losses.learned import save_network
 from losslab.models import get_model
 from losslab.search.ml3.engines import ObjectiveWeights, WorstK
-from losslab.search.ml3.meta import meta_train
+from losslab.search.ml3.group import meta_train_group
+from losslab.search.ml3.meta import OUT_OF_MEMORY, MetaResult, meta_train
 from losslab.search.ml3.settings import Ml3Settings
 from losslab.search.objective import Objective
 from losslab.training import TrainConfig
 from losslab.training.config import resolve_device
 
-__all__ = ["MetaTrained", "meta_train_network", "study_objective_weights"]
+__all__ = [
+    "MetaTrained",
+    "meta_train_network",
+    "meta_train_networks",
+    "study_objective_weights",
+]
 
 
 @dataclass
@@ -94,6 +100,110 @@ def study_objective_weights(
     return lambda d: sum(weight * v(d) for v, weight in parts)
 
 
+@dataclass
+class _Study:
+    """What every network of a study shares: settings, data on the device, patch and batch,
+    the meta-objective's class weights."""
+
+    settings: Ml3Settings
+    dataset: SegmentationDataset
+    train: TrainConfig
+    device: torch.device
+    data: SegmentationDataset
+    patch: tuple[int, int, int]
+    batch: int
+    weights: ObjectiveWeights | None
+
+    @classmethod
+    def of(
+        cls,
+        settings: Ml3Settings,
+        dataset: SegmentationDataset,
+        train: TrainConfig,
+        objective: Objective,
+    ) -> _Study:
+        device = resolve_device(train.device)
+        weights = None
+        if settings.objective is None:
+            weights = study_objective_weights(
+                objective, settings.meta.temperature, settings.worst_k
+            )
+        return cls(
+            settings,
+            dataset,
+            train,
+            device,
+            dataset.to(device),
+            settings.patch_size or train.patch_size,
+            settings.batch_size or train.batch_size,
+            weights,
+        )
+
+
+class _Network:
+    """One network's meta-training in a study: its samplers and models (all from its seed),
+    its loss network, its snapshots and what it left (:class:`MetaTrained`)."""
+
+    def __init__(self, study: _Study, seed: int, folder: Path, on_step, started: float):
+        self.study, self.seed, self.folder, self.on_step = study, seed, folder, on_step
+        self.started = started
+        self.out = MetaTrained(status="failed")
+        self.snapshots = set(study.settings.checkpoint_steps())
+        self.samplers = [
+            PatchSampler(
+                study.data, split, study.patch, study.batch, device=study.device, seed=seed + offset
+            )
+            for offset, split in enumerate(("train", "val"))
+        ]
+        torch.manual_seed(seed)
+        self.net = study.settings.new_network().to(study.device)
+
+    def make_model(self, step: int) -> torch.nn.Module:
+        study = self.study
+        torch.manual_seed(self.seed + 7919 * (step + 1))
+        return get_model(
+            study.train.model,
+            in_channels=study.dataset.images[0].shape[0],
+            num_classes=study.dataset.num_classes,
+            patch_size=study.patch,
+            size=study.settings.model_size,
+            **study.train.model_overrides,
+        ).to(study.device)
+
+    def sample_train(self, step: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [self.samplers[0].sample() for _ in range(self.study.settings.meta.inner_steps)]
+
+    def sample_val(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.samplers[1].sample()
+
+    def step_done(self, step: int, outer: float, value: float, skipped: bool) -> None:
+        out = self.out
+        if out.start is None:
+            out.start = (outer, value)
+        out.end = (outer, value)
+        if step + 1 in self.snapshots:
+            out.hashes.append(save_network(self.net, self.folder)[0])
+        if self.on_step is not None:
+            self.on_step(step, outer, value)
+
+    def finish(self, result: MetaResult | None, error: Exception | None = None) -> MetaTrained:
+        out = self.out
+        if result is not None:
+            out.status, out.reason = result.status, result.reason or ""
+            out.steps, out.skipped = result.steps, result.skipped
+        if error is not None:  # as in the trainer: a failing meta-training never kills a study
+            out.status, out.reason = "failed", f"{type(error).__name__}: {error}"
+        out.seconds = time.perf_counter() - self.started
+        if out.status != "ok":
+            out.hashes = []
+        return out
+
+
+def _failed(error: Exception, started: float) -> MetaTrained:
+    seconds = time.perf_counter() - started
+    return MetaTrained("failed", f"{type(error).__name__}: {error}", seconds=seconds)
+
+
 def meta_train_network(
     settings: Ml3Settings,
     dataset: SegmentationDataset,
@@ -108,61 +218,95 @@ def meta_train_network(
     ``on_step(step, outer_loss, val_objective)`` is called after every outer step.
     """
     started = time.perf_counter()
-    out = MetaTrained(status="failed")
-    snapshots = set(settings.checkpoint_steps())
     try:
-        device = resolve_device(train.device)
-        data = dataset.to(device)
-        patch = settings.patch_size or train.patch_size
-        batch = settings.batch_size or train.batch_size
-        samplers = [
-            PatchSampler(data, split, patch, batch, device=device, seed=seed + offset)
-            for offset, split in enumerate(("train", "val"))
-        ]
-
-        def make_model(step: int) -> torch.nn.Module:
-            torch.manual_seed(seed + 7919 * (step + 1))
-            return get_model(
-                train.model,
-                in_channels=dataset.images[0].shape[0],
-                num_classes=dataset.num_classes,
-                patch_size=patch,
-                size=settings.model_size,
-                **train.model_overrides,
-            ).to(device)
-
-        torch.manual_seed(seed)
-        net = settings.new_network().to(device)
-        weights = None
-        if settings.objective is None:
-            weights = study_objective_weights(
-                objective, settings.meta.temperature, settings.worst_k
-            )
-
-        def step_done(step: int, outer: float, value: float, skipped: bool) -> None:
-            if out.start is None:
-                out.start = (outer, value)
-            out.end = (outer, value)
-            if step + 1 in snapshots:
-                out.hashes.append(save_network(net, folder)[0])
-            if on_step is not None:
-                on_step(step, outer, value)
-
+        job = _Network(
+            _Study.of(settings, dataset, train, objective), seed, folder, on_step, started
+        )
+    except Exception as exc:
+        return _failed(exc, started)
+    try:
         result = meta_train(
-            net,
-            make_model,
-            lambda step: [samplers[0].sample() for _ in range(settings.meta.inner_steps)],
-            lambda step: samplers[1].sample(),
+            job.net,
+            job.make_model,
+            job.sample_train,
+            job.sample_val,
             settings.outer_steps,
             settings.meta,
-            objective_weights=weights,
-            on_step=step_done,
+            objective_weights=job.study.weights,
+            on_step=job.step_done,
         )
-        out.status, out.reason = result.status, result.reason or ""
-        out.steps, out.skipped = result.steps, result.skipped
-    except Exception as exc:  # as in the trainer: a failing meta-training never kills a study
-        out.status, out.reason = "failed", f"{type(exc).__name__}: {exc}"
-    out.seconds = time.perf_counter() - started
-    if out.status != "ok":
-        out.hashes = []
-    return out
+    except Exception as exc:
+        return job.finish(None, exc)
+    return job.finish(result)
+
+
+def meta_train_networks(
+    settings: Ml3Settings,
+    dataset: SegmentationDataset,
+    train: TrainConfig,
+    objective: Objective,
+    seeds: Sequence[int],
+    folder: Path,
+    on_steps: Sequence[Callable[[int, float, float], None] | None] | None = None,
+) -> list[MetaTrained]:
+    """Meta-train one network per seed, all in one group (:func:`meta_train_group`); each
+    :class:`MetaTrained` is what :func:`meta_train_network` gives that seed, up to float
+    rounding. Out of memory halves the group and meta-trains its networks again (down to one
+    at a time, whose failure is final); a group that raises anything else (a network that
+    cannot be batched) meta-trains its networks one at a time. A network meta-trained again
+    logs its curve again from step 0.
+    """
+    callbacks = list(on_steps) if on_steps is not None else [None] * len(seeds)
+    done: dict[int, MetaTrained] = {}
+    queue = [list(range(len(seeds)))]
+    while queue:
+        members = queue.pop(0)
+        if len(members) == 1:
+            j = members[0]
+            done[j] = meta_train_network(
+                settings, dataset, train, objective, seeds[j], folder, callbacks[j]
+            )
+            continue
+        outs = _meta_train_group(
+            settings,
+            dataset,
+            train,
+            objective,
+            [seeds[j] for j in members],
+            folder,
+            [callbacks[j] for j in members],
+        )
+        again = [j for j, out in zip(members, outs) if out.reason.startswith(OUT_OF_MEMORY)]
+        done.update((j, out) for j, out in zip(members, outs) if j not in again)
+        if again:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            half = (len(again) + 1) // 2
+            queue[:0] = [part for part in (again[:half], again[half:]) if part]
+    return [done[j] for j in range(len(seeds))]
+
+
+def _meta_train_group(settings, dataset, train, objective, seeds, folder, callbacks):
+    started = time.perf_counter()
+    try:
+        study = _Study.of(settings, dataset, train, objective)
+        jobs = [_Network(study, s, folder, f, started) for s, f in zip(seeds, callbacks)]
+    except Exception as exc:
+        return [_failed(exc, started) for _ in seeds]
+    try:
+        results = meta_train_group(
+            [job.net for job in jobs],
+            [job.make_model for job in jobs],
+            [job.sample_train for job in jobs],
+            [job.sample_val for job in jobs],
+            settings.outer_steps,
+            settings.meta,
+            objective_weights=study.weights,
+            on_step=lambda i, *args: jobs[i].step_done(*args),
+        )
+    except Exception:  # not batchable, or an error of one network: one at a time, as alone
+        return [
+            meta_train_network(settings, dataset, train, objective, s, folder, f)
+            for s, f in zip(seeds, callbacks)
+        ]
+    return [job.finish(result) for job, result in zip(jobs, results)]

@@ -9,6 +9,9 @@ runs.
       class_schedule: uniform   # one option each, no ranges (default uniform / static)
     ml3:
       networks: 1               # loss networks meta-trained, each from its own seed
+      group: auto               # networks meta-trained at once as one batched group (auto:
+                                # 1 on the CPU, up to 8 on CUDA, halved when out of memory);
+                                # the same networks up to float rounding, so not in the digest
       outer_steps: 30           # meta-training steps of each network (Adam on its weights)
       checkpoints: 1            # proposals per network: its weights after 1/n, 2/n ... n/n of
                                 # the outer steps (3: after 1/3, 2/3 and all of them)
@@ -57,6 +60,7 @@ BASES = ("dice", "ce")
 _META_KEYS = tuple(f.name for f in fields(MetaConfig) if f.name != "first_order")
 _OWN_KEYS = (
     "networks",
+    "group",
     "outer_steps",
     "checkpoints",
     "base",
@@ -75,10 +79,12 @@ class Ml3Settings:
     """The validated ``ml3:`` section (see the module docstring).
 
     ``objective`` and ``worst_k`` are ``None`` when the meta-objective follows the study's
-    objective; ``meta`` is the :class:`MetaConfig` of every meta-training.
+    objective; ``meta`` is the :class:`MetaConfig` of every meta-training. ``group`` is
+    ``"auto"`` or the most networks meta-trained at once (:meth:`group_size`).
     """
 
     networks: int = 1
+    group: int | str = "auto"
     outer_steps: int = 30
     checkpoints: int = 1
     base: str = "dice"
@@ -97,6 +103,15 @@ class Ml3Settings:
         n = self.checkpoints
         return [(j + 1) * self.outer_steps // n for j in range(n)]
 
+    def group_size(self, device_type: str) -> int:
+        """The most networks meta-trained at once: ``group``, or for ``auto`` 1 on the CPU
+        (where batching measured no gain) and 8 on CUDA; always 1 with ``engine: higher``."""
+        if self.meta.engine != "torch.func":
+            return 1
+        if self.group == "auto":
+            return 8 if device_type == "cuda" else 1
+        return int(self.group)
+
     def new_network(self) -> LossNetwork:
         return LossNetwork(self.features, self.hidden, self.activation, self.base)
 
@@ -106,8 +121,14 @@ class Ml3Settings:
         return data
 
     def digest(self) -> str:
-        """A hash of the settings (a network meta-trained under other settings is redone)."""
-        text = json.dumps(self.to_dict(), sort_keys=True, default=list)
+        """A hash of the settings (a network meta-trained under other settings is redone).
+
+        ``group`` is left out: grouped or not, a network is the same function of its seed (up
+        to float rounding), so a study resumed with another ``group`` keeps its networks.
+        """
+        data = self.to_dict()
+        del data["group"]
+        text = json.dumps(data, sort_keys=True, default=list)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -117,6 +138,14 @@ def _int(value: Any, where: str, low: int = 1, high: int | None = None) -> int:
     if high is not None and value > high:
         raise ValueError(f"{where}: {value} is more than {high:,}, the most allowed")
     return value
+
+
+def _group(value: Any) -> int | str:
+    if value == "auto" and isinstance(value, str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"ml3.group: auto or an integer >= 1, got {value!r}")
+    return _int(value, "ml3.group", 1, int(CEILINGS["ml3.group"].most))
 
 
 def _ints(value: Any, where: str, length: int | None = None) -> tuple[int, ...]:
@@ -153,7 +182,9 @@ def check_settings(raw: Mapping[str, Any]) -> Ml3Settings:
             continue  # follow the study's objective
         if key in ("patch_size", "batch_size") and value is None:
             continue  # the study's train setting
-        if key in _COUNTS:
+        if key == "group":
+            values[key] = _group(value)
+        elif key in _COUNTS:
             values[key] = _int(value, where, 1, int(CEILINGS[where].most))
         elif key == "base":
             values[key] = _choice(value, where, BASES)
