@@ -320,8 +320,10 @@ def _networks(outcome, config, folder):
     return found
 
 
+@pytest.mark.slow  # three small studies: about 8 s
 def test_the_backend_meta_trains_a_group_as_one_at_a_time(tmp_path, monkeypatch, _isolated):
-    """``ml3.group: 3`` gives each network the record ``ml3.group: 1`` gives it.
+    """``ml3.group: 3`` gives each network the record ``ml3.group: 1`` gives it, also when
+    the group runs out of memory and is halved down to one network at a time.
 
     The hashes are content hashes of float32 networks, and the batched (grouped) convolutions
     of the inner UNet sum in another order than one network's, so the saved weights may differ
@@ -338,22 +340,36 @@ def test_the_backend_meta_trains_a_group_as_one_at_a_time(tmp_path, monkeypatch,
         return real(loss_nets, *args, **kwargs)
 
     monkeypatch.setattr(runner, "meta_train_group", spy)
+    real_step = group_module._group_step
+
+    def out_of_memory(loops, *args):  # "oom": any group of more than one runs out of memory
+        if len(loops) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_step(loops, *args)
+
     outcomes = {}
-    for size in (1, 3):
-        folder = tmp_path / f"group{size}"
+    for size, oom in ((1, False), (3, False), (3, True)):
+        folder = tmp_path / f"group{size}{'-oom' if oom else ''}"
         folder.mkdir()
-        config = load_study(_study(folder, group=size))
-        outcome = run_study(config, progress=False, trainer=_isolated)
+        with monkeypatch.context() as patch:
+            if oom:
+                patch.setattr(group_module, "_group_step", out_of_memory)
+            config = load_study(_study(folder, group=size))
+            outcome = run_study(config, progress=False, trainer=_isolated)
         assert [r.status for r in outcome.records] == ["ok"] * 3
-        outcomes[size] = _networks(outcome, config, folder)
-    assert groups == [3]  # group 1 never groups; group 3 meta-trains all three in one call
-    for alone, grouped in zip(outcomes[1], outcomes[3]):
+        outcomes[size, oom] = _networks(outcome, config, folder)
+    # group 1 never groups; group 3 meta-trains all three in one call; out of memory halves
+    # it (3 -> 2 + 1 -> 1 + 1 + 1), each network then alone
+    assert groups == [3, 3, 2]
+    for alone, grouped, halved in zip(outcomes[1, False], outcomes[3, False], outcomes[3, True]):
         assert alone[0] == grouped[0] == "ok" and alone[1] == grouped[1]
         assert torch.allclose(alone[2], grouped[2], rtol=1e-4, atol=1e-5)
         assert [s for s, _ in alone[3]] == [s for s, _ in grouped[3]] == [0, 1, 2]
         assert [v for _, v in alone[3]] == pytest.approx([v for _, v in grouped[3]], abs=1e-5)
+        assert torch.equal(alone[2], halved[2]) and alone[:2] == halved[:2]
     # the networks differ from one another (a mixed-up member would show)
-    assert not torch.allclose(outcomes[3][0][2], outcomes[3][1][2], rtol=1e-3, atol=1e-4)
+    grouped = outcomes[3, False]
+    assert not torch.allclose(grouped[0][2], grouped[1][2], rtol=1e-3, atol=1e-4)
 
 
 @pytest.mark.parametrize("value", [0, -1, True, 2.5, "all", None, 101])

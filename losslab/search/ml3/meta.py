@@ -16,42 +16,43 @@ out of memory: meta-training never raises for a diverging candidate. Each step r
 back to the host once (the curve and the finiteness test); that is the outer loop, not a
 training step.
 
-**Several networks at once: not batched, and why.** What could train as one population is not
+**Several networks at once: grouped, not vmapped.** What can train as one population is not
 the K inner steps (``theta_{k+1}`` needs ``theta_k``: a chain) but the ``ml3.networks`` loss
-networks, each an independent meta-training from its own seed; today the backend meta-trains
-them one after another. Grouping them was left out (issue 31) because:
+networks, each an independent meta-training from its own seed. ``group.meta_train_group``
+meta-trains N of them as one group (``ml3.group``; the backend groups the networks that have no
+usable record, ``runner.meta_train_networks``):
 
-- ``higher`` (the second engine and test oracle) patches a module into a stateful functional
-  copy with a differentiable optimiser; it has no batching rules, so it stays one at a time.
-- The ``torch.func`` engine differentiates each inner step with ``torch.autograd.grad(...,
-  create_graph=True)`` on tensors it marks ``requires_grad_()``; under ``torch.func.vmap`` both
-  raise ("attempting to call Tensor.requires_grad_() ... inside of a function being transformed
-  by a functorch transform"). A vmapped engine means a rewrite with ``torch.func.grad``/``vjp``
-  for the inner and the outer derivative, and :class:`WorstK`'s bisection, which reads the Dice
-  back to the host and loops in Python, becomes a batched bisection on the device.
-- Without vmapping the whole meta-step, N inner networks can still run stacked
-  (``training/stacked.py``'s ``vmap(functional_call)`` forward over ``[N, ...]`` parameters),
-  each loss network on its slice, one ``autograd.grad(sum, stacked theta, create_graph=True)``
-  per inner step (the members are independent, so each gets its own gradient) and one
-  ``autograd.grad`` of the summed outer losses to every ``phi``. That is the practical route.
-  What it must keep equal to one network at a time: each network's models built under its own
-  ``torch.manual_seed`` and its own samplers (so the inputs are ``[N, B, ...]``, not shared,
-  which on the CPU measured no faster than in turn: ``docs/benchmarks.md``, population
-  training), and per-network outcomes of :func:`meta_train` (a non-finite step skips that
-  network's Adam step and ``theta_K`` only, its own skip counter and failure), so the loss
-  networks' Adam states must be stepped per member as ``StackedNetwork.step(skip=...)`` does.
+- Built: the N inner networks run stacked (``stack_module_state``, one ``vmap(functional_call)``
+  forward over per-member inputs ``[N, B, ...]``, as ``training/stacked.py``), each loss network
+  on its slice, one ``autograd.grad(sum, stacked theta, create_graph=True)`` per inner step
+  (the members are independent, so each gets its own gradient) and one ``autograd.grad`` of
+  the summed *finite* outer losses to every ``phi`` (a NaN member is left out of the sum, so it
+  cannot reach another's gradient). Each network keeps its own models (built under its own
+  seed), samplers and Adam, and its outcomes are those of :func:`meta_train`: both loops
+  decide through :class:`OuterLoop` (``reset_every``, age and progress, a non-finite step
+  skips that network's Adam step and ``theta_K`` only, its own skip counter and failure, after
+  which it leaves the group). ``tests/search/test_ml3_group.py`` checks per-step outer losses,
+  meta-gradients and ``phi`` against :func:`meta_train` per network (float64: ~1e-15 measured;
+  float32: ~1e-6), ``reset_every > 1``, a member gone non-finite and the backend's records.
 - Memory: every inner step's graph is kept for the outer backward (about 250 MiB per inner step
-  per network at tiny/32^3/4 classes, mostly the per-voxel MLP), so "where memory allows" means
-  N chosen from the first step's measured peak and halved on a CUDA out-of-memory error, as
-  ``training/population.py`` does.
-- The backend meta-trains a network inside :meth:`ask` and evaluates its snapshots before the
-  next; grouping meta-trains N in one ask and records each network's state as now (resume is
-  per network and each network is a function of its seed, so that carries over).
+  per network at tiny/32^3/4 classes, mostly the per-voxel MLP). ``ml3.group: auto`` takes up
+  to 8 networks on CUDA and a CUDA out-of-memory error halves the group and meta-trains its
+  networks again, down to one at a time, as ``training/population.py`` does; the group's size
+  is not chosen from a measured peak.
+- Not built: ``higher`` (the second engine and test oracle) patches a module into a stateful
+  functional copy with a differentiable optimiser and has no batching rules, so it stays one
+  at a time. Nor is the whole meta-step vmapped: the ``torch.func`` engine's
+  ``autograd.grad(create_graph=True)`` on tensors it marks ``requires_grad_()`` raises under
+  ``torch.func.vmap`` ("attempting to call Tensor.requires_grad_() ... inside of a function
+  being transformed by a functorch transform"); that would need ``torch.func.grad``/``vjp``
+  for both derivatives and a batched :class:`WorstK` bisection on the device. A network that
+  cannot be batched (dropout, an operation without a batching rule) makes the runner
+  meta-train that group one network at a time.
 
-It pays off on a GPU only (on the CPU the convolutions' backward dominates). The test it
-needs: per-step meta-gradients and ``phi`` after a few meta-steps of a grouped meta-training
-equal :func:`meta_train` per network within float rounding, and a network that goes non-finite
-is skipped alone.
+It pays off on a GPU only (on the CPU the convolutions' backward dominates and the inputs are
+per network, which in population training measured no faster than in turn:
+``docs/benchmarks.md``), hence ``auto`` is 1 on the CPU. ``scripts/bench_ml3_group.py`` times N
+networks grouped against in turn (``--device cuda``).
 """
 
 from __future__ import annotations
