@@ -28,10 +28,12 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def _conv_net(seed: int, dtype: torch.dtype) -> nn.Module:
+def _conv_net(seed: int, dtype: torch.dtype, norm: bool = False) -> nn.Module:
     torch.manual_seed(seed)
-    net = nn.Sequential(nn.Conv3d(1, 4, 3, padding=1), nn.Tanh(), nn.Conv3d(4, C, 1))
-    return net.to(dtype)
+    layers = [nn.Conv3d(1, 4, 3, padding=1), nn.Tanh(), nn.Conv3d(4, C, 1)]
+    if norm:  # train mode: batch statistics, running buffers (the engine uses copies)
+        layers.insert(1, nn.BatchNorm3d(4))
+    return nn.Sequential(*layers).to(dtype)
 
 
 def _batch(seed: int, dtype: torch.dtype, size: int = 6, batch: int = 2):
@@ -51,14 +53,14 @@ class _Data:
     """Network ``i``'s functions (models, inner batches, validation batch), from its seed
     ``seeds[i]``; ``nan[i]`` are the outer steps whose inner inputs are NaN."""
 
-    def __init__(self, dtype, seeds=(0, 1, 2), nan=None, made=None):
-        self.dtype, self.seeds, self.nan = dtype, list(seeds), nan or {}
+    def __init__(self, dtype, seeds=(0, 1, 2), nan=None, made=None, norm=False):
+        self.dtype, self.seeds, self.nan, self.norm = dtype, list(seeds), nan or {}, norm
         self.made = made if made is not None else []
 
     def model(self, i):
         def make(step):
             self.made.append((i, step))
-            return _conv_net(1000 * self.seeds[i] + step, self.dtype)
+            return _conv_net(1000 * self.seeds[i] + step, self.dtype, self.norm)
 
         return make
 
@@ -175,20 +177,21 @@ def test_a_group_equals_each_network_alone(monkeypatch, dtype, tolerance):
     assert _compare(spy, solo_again, rolled[0]) > 1e-3
 
 
-def test_reset_every_carries_each_members_theta_on(monkeypatch):
+@pytest.mark.parametrize("norm", [False, True], ids=["plain", "batch_norm"])
+def test_reset_every_carries_each_members_theta_on(monkeypatch, norm):
     spy = _Spy(monkeypatch)
     config = MetaConfig(inner_steps=K, inner_lr=0.3, outer_lr=0.05, reset_every=2)
     dtype = torch.float64
     solo_made, group_made = [], []
-    solos = [_solo(i, _Data(dtype, made=solo_made), config, 4, dtype) for i in range(3)]
-    nets, results = _group(_Data(dtype, made=group_made), config, 4, dtype)
+    solos = [_solo(i, _Data(dtype, made=solo_made, norm=norm), config, 4, dtype) for i in range(3)]
+    nets, results = _group(_Data(dtype, made=group_made, norm=norm), config, 4, dtype)
     assert sorted(group_made) == sorted(solo_made) == [(i, s) for i in range(3) for s in (0, 2)]
     for i, (solo_net, _) in enumerate(solos):
         assert results[i].status == "ok" and results[i].steps == 4
         assert _compare(spy, solo_net, nets[i]) <= 1e-10
     # theta_K was carried on: the same group with a fresh model every step differs
     fresh = MetaConfig(inner_steps=K, inner_lr=0.3, outer_lr=0.05, reset_every=1)
-    _, every = _group(_Data(dtype), fresh, 4, dtype)
+    _, every = _group(_Data(dtype, norm=norm), fresh, 4, dtype)
     assert abs(every[0].curve[1][0] - results[0].curve[1][0]) > 1e-4
 
 
