@@ -186,7 +186,7 @@ def _open(specs: list[str], args: argparse.Namespace):
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from losslab.tracking.tracker import artifact_bars
+    from losslab.tracking.artifacts import artifact_bars
 
     with artifact_bars(show=not args.no_progress):
         return _compare(args)

@@ -1,4 +1,4 @@
-"""MLflow tracking: the only module that imports MLflow.
+"""MLflow tracking: with ``tracking/artifacts.py``, the only module that imports MLflow.
 
 One run per evaluation, nested under a parent run when called from a study or a suite, named
 by its role and content (``trial-004 tversky(alpha=0.283)``). It holds what reproduces it
@@ -19,18 +19,18 @@ killed while it creates the store leaves nothing that a later start cannot open.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from losslab import __version__
 from losslab.describe import param_text
-from losslab.tracking.format import RUN_NAME_LIMIT, RunRecord, fit_name, metric_key, table_json
+from losslab.tracking.artifacts import TABLES_TAG, RunArtifacts, artifact_bars
+from losslab.tracking.format import RUN_NAME_LIMIT, RunRecord, fit_name, metric_key
 from losslab.tracking.sqlite_store import init_lock, prepare_store, sqlite_path, use_wal
 
 __all__ = [
@@ -50,7 +50,6 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 # user chose is kept; one the UI only inferred is replaced.
 EXPERIMENT_KIND, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
 _CONNECT_ATTEMPTS = 5
-TABLES_TAG = "mlflow.loggedArtifacts"  # the tables MLflow's artifact view compares across runs
 
 
 def resolve_tracking_uri(uri: str | None = None) -> str:
@@ -135,26 +134,6 @@ class MetricPoint(NamedTuple):
     timestamp: int | None = None
 
 
-_BARS = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-
-
-@contextlib.contextmanager
-def artifact_bars(show: bool) -> Iterator[None]:
-    """MLflow's download and upload bars (tqdm, drawn when MLflow reads back an artifact it
-    appends to: ``log_table``, or one it is asked for) off while the block runs, unless
-    ``show``."""
-    old = os.environ.get(_BARS)
-    if not show:
-        os.environ[_BARS] = "false"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(_BARS, None)
-        else:
-            os.environ[_BARS] = old
-
-
 class Tracker:
     """A thin wrapper over one MLflow client and one experiment."""
 
@@ -197,6 +176,7 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         self.client = MlflowClient(self.tracking_uri)
+        self.artifacts = RunArtifacts(self.client, self.tracking_uri)
         found = self.client.get_experiment_by_name(self.experiment)
         if found is None:
             self.experiment_id = self.client.create_experiment(
@@ -219,6 +199,7 @@ class Tracker:
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
         run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
+        self.artifacts.remember(run.info.run_id, run.info.artifact_uri)
         return run.info.run_id
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
@@ -266,7 +247,7 @@ class Tracker:
         self.log_batch(run_id, tags=tags)
 
     def log_text(self, run_id: str, text: str, path: str) -> None:
-        self.client.log_text(run_id, text, path)
+        self.artifacts.log_text(run_id, text, path)
 
     def log_table(self, run_id: str, data: Mapping[str, Sequence[Any]], path: str) -> None:
         """A table (column -> values, all of one length) as the JSON artifact ``path``, which
@@ -284,7 +265,7 @@ class Tracker:
 
     def log_artifact(self, run_id: str, local_path: str | os.PathLike, folder: str = "") -> None:
         """Copy the file ``local_path`` into the run's artifacts (under ``folder`` if given)."""
-        self.client.log_artifact(run_id, os.fspath(local_path), folder or None)
+        self.artifacts.log_file(run_id, local_path, folder)
 
     def log_files(
         self,
@@ -292,45 +273,12 @@ class Tracker:
         files: Mapping[str, bytes],
         tables: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
     ) -> dict[str, str]:
-        """Artifacts from bytes (``{"plots/val_dice.png": b"..."}``) and ``tables`` (path ->
-        columns, as :meth:`log_table` writes them), in one upload. Returns the tag that lists the
-        tables in MLflow's artifact view (``{}`` without tables), for the caller to set with
-        its other tags (:meth:`log_table` sets it at once)."""
-        import tempfile
-
-        files = {**files, **{path: table_json(data) for path, data in (tables or {}).items()}}
-        if not files:
-            return {}
-        with tempfile.TemporaryDirectory(prefix="losslab-artifacts-") as folder:
-            for name, data in files.items():
-                target = os.path.join(folder, name)
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                with open(target, "wb") as handle:
-                    handle.write(data)
-            self.client.log_artifacts(run_id, folder)
-        if not tables:
-            return {}
-        listed = [{"path": path, "type": "table"} for path in tables]
-        return {TABLES_TAG: json.dumps(listed)}
+        """Artifacts from bytes and tables in one upload (:meth:`RunArtifacts.log_files`)."""
+        return self.artifacts.log_files(run_id, files, tables)
 
     def read_artifact(self, run_id: str, path: str) -> bytes | None:
         """The bytes of the artifact ``path`` of a run, or ``None`` when it has none."""
-        import tempfile
-
-        from mlflow.exceptions import MlflowException
-
-        with (
-            tempfile.TemporaryDirectory(prefix="losslab-artifact-") as folder,
-            artifact_bars(show=_BARS in os.environ),  # off unless the user set them
-        ):
-            try:
-                local = self.client.download_artifacts(run_id, path, folder)
-            except (MlflowException, OSError):
-                return None
-            if not os.path.isfile(local):
-                return None
-            with open(local, "rb") as handle:
-                return handle.read()
+        return self.artifacts.read(run_id, path)
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status)
