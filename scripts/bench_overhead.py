@@ -17,8 +17,9 @@ and without ``torch.compile`` of the network (lower is better; the goal is <= 1.
   cheapest reasonable loss: the point is the network's own cost), ``backward``, ``Adam.step``
   (same learning rate and weight decay), ``zero_grad``.
 
-Both sides use the same network type and size (``unet3d``), the same patch, batch, device and
-AMP setting (bf16 on CUDA when ``--amp on``, as ``TrainConfig.amp``; none on the CPU) and, with
+Both sides use the same network type and size (``unet3d``) in the same layout (the trainer's:
+channels-last 3D convolutions on the CPU, ``training.setup.fastest_layout``), the same patch,
+batch, device and AMP setting (bf16 on CUDA when ``--amp on``, as ``TrainConfig.amp``; none on the CPU) and, with
 compile, the same ``torch.compile(model)``. They run in the same process, interleaved in blocks
 of ``--block`` steps (the side that goes first alternates), timed per block (with
 ``torch.cuda.synchronize()`` on CUDA at both ends, so a host-sync-free step can queue ahead
@@ -61,6 +62,7 @@ from losslab.search.gp.language import GpLanguage
 from losslab.search.gp.targets import LOSS_TERMINALS, viable_loss
 from losslab.training import TrainConfig, Trainer
 from losslab.training.determinism import TorchFlags
+from losslab.training.setup import fastest_layout
 
 LOSSES = ("dice", "dice_ce", "gdl", "boundary", "random")
 
@@ -177,6 +179,7 @@ def measure(dataset, candidate: Candidate, compiled: bool, args, device) -> dict
         patch_size=config.patch_size,
         size=config.model_size,
     ).to(device)
+    model = fastest_layout(model, device)  # the trainer's network layout (channels-last on CPU)
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     if compiled:

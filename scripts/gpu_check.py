@@ -10,8 +10,10 @@ Run it first whenever a GPU is available. It runs, each part under its own time 
 - the benchmarks, through the functions of ``scripts/bench_*.py``: the trainer against the MONAI
   tutorial loop (``bench_trainer``), the trainer's step against the bare network's step per loss
   (``bench_overhead``), populations of N = 1, 2, 4, 8 against N runs in turn for tiny and base
-  unet3d at 64^3 and 96^3 (``bench_population``), the losses against MONAI (``bench_losses``),
-  and a 3-minute genetic study with ``workers.population: 8`` (``bench_study``).
+  unet3d at 64^3 and 96^3 (``bench_population``), ML3 loss networks meta-trained as one group
+  against in turn, N = 2, 4, 8 (``bench_ml3_group``), the losses against MONAI
+  (``bench_losses``), and a 3-minute genetic study with ``workers.population: 8``
+  (``bench_study``).
 
 On CUDA every part runs in its own process, killed at its cap: a part over its cap is recorded
 as ``timed out`` with the rows it finished, and the next part runs. The check writes
@@ -63,15 +65,16 @@ PARTS: list[Part] = [
     Part("distance", "test: distance transform on the device", 15, parts.test_distance, True),
     Part(
         "population_cuda",
-        "test: population and greedy look-ahead equal runs alone",
+        "test: population, greedy look-ahead and ML3 group equal runs alone",
         35,
         parts.test_population,
         True,
     ),
     Part("amp", "test: bf16 autocast, GradScaler, every loss", 25, parts.test_amp, True),
     Part("trainer", "bench: trainer vs MONAI tutorial loop", 30, parts.bench_trainer),
-    Part("overhead", "bench: trainer step vs bare network step", 40, parts.bench_overhead),
-    Part("population", "bench: population vs N runs in turn", 50, parts.bench_population),
+    Part("overhead", "bench: trainer step vs bare network step", 35, parts.bench_overhead),
+    Part("population", "bench: population vs N runs in turn", 40, parts.bench_population),
+    Part("ml3_group", "bench: ML3 networks grouped vs in turn", 20, parts.bench_ml3_group),
     Part("losses", "bench: losses vs MONAI", 15, parts.bench_losses),
     Part("study", "bench: 3-minute study, workers.population 8", 210, parts.bench_study),
 ]

@@ -99,6 +99,7 @@ TESTS = {
     "population_cuda": [
         "tests/training/test_population.py::test_population_on_the_gpu_trains_as_alone",
         "tests/search/test_greedy_batched.py::test_on_cuda_auto_batches_and_scores_as_one_at_a_time",
+        "tests/search/test_ml3_group_cuda.py::test_on_cuda_a_group_equals_each_network_alone",
     ],
     "amp": ["tests/training/test_amp.py", "-k", "cuda"],
 }
@@ -190,6 +191,25 @@ def bench_trainer(ctx: Context) -> str:
         mine = bench_trainer.ours(dataset, args, ctx.device)
         ctx.emit({"size": size, "patch": patch, "monai_steps_s": peer, "ours_steps_s": mine})
         out.append(f"{size} {patch}^3: {mine / peer:.2f}x ({mine:.1f} vs {peer:.1f} steps/s)")
+    return "; ".join(out)
+
+
+def bench_ml3_group(ctx: Context) -> str:
+    """ML3 loss networks meta-trained as one group against in turn (``bench_ml3_group``)."""
+    import bench_ml3_group
+
+    args = argparse.Namespace(
+        patch=8 if ctx.cpu else 32, batch=1 if ctx.cpu else 2, classes=3 if ctx.cpu else 4,
+        inner_steps=2, steps=1 if ctx.cpu else 3, model_size="tiny",
+    )  # fmt: skip
+    bench_ml3_group.measure(argparse.Namespace(**{**vars(args), "steps": 1}), 1, ctx.device)
+    out = []
+    for n in [2] if ctx.cpu else [2, 4, 8]:
+        if ctx.time_left() < 5:
+            break
+        alone, together = bench_ml3_group.measure(args, n, ctx.device)
+        ctx.emit({"networks": n, "in_turn_s_step": alone, "grouped_s_step": together})
+        out.append(f"N={n}: {alone / together:.2f}x")
     return "; ".join(out)
 
 
