@@ -342,6 +342,8 @@ def compile_program(
             slot = visit(node.args[1] if cond else node.args[2], gathered)
         elif (chosen := _decided(node, vocabulary)) is not None:
             slot = visit(chosen, gathered)  # min(logp, 1) is logp: the bounds decide
+        elif (same := _absolute(node, vocabulary)) is not None:
+            slot = visit(same, gathered)  # min(x, -x) is -abs(x)
         elif (
             fuse
             and not gathered
@@ -385,6 +387,32 @@ def _decided(node: Node, vocabulary: Vocabulary) -> Node | None:
     if vocabulary is LOSS_VOCABULARY and has_gradient_path(node) and not has_gradient_path(chosen):
         return None
     return chosen
+
+
+def _absolute(node: Node, vocabulary: Vocabulary) -> Node | None:
+    """``-abs(x)`` for ``min(x, -x)`` and ``abs(x)`` for ``max(x, -x)`` (either order, each
+    side as the bounds leave it: ``min(min(logp, 1), -logp)`` too), else ``None``: the same
+    values and gradients (on the tie ``x = 0`` torch gives each side half the gradient,
+    ``1/2 - 1/2 = 0``, which is ``abs``'s there), in two passes over the voxels where the
+    minimum, the negation and their backwards take eight."""
+    if not (isinstance(node, Call) and node.fn in ("min", "max")):
+        return None
+    a, b = (_settled(arg, vocabulary) for arg in node.args)
+    if b == Neg(a):
+        x = a
+    elif a == Neg(b):
+        x = b
+    else:
+        return None
+    absolute = Call("abs", (x,))
+    return absolute if node.fn == "max" else Neg(absolute)
+
+
+def _settled(node: Node, vocabulary: Vocabulary) -> Node:
+    """``node`` with what the bounds decide taken (:func:`_decided`), as it is compiled."""
+    while (chosen := _decided(node, vocabulary)) is not None:
+        node = chosen
+    return node
 
 
 def _identity(node: Node, args: tuple[int | float, ...], vocabulary: Vocabulary) -> int | None:
