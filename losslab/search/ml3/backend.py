@@ -13,8 +13,8 @@ evaluated before the next network is meta-trained. With ``ml3.group`` above 1 (`
 CUDA) and the ``torch.func`` engine, the network is meta-trained together with the next ones
 that have no usable record, up to the group's size, as one batched group
 (``group.meta_train_group``; halved when out of memory); each network's record, files and
-MLflow metrics are then those it would have had alone, up to float rounding. :meth:`batch_size` is 0 once every job was
-proposed and is in the ledger. A meta-training that fails (``max_consecutive_skips`` non-finite
+MLflow metrics are then those it would have had alone, up to float rounding.
+:meth:`batch_size` is 0 once every job was proposed and is in the ledger. A meta-training that fails (``max_consecutive_skips`` non-finite
 meta-steps in a row, an error) makes each of its jobs an invalid proposal: a failed trial with
 the reason, and the study goes on with the next network.
 
