@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from losslab.losses import rewrites
 from losslab.losses.bounds import (
     bounds,
-    decided_argument,
     exact_power_is_safe,
     integer_exponent,
     needs_saturation,
@@ -50,7 +50,6 @@ from losslab.losses.nodes import (
     Num,
     Var,
     children,
-    has_gradient_path,
 )
 from losslab.losses.ops import BINARY, COMPARISONS, LIMIT, safe_pow, tensor_like
 from losslab.losses.parser import kind_of
@@ -301,6 +300,7 @@ def compile_program(
     used_terminals: set[str] = set()
     voxel = VoxelNodes(vocabulary)
     fuse = fuse_labels and vocabulary is LOSS_VOCABULARY
+    trees = [rewrites.simplify(tree, vocabulary) for tree in trees]  # exact, fewer passes
     logp_computed = fuse and reads_log_softmax(trees)
 
     def emit(kind: str, payload: object, args: tuple[int | float, ...]) -> int:
@@ -340,10 +340,6 @@ def compile_program(
             # A condition of numbers and parameters alone is decided once, here (when the
             # branches differ in kind, the run-time where broadcasts the chosen one).
             slot = visit(node.args[1] if cond else node.args[2], gathered)
-        elif (chosen := _decided(node, vocabulary)) is not None:
-            slot = visit(chosen, gathered)  # min(logp, 1) is logp: the bounds decide
-        elif (same := _absolute(node, vocabulary)) is not None:
-            slot = visit(same, gathered)  # min(x, -x) is -abs(x)
         elif (
             fuse
             and not gathered
@@ -369,50 +365,6 @@ def compile_program(
     detached = condition_only(steps, outputs, comparisons)
     released = last_reads(steps, outputs)
     return Program(tuple(steps), outputs, frozenset(used_terminals), detached, released)
-
-
-def _decided(node: Node, vocabulary: Vocabulary) -> Node | None:
-    """The argument a ``where`` / ``min`` / ``max`` always takes by the bounds
-    (:func:`~losslab.losses.bounds.decided_argument`), else ``None``.
-
-    Only when it has the node's kind (so that the value keeps its shape) and keeps a gradient
-    path where the node had one (``max(p, y + 2)`` stays: its zero gradient still reaches
-    ``p``, so a loss is trainable, or not, whatever the bounds decide).
-    """
-    chosen = decided_argument(node, vocabulary)
-    if chosen is None or kind_of(chosen, vocabulary=vocabulary) != kind_of(
-        node, vocabulary=vocabulary
-    ):
-        return None
-    if vocabulary is LOSS_VOCABULARY and has_gradient_path(node) and not has_gradient_path(chosen):
-        return None
-    return chosen
-
-
-def _absolute(node: Node, vocabulary: Vocabulary) -> Node | None:
-    """``-abs(x)`` for ``min(x, -x)`` and ``abs(x)`` for ``max(x, -x)`` (either order, each
-    side as the bounds leave it: ``min(min(logp, 1), -logp)`` too), else ``None``: the same
-    values and gradients (on the tie ``x = 0`` torch gives each side half the gradient,
-    ``1/2 - 1/2 = 0``, which is ``abs``'s there), in two passes over the voxels where the
-    minimum, the negation and their backwards take eight."""
-    if not (isinstance(node, Call) and node.fn in ("min", "max")):
-        return None
-    a, b = (_settled(arg, vocabulary) for arg in node.args)
-    if b == Neg(a):
-        x = a
-    elif a == Neg(b):
-        x = b
-    else:
-        return None
-    absolute = Call("abs", (x,))
-    return absolute if node.fn == "max" else Neg(absolute)
-
-
-def _settled(node: Node, vocabulary: Vocabulary) -> Node:
-    """``node`` with what the bounds decide taken (:func:`_decided`), as it is compiled."""
-    while (chosen := _decided(node, vocabulary)) is not None:
-        node = chosen
-    return node
 
 
 def _identity(node: Node, args: tuple[int | float, ...], vocabulary: Vocabulary) -> int | None:

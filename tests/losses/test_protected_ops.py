@@ -18,7 +18,7 @@ import math
 import pytest
 import torch
 
-from losslab.losses import LOSS_VOCABULARY, LossSpec, compiler, ops, parse_loss
+from losslab.losses import LOSS_VOCABULARY, LossSpec, compiler, ops, parse_loss, rewrites
 from losslab.losses.compiler import Terminals, compile_program
 from losslab.losses.fusion import gathered_terminal
 from losslab.losses.nodes import Call, Node, bind_parameters, iter_nodes
@@ -206,8 +206,7 @@ def _use_reference(patch) -> None:
         patch.setattr(ops, name, fn)
     patch.setattr(compiler, "_mask", lambda compare, a, b: compare(a, b))  # booleans
     patch.setattr(compiler, "_identity", lambda node, args, vocabulary: None)
-    patch.setattr(compiler, "_decided", lambda node, vocabulary: None)
-    patch.setattr(compiler, "_absolute", lambda node, vocabulary: None)
+    patch.setattr(rewrites, "simplify", lambda node, vocabulary: node)
     patch.setattr(compiler, "condition_only", lambda steps, outputs, comparisons: frozenset())
 
 
@@ -323,97 +322,3 @@ def test_comparisons_give_the_boolean_as_zeros_and_ones(op):
         mask = compiler._mask(compare, x, other)
         assert mask.dtype == torch.result_type(x, other)
         assert torch.equal(mask, compare(x, other).to(mask.dtype))
-
-
-# --- decided by the bounds ------------------------------------------------------------------
-
-
-def _ops(text: str) -> list[str]:
-    program = compile_program([parse_loss(text).tree])
-    return [getattr(payload, "__name__", "") for kind, payload, _ in program.steps if kind == "op"]
-
-
-@pytest.mark.parametrize(
-    "text,gone",
-    [
-        ("vmean(min(logp, 1) * y)", "_min"),  # logp <= 0 < 1
-        ("vmean(max(p, -0.5) - logp)", "_max"),  # p >= 0 > -0.5
-        ("vmean(where(logp <= 0, -y * logp, p))", "_where"),  # always true
-        ("vmean(where(p > 1.5, z, -y * logp))", "_where"),  # never true
-    ],
-)
-def test_what_the_bounds_decide_is_not_computed(monkeypatch, text, gone):
-    assert gone not in _ops(text)
-    tree = parse_loss(text).tree
-    logits, labels = _batch(torch.float64)
-    with monkeypatch.context() as patch:
-        _use_reference(patch)
-        expected, expected_grad = _run(compile_program([tree]), logits, labels)
-    value, grad = _run(compile_program([tree]), logits, labels)
-    torch.testing.assert_close(value, expected, rtol=1e-12, atol=0)
-    torch.testing.assert_close(grad, expected_grad, rtol=1e-12, atol=0)
-
-
-@pytest.mark.parametrize(
-    "text,kept",
-    [
-        (
-            "vmean(min(logp, -2 * logp))",
-            "_min",
-        ),  # they touch at logp = 0: a tie halves the gradient
-        ("vmean(max(p, y + 2))", "_max"),  # y + 2 has no gradient path: p's zero one is kept
-        ("vmean(max(logp, 2) * y)", "_max"),  # 2 is a number, the max a voxel tensor
-        ("vmean(where(p >= 0.5, logp, y))", "_where"),  # undecided
-    ],
-)
-def test_what_the_bounds_do_not_decide_is_computed(text, kept):
-    assert kept in _ops(text)
-
-
-def test_a_tie_at_the_bounds_keeps_torchs_half_gradient():
-    """``min(logp, -2 * logp)`` at a voxel whose ``logp`` is exactly 0 (a certain prediction)."""
-    tree = parse_loss("vmean(min(logp, -2 * logp))").tree
-    logits = torch.tensor([[[0.0], [-800.0]]], dtype=torch.float64)  # p = (1, 0): logp_0 = 0
-    labels = torch.zeros(1, 1, dtype=torch.long)
-    z = logits.clone().requires_grad_()
-    (value,) = compile_program([tree]).run(Terminals(logits=z, labels=labels))
-    (grad,) = torch.autograd.grad(value[0], z)
-    reference = torch.minimum(torch.log_softmax(z, 1), -2 * torch.log_softmax(z, 1))[:, 0].mean()
-    (expected,) = torch.autograd.grad(reference, z)
-    torch.testing.assert_close(grad, expected)
-
-
-def test_random_trees_have_decisions_to_take(monkeypatch):
-    """The random-tree comparison above exercises the decisions: GP trees often hold them."""
-    fewer = 0
-    for tree in _trees(150):
-        with monkeypatch.context() as patch:
-            patch.setattr(compiler, "_decided", lambda node, vocabulary: None)
-            undecided = compile_program([tree])
-        fewer += len(compile_program([tree]).steps) < len(undecided.steps)
-    assert fewer >= 10
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "vmean(min(logp, -logp))",
-        "vmean(min(-(z * 2), z * 2))",
-        "vmean(max(p - 0.5, -(p - 0.5)))",
-        "vmean(min(min(logp, 1), -logp))",  # once the bounds have taken min(logp, 1)
-    ],
-)
-def test_min_and_max_of_x_and_minus_x_are_abs(monkeypatch, text):
-    """Two passes instead of eight, the same values and gradients, ties (x = 0) included."""
-    tree = parse_loss(text).tree
-    names = _ops(text)
-    assert "_min" not in names and "_max" not in names
-    logits, labels = _batch(torch.float64)
-    logits[0, :, 0, 0, 0] = 0.0  # p = 1/4 exactly: p - 0.5 != 0, but z * 2 = 0, a tie
-    logits[1, :, 0, 0, 0] = torch.tensor([0.0, -800.0, -800.0, -800.0])  # logp_0 = 0: a tie
-    with monkeypatch.context() as patch:
-        _use_reference(patch)
-        reference, reference_grad = _run(compile_program([tree]), logits, labels)
-    value, grad = _run(compile_program([tree]), logits, labels)
-    torch.testing.assert_close(value, reference, rtol=1e-12, atol=0)
-    torch.testing.assert_close(grad, reference_grad, rtol=1e-12, atol=1e-300)
