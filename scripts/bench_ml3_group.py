@@ -18,19 +18,12 @@ import argparse
 import time
 
 import torch
+from bench_ml3_memory import _device  # a script beside this one
 
 from losslab.losses.learned import LossNetwork
 from losslab.models import get_model
 from losslab.search.ml3.group import meta_train_group
 from losslab.search.ml3.meta import MetaConfig, meta_train
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: CUDA is not available")
-    return torch.device(name)
 
 
 def _functions(args: argparse.Namespace, device: torch.device, i: int):

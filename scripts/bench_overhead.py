@@ -51,15 +51,13 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from bench_trees import random_trees  # a script beside this one
 
 from losslab.candidate import Candidate
 from losslab.data import augment, load_dataset
-from losslab.losses import LOSS_VOCABULARY, LossSpec, parse_loss
+from losslab.losses import LossSpec
 from losslab.losses.nodes import iter_nodes
 from losslab.models import get_model
-from losslab.search.gp.evolution import Breeder, Variation
-from losslab.search.gp.language import GpLanguage
-from losslab.search.gp.targets import LOSS_TERMINALS, viable_loss
 from losslab.training import TrainConfig, Trainer
 from losslab.training.determinism import TorchFlags
 from losslab.training.setup import fastest_layout
@@ -73,39 +71,12 @@ def _sync(device: torch.device) -> None:
 
 
 def random_expression(seed: int, lo: int = 36, hi: int = 44, tries: int = 400) -> LossSpec:
-    """The first random loss tree of ``lo`` to ``hi`` nodes whose value and gradient are finite.
-
-    Drawn as the GP backend draws a first generation (ramped half-and-half over the loss
-    vocabulary without ``dist``, viable: reads ``y`` and has a gradient path to a prediction).
-    """
-    language = GpLanguage(LOSS_VOCABULARY, LOSS_TERMINALS)
-    breeder = Breeder(
-        language,
-        Variation(init_min_height=4, init_max_height=6),
-        canonical=lambda node: str(LossSpec.from_tree(node)),
-        viable=viable_loss,
-    )
-    generator = torch.Generator().manual_seed(seed)
-    logits = torch.randn(2, 14, 16, 16, 16, generator=generator)
-    labels = torch.randint(0, 14, (2, 16, 16, 16), generator=generator)
-    for tree in breeder.random_trees(tries, seed):
-        text = breeder.text_of(tree)
-        if text is None:
-            continue
-        spec = parse_loss(text)
-        if not lo <= sum(1 for _ in iter_nodes(spec.tree)) <= hi:
-            continue
-        probe = logits.clone().requires_grad_()
-        try:
-            value = spec.compile().total(probe, labels)
-            value.backward()
-        except (RuntimeError, ValueError):
-            continue
-        grad = probe.grad
-        finite = bool(torch.isfinite(value)) and grad is not None and bool(grad.isfinite().all())
-        if finite and float(grad.abs().sum()) > 0:  # a gradient that moves the network
-            return spec
-    raise RuntimeError(f"no random expression of {lo} to {hi} nodes in {tries} trees")
+    """The first random loss tree of ``lo`` to ``hi`` nodes whose value and gradient are finite
+    (heights 4 to 6, a 16^3 probe: ``bench_trees.random_trees``)."""
+    found = random_trees(1, lo, hi, seed, max_height=6, probe=16, tries=tries)
+    if not found:
+        raise RuntimeError(f"no random expression of {lo} to {hi} nodes in {tries} trees")
+    return found[0]
 
 
 def blocks(

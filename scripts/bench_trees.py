@@ -32,33 +32,47 @@ from losslab.search.gp.language import GpLanguage
 from losslab.search.gp.targets import LOSS_TERMINALS, viable_loss
 
 
-def random_trees(count: int, lo: int, hi: int, seed: int) -> list[LossSpec]:
-    """``count`` viable random trees of ``lo`` to ``hi`` nodes, finite on a probe batch."""
+def random_trees(
+    count: int,
+    lo: int,
+    hi: int,
+    seed: int,
+    *,
+    max_height: int = 7,
+    probe: int = 8,
+    tries: int | None = None,
+) -> list[LossSpec]:
+    """``count`` viable random trees of ``lo`` to ``hi`` nodes whose value and gradient are
+    finite and whose gradient is not zero on a probe batch (``[2, 14, probe^3]``), among the
+    first ``tries`` (default ``50 * count``) trees of a first generation drawn as the genetic
+    backend draws it (ramped half-and-half, heights 4 to ``max_height``, over the loss
+    vocabulary without ``dist``; viable: reads ``y`` and has a gradient path to a prediction).
+    """
     language = GpLanguage(LOSS_VOCABULARY, LOSS_TERMINALS)
     breeder = Breeder(
         language,
-        Variation(init_min_height=4, init_max_height=7),
+        Variation(init_min_height=4, init_max_height=max_height),
         canonical=lambda node: str(LossSpec.from_tree(node)),
         viable=viable_loss,
     )
     generator = torch.Generator().manual_seed(seed)
-    logits = torch.randn(2, 14, 8, 8, 8, generator=generator)
-    labels = torch.randint(0, 14, (2, 8, 8, 8), generator=generator)
+    logits = torch.randn(2, 14, probe, probe, probe, generator=generator)
+    labels = torch.randint(0, 14, (2, probe, probe, probe), generator=generator)
     found: list[LossSpec] = []
-    for tree in breeder.random_trees(50 * count, seed):
+    for tree in breeder.random_trees(tries or 50 * count, seed):
         text = breeder.text_of(tree)
         if text is None:
             continue
         spec = parse_loss(text)
         if not lo <= sum(1 for _ in iter_nodes(spec.tree)) <= hi:
             continue
-        probe = logits.clone().requires_grad_()
+        probe_logits = logits.clone().requires_grad_()
         try:
-            value = spec.compile().total(probe, labels)
+            value = spec.compile().total(probe_logits, labels)
             value.backward()
         except (RuntimeError, ValueError):
             continue
-        grad = probe.grad
+        grad = probe_logits.grad
         finite = bool(torch.isfinite(value)) and grad is not None and bool(grad.isfinite().all())
         if finite and float(grad.abs().sum()) > 0:  # a gradient that moves the network
             found.append(spec)

@@ -25,7 +25,7 @@ from losslab.losses.nodes import BinOp, Call, Compare, Neg, Node, has_gradient_p
 from losslab.losses.parser import kind_of
 from losslab.losses.vocabulary import LOSS_VOCABULARY, Vocabulary
 
-__all__ = ["absolute", "decided", "settled", "simplify"]
+__all__ = ["absolute", "decided", "simplify"]
 
 _LINEAR = frozenset({"vsum", "vmean", "csum", "cmean"})  # reductions that commute with -x
 
@@ -48,13 +48,6 @@ def decided(node: Node, vocabulary: Vocabulary) -> Node | None:
     return chosen
 
 
-def settled(node: Node, vocabulary: Vocabulary) -> Node:
-    """``node`` with what the bounds decide taken (:func:`decided`), as it is compiled."""
-    while (chosen := decided(node, vocabulary)) is not None:
-        node = chosen
-    return node
-
-
 def absolute(node: Node, vocabulary: Vocabulary) -> Node | None:
     """``-abs(x)`` for ``min(x, -x)`` and ``abs(x)`` for ``max(x, -x)`` (either order, each
     side as the bounds leave it: ``min(min(logp, 1), -logp)`` too), else ``None``: the same
@@ -63,7 +56,7 @@ def absolute(node: Node, vocabulary: Vocabulary) -> Node | None:
     minimum, the negation and their backwards take eight."""
     if not (isinstance(node, Call) and node.fn in ("min", "max")):
         return None
-    a, b = (settled(arg, vocabulary) for arg in node.args)
+    a, b = node.args  # simplified first (:func:`simplify` works bottom-up)
     if b == Neg(a):
         x = a
     elif a == Neg(b):

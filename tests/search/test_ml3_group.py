@@ -17,15 +17,9 @@ from losslab.search.ml3 import group as group_module
 from losslab.search.ml3.group import meta_train_group
 from losslab.search.ml3.meta import MetaConfig, OuterLoop, meta_train
 
+from .test_ml3_meta import _one_thread  # noqa: F401  (autouse: one torch thread here too)
+
 C, K = 3, 2
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _conv_net(seed: int, dtype: torch.dtype, norm: bool = False) -> nn.Module:
